@@ -1,0 +1,47 @@
+"""The ``m2f`` command line. Subcommands live in ``m2f.commands.<name>``; each module defines ``HELP``,
+``add_arguments(parser)`` (stdlib only) and ``run(args)`` (which imports its own heavy dependencies), so
+``m2f --help`` works with nothing but numpy installed."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import M2FError
+
+# name -> module under m2f.commands. Order is the order shown in --help.
+COMMANDS = ("demo", "inspect")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="m2f", description="Mask2Former checkpoints to ONNX / TensorRT, and a torch-free runtime.")
+    parser.add_argument("--version", action="version", version=f"m2f {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"m2f.commands.{name}")
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    try:
+        return args._run(args) or 0
+    except M2FError as e:
+        print(f"m2f {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"m2f {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

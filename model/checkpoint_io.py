@@ -1,0 +1,159 @@
+"""Reading checkpoint files into a flat {name: float32 tensor} dict, safely by default.
+
+Formats: detectron2 ``.pkl`` (pickled numpy under "model"), detectron2 / plain ``.pth`` (torch, under "model" or
+flat), ``.safetensors``, and HuggingFace directories (config.json + model.safetensors / pytorch_model.bin, sharded
+or not). A checkpoint is data: ``.pkl`` files go through an unpickler that admits only numpy arrays and plain
+containers and ``.pth`` through ``torch.load(weights_only=True)``; ``trust=True`` lifts that for a trusted file.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from m2f.errors import CheckpointError
+
+# Exactly what model-zoo pickles need (reference §4.1), under both numpy 1.x and 2.x module names.
+_PICKLE_ALLOWED = {
+    ("collections", "OrderedDict"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),  # bytes written by Python 2 pickles
+}
+
+
+class _DataOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) in _PICKLE_ALLOWED:
+            return super().find_class(module, name)
+        raise CheckpointError(
+            f"refusing to unpickle {module}.{name}: a checkpoint should hold only arrays, and loading arbitrary "
+            f"objects can run code; if you trust this file, pass trust=True (CLI: --trust-checkpoint)"
+        )
+
+
+@dataclass
+class RawCheckpoint:
+    """What a file holds: tensors under their stored names, the format, and a HuggingFace config if any."""
+
+    tensors: dict[str, torch.Tensor]
+    format: str  # "detectron2-pkl" | "torch" | "safetensors" | "huggingface"
+    path: Path
+    hf_config: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _to_tensors(state: dict, path: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, value in state.items():
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(np.ascontiguousarray(value))
+        if not isinstance(value, torch.Tensor):
+            continue  # e.g. numpy scalars or strings next to the weights
+        out[name] = value.float() if value.is_floating_point() else value
+    if not out:
+        raise CheckpointError(f"{path} holds no tensors; is it a model checkpoint?")
+    return out
+
+
+def _unwrap(obj, path: Path) -> dict:
+    """A detectron2 file keeps the state dict under "model"; mmdet under "state_dict" (not supported yet)."""
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} does not hold a dict of weights (found {type(obj).__name__})")
+    if "model" in obj and isinstance(obj["model"], dict):
+        return obj["model"]
+    if "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        if any(k.startswith(("panoptic_head.", "panoptic_fusion_head.")) for k in obj["state_dict"]):
+            raise CheckpointError(
+                f"{path} is an mmdetection Mask2Former checkpoint, which m2f does not read yet; "
+                f"use the detectron2 or HuggingFace release of the same model"
+            )
+        return obj["state_dict"]
+    return obj
+
+
+def _read_pkl(path: Path, trust: bool) -> dict:
+    with open(path, "rb") as f:
+        if trust:
+            return pickle.load(f, encoding="latin1")
+        try:
+            return _DataOnlyUnpickler(f, encoding="latin1").load()
+        except (pickle.UnpicklingError, EOFError, ValueError) as e:
+            raise CheckpointError(f"{path} is not a readable pickle ({e})") from None
+
+
+def _read_torch(path: Path, trust: bool) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path} holds objects other than tensors ({str(e).splitlines()[0]}); if you trust this file, pass "
+            f"trust=True (CLI: --trust-checkpoint)"
+        ) from None
+    except (RuntimeError, EOFError) as e:
+        raise CheckpointError(f"{path} is not a readable PyTorch file ({str(e).splitlines()[0]})") from None
+
+
+def _read_safetensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types
+        raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
+
+
+def _read_hf_dir(path: Path, trust: bool) -> RawCheckpoint:
+    config = json.loads((path / "config.json").read_text())
+    if config.get("model_type") != "mask2former":
+        raise CheckpointError(
+            f"{path} is a HuggingFace '{config.get('model_type')}' model, not 'mask2former'"
+        )
+    tensors: dict = {}
+    for index_name, reader in (("model.safetensors.index.json", _read_safetensors),
+                               ("pytorch_model.bin.index.json", lambda p: _read_torch(p, trust))):
+        if (path / index_name).exists():
+            shards = sorted(set(json.loads((path / index_name).read_text())["weight_map"].values()))
+            for shard in shards:
+                tensors.update(reader(path / shard))
+            break
+    else:
+        if (path / "model.safetensors").exists():
+            tensors = _read_safetensors(path / "model.safetensors")
+        elif (path / "pytorch_model.bin").exists():
+            tensors = _read_torch(path / "pytorch_model.bin", trust)
+        else:
+            raise CheckpointError(f"{path} has a config.json but no model.safetensors or pytorch_model.bin")
+    return RawCheckpoint(_to_tensors(tensors, path), "huggingface", path, hf_config=config)
+
+
+def read_checkpoint(path: str | Path, trust: bool = False) -> RawCheckpoint:
+    """Read any supported checkpoint file or HuggingFace directory (format detected from the path)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise CheckpointError(f"{path} is a directory without config.json; give a HuggingFace model directory "
+                                  f"or a checkpoint file (.pkl, .pth, .safetensors)")
+        return _read_hf_dir(path, trust)
+    suffix = path.suffix.lower()
+    if suffix == ".pkl":
+        return RawCheckpoint(_to_tensors(_unwrap(_read_pkl(path, trust), path), path), "detectron2-pkl", path)
+    if suffix in (".pth", ".pt", ".bin", ".ckpt"):
+        return RawCheckpoint(_to_tensors(_unwrap(_read_torch(path, trust), path), path), "torch", path)
+    if suffix == ".safetensors":
+        return RawCheckpoint(_to_tensors(_read_safetensors(path), path), "safetensors", path)
+    raise CheckpointError(
+        f"cannot tell the format of {path}; expected a .pkl, .pth, .safetensors file or a HuggingFace directory"
+    )

@@ -1,0 +1,66 @@
+"""Multi-scale deformable attention (Deformable DETR), the core of Mask2Former's pixel decoder.
+
+Contract (the signature of the Deformable-DETR CUDA op and of TensorRT's ``MultiscaleDeformableAttnPlugin_TRT``):
+
+    value               float [N, S, M, D]      S = sum over levels of H_l * W_l, M heads, D channels per head
+    spatial_shapes      int32 [L, 2]            (H_l, W_l) per level, in the order the levels are flattened in S
+    level_start_index   int32 [L]               exclusive cumulative sum of H_l * W_l
+    sampling_locations  float [N, Lq, M, L, P, 2]  normalised (x, y) in [0, 1] (outside is allowed: reads zero)
+    attention_weights   float [N, Lq, M, L, P]     already softmax-ed jointly over L * P
+    -> output           float [N, Lq, M * D]    heads concatenated, head h = channels h*D .. h*D+D-1
+
+Sampling is bilinear with pixel coordinate = loc * size - 0.5 and zero outside the map, i.e. ``grid_sample`` with
+``align_corners=False, padding_mode="zeros"`` on the grid 2 * loc - 1 (reference §1.3).
+"""
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+PLUGIN_NAME = "M2fMSDeformAttn"
+PLUGIN_NAMESPACE = "m2f"
+PLUGIN_VERSION = "1"
+
+Shapes = Union[torch.Tensor, Sequence[Sequence[int]]]
+
+
+def _level_shapes(spatial_shapes: Shapes) -> list[tuple[int, int]]:
+    if isinstance(spatial_shapes, torch.Tensor):
+        spatial_shapes = spatial_shapes.tolist()
+    return [(int(h), int(w)) for h, w in spatial_shapes]
+
+
+def reference(
+    value: torch.Tensor,
+    spatial_shapes: Shapes,
+    level_start_index: torch.Tensor | None,
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
+    """The PyTorch reference; exact in float64, and in float32 the same arithmetic as Mask2Former's CPU path.
+
+    ``spatial_shapes`` may be the int tensor of the contract or a list of (H, W) pairs; ``level_start_index`` is
+    implied by the shapes and only checked for consistency when given. Shapes are documented in the module docstring.
+    """
+    n, s, m, d = value.shape
+    _, lq, _, num_levels, num_points, _ = sampling_locations.shape
+    shapes = _level_shapes(spatial_shapes)
+    if len(shapes) != num_levels or sum(h * w for h, w in shapes) != s:
+        raise ValueError(
+            f"spatial_shapes {shapes} do not match value length {s} and {num_levels} sampling levels"
+        )
+    value_per_level = value.split([h * w for h, w in shapes], dim=1)
+    grids = 2 * sampling_locations - 1
+    sampled = []
+    for level, (h, w) in enumerate(shapes):
+        # [N, H*W, M, D] -> [N*M, D, H, W]
+        v = value_per_level[level].flatten(2).transpose(1, 2).reshape(n * m, d, h, w)
+        # [N, Lq, M, P, 2] -> [N*M, Lq, P, 2]
+        g = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
+        sampled.append(F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False))
+    # [N, Lq, M, L, P] -> [N*M, 1, Lq, L*P]
+    weights = attention_weights.transpose(1, 2).reshape(n * m, 1, lq, num_levels * num_points)
+    out = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1).view(n, m * d, lq)
+    return out.transpose(1, 2).contiguous()

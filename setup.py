@@ -1,0 +1,15 @@
+"""Maps the top-level stage folders into ONE installed namespace, ``m2f``.
+
+The repository keeps each pipeline stage in a top-level folder (design.md §1) while code always imports
+``m2f.model``, ``m2f.runtime`` …, never a bare ``runtime`` that would clash in site-packages.
+Metadata and dependencies live in pyproject.toml; only the folder mapping is here.
+"""
+from setuptools import setup
+
+STAGES = ["model", "plugins", "export", "calib", "runtime", "train", "validate"]
+
+setup(
+    packages=["m2f"] + [f"m2f.{s}" for s in STAGES],
+    package_dir={"m2f": "m2f", **{f"m2f.{s}": s for s in STAGES}},
+    package_data={"m2f.model": ["presets/*.yaml"]},
+)

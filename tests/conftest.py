@@ -1,0 +1,19 @@
+"""Markers: ``gpu`` and ``trt`` tests skip with a stated reason when the machine lacks them, and FAIL instead when
+M2F_REQUIRE names them (e.g. M2F_REQUIRE=gpu,trt on a GPU machine), so a skip is never mistaken for a pass."""
+import pytest
+
+from m2f import testing
+
+_CHECKS = {"gpu": testing.has_gpu, "trt": testing.has_tensorrt}
+
+
+@pytest.fixture(autouse=True)
+def _required_capabilities(request):
+    for name, check in _CHECKS.items():
+        if request.node.get_closest_marker(name) is None:
+            continue
+        ok, reason = check()
+        if not ok:
+            if name in testing.required():
+                pytest.fail(f"M2F_REQUIRE={name} but {reason}")
+            pytest.skip(reason)

@@ -1,0 +1,1 @@
+"""Fine-tuning: matcher, criterion, augmentation, training loop, synthetic data. Not built yet."""
