@@ -150,18 +150,26 @@ def _with_metadata(arch: Mask2FormerConfig, meta: Mask2FormerConfig) -> Mask2For
     return cfg
 
 
+def _backbone_suffix(arch: Mask2FormerConfig) -> str:
+    """The model-zoo backbone name closest to ``arch`` (only used to pick dataset metadata such as test sizes)."""
+    b = arch.backbone
+    if isinstance(b, ResNetConfig):
+        return "r101" if b.depth >= 101 else "r50"
+    return {192: "swin-l", 128: "swin-b"}.get(b.embed_dim, "swin-s" if sum(b.depths) > 12 else "swin-t")
+
+
 def _guess_metadata(arch: Mask2FormerConfig, report: LoadReport) -> Mask2FormerConfig:
-    presets = matching_presets(arch)
+    """Metadata for weights that came without a config: the model-zoo dataset with this many classes."""
     family = _DATASET_BY_CLASSES.get(arch.num_classes)
-    same_family = [n for n in presets if family and n.startswith(family + "-")]
-    if same_family or presets:
-        name = (same_family or presets)[0]
-        report.notes.append(f"no config given: metadata (class names, sizes, thresholds) taken from preset '{name}' "
-                            f"by its {arch.num_classes} classes; pass --preset or --config if that is wrong")
-        return _with_metadata(arch, get_preset(name))
-    report.notes.append(f"no config given and no preset has {arch.num_classes} classes with this architecture: "
-                        f"class names are generic and only semantic inference is on; pass --config for the rest")
-    return dataclasses.replace(arch, name="inferred")
+    exact = [n for n in matching_presets(arch) if family and n.startswith(family + "-")]
+    name = exact[0] if exact else f"{family}-{_backbone_suffix(arch)}" if family else None
+    if name is None:
+        report.notes.append(f"no config given and no model-zoo dataset has {arch.num_classes} classes: class names "
+                            f"are generic and only semantic inference is on; pass --config for the rest")
+        return dataclasses.replace(arch, name="inferred")
+    report.notes.append(f"no config given: class names, test sizes and thresholds taken from preset '{name}' by "
+                        f"the {arch.num_classes} classes; pass --preset or --config if that is wrong")
+    return _with_metadata(arch, get_preset(name))
 
 
 def _check_swin_index(tensors: dict, name: str, model_key_ws: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,9 +97,12 @@ def _read_torch(path: Path, trust: bool) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        if found is None:
+            raise CheckpointError(f"{path} is not a readable PyTorch file (it does not unpickle)") from None
         raise CheckpointError(
-            f"{path} holds objects other than tensors ({str(e).splitlines()[0]}); if you trust this file, pass "
-            f"trust=True (CLI: --trust-checkpoint)"
+            f"{path} holds a {found.group(1)} object besides tensors; loading it could run code, so it is refused; "
+            f"if you trust this file, pass trust=True (CLI: --trust-checkpoint)"
         ) from None
     except (RuntimeError, EOFError) as e:
         raise CheckpointError(f"{path} is not a readable PyTorch file ({str(e).splitlines()[0]})") from None
@@ -157,3 +161,16 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> RawCheckpoint:
     raise CheckpointError(
         f"cannot tell the format of {path}; expected a .pkl, .pth, .safetensors file or a HuggingFace directory"
     )
+
+
+def save_detectron2_pkl(state_dict: dict[str, torch.Tensor], path: str | Path) -> Path:
+    """Write weights as a model-zoo style ``.pkl`` ({"model": OrderedDict(name -> numpy)}), atomically."""
+    from collections import OrderedDict
+
+    path = Path(path)
+    arrays = OrderedDict((k, v.detach().cpu().numpy()) for k, v in state_dict.items())
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        pickle.dump({"model": arrays, "__author__": "m2f"}, f, protocol=4)
+    tmp.replace(path)
+    return path

@@ -73,3 +73,16 @@ def get_preset(name: str) -> Mask2FormerConfig:
         panoptic_on=task == "panoptic",
         name=name,
     )
+
+
+def demo_tiny() -> Mask2FormerConfig:
+    """A small Swin Mask2Former with COCO-panoptic metadata for smoke runs. It has no trained weights yet: the
+    demo builds it from a fixed seed, so its predictions are structurally real but meaningless."""
+    cfg = get_preset("coco-panoptic-swin-t")
+    cfg.backbone = SwinConfig(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=7)
+    cfg.hidden_dim = cfg.conv_dim = cfg.mask_dim = 64
+    cfg.num_heads, cfg.dim_feedforward, cfg.enc_ffn_dim = 4, 128, 128
+    cfg.enc_layers, cfg.dec_layers, cfg.num_queries = 2, 3, 20
+    cfg.min_size_test, cfg.max_size_test = 256, 416
+    cfg.name = "demo-tiny"
+    return cfg

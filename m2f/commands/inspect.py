@@ -1,0 +1,68 @@
+"""``m2f inspect CKPT``: what a checkpoint is (format, architecture, K, Q, parameter count, metadata)."""
+from __future__ import annotations
+
+import json
+
+HELP = "show a checkpoint's format, architecture, classes, queries and parameter count"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("checkpoint", help="detectron2 .pkl/.pth, .safetensors, or a HuggingFace model directory")
+    p.add_argument("--preset", help="model-zoo preset to check the checkpoint against (`m2f presets` lists them)")
+    p.add_argument("--config", help="detectron2 YAML config of the checkpoint (its _BASE_ chain is followed)")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow arbitrary Python objects in the file (only for files you trust)")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+
+
+def describe_backbone(cfg) -> str:
+    b = cfg.backbone
+    if b.kind == "resnet":
+        return f"ResNet-{b.depth} ({b.norm})"
+    return (f"Swin (embed {b.embed_dim}, depths {list(b.depths)}, heads {list(b.num_heads)}, "
+            f"window {b.window_size})")
+
+
+def run(args) -> int:
+    from m2f.errors import require
+
+    require("torch", "model", "m2f inspect")
+    from m2f.model import load_checkpoint
+
+    model = load_checkpoint(args.checkpoint, preset=args.preset, config=args.config, trust=args.trust_checkpoint)
+    cfg, report = model.config, model.load_report
+    n_params = sum(p.numel() for p in model.parameters())
+    info = {
+        "checkpoint": str(args.checkpoint), "format": report.format, "config_source": report.config_source,
+        "backbone": describe_backbone(cfg), "num_classes": cfg.num_classes, "num_things": len(cfg.thing_ids),
+        "num_queries": cfg.num_queries, "hidden_dim": cfg.hidden_dim, "encoder_layers": cfg.enc_layers,
+        "decoder_layers": cfg.dec_layers, "parameters": n_params, "tasks": cfg.tasks,
+        "test_resize": {"short": cfg.min_size_test, "max": cfg.max_size_test, "divisibility": cfg.size_divisibility},
+        "thresholds": {"object_mask": cfg.object_mask_threshold, "overlap": cfg.overlap_threshold},
+        "unused_keys": report.unused_keys, "notes": report.notes,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    names = ", ".join(cfg.class_names[:6]) + (", …" if len(cfg.class_names) > 6 else "") if cfg.class_names \
+        else "(generic)"
+    unused = ", ".join(report.unused_keys[:5]) + (" …" if len(report.unused_keys) > 5 else "") \
+        if report.unused_keys else "none"
+    rows = [
+        ("checkpoint", f"{args.checkpoint} ({report.format})"),
+        ("config", report.config_source),
+        ("backbone", info["backbone"]),
+        ("layers", f"{cfg.enc_layers} deformable encoder, {cfg.dec_layers} masked-attention decoder, "
+                   f"hidden {cfg.hidden_dim}, {cfg.num_heads} heads"),
+        ("classes (K)", f"{cfg.num_classes} ({len(cfg.thing_ids)} things): {names}"),
+        ("queries (Q)", str(cfg.num_queries)),
+        ("parameters", f"{n_params / 1e6:.2f} M"),
+        ("tasks", f"{', '.join(cfg.tasks)} (object-mask threshold {cfg.object_mask_threshold}, "
+                  f"overlap {cfg.overlap_threshold})"),
+        ("test resize", f"short side {cfg.min_size_test}, long side <= {cfg.max_size_test}, "
+                        f"pad to {cfg.size_divisibility}"),
+        ("unused keys", unused),
+    ] + [("note", n) for n in report.notes]
+    for k, v in rows:
+        print(f"{k:<13}{v}")
+    return 0
