@@ -117,20 +117,19 @@ _ARCH_FIELDS = {
 
 
 def architecture_differences(want: Mask2FormerConfig, have: Mask2FormerConfig) -> list[str]:
-    """Human-readable differences 'the checkpoint has X where the config has Y' (empty if they fit)."""
-    diffs = []
+    """Human-readable differences 'the checkpoint has X where the config has Y' (empty if they fit), head fields
+    (classes, queries, …) first since those are the usual pairing mistakes."""
+    diffs = [f"{getattr(have, f)} {label} where the config has {getattr(want, f)}"
+             for f, label in _ARCH_FIELDS.items() if getattr(have, f) != getattr(want, f)]
     if type(want.backbone) is not type(have.backbone):
-        return [f"a {have.backbone.kind} backbone where the config has {want.backbone.kind}"]
+        return diffs + [f"a {have.backbone.kind} backbone where the config has {want.backbone.kind}"]
     b_fields = ("depth", "stem_out_channels", "res2_out_channels", "num_groups", "width_per_group") \
         if isinstance(have.backbone, ResNetConfig) else \
         ("embed_dim", "depths", "num_heads", "window_size", "mlp_ratio", "patch_size", "qkv_bias", "patch_norm")
     for f in b_fields:
         h, w = getattr(have.backbone, f), getattr(want.backbone, f)
-        if tuple(h) != tuple(w) if isinstance(h, tuple) else h != w:
+        if (tuple(h) != tuple(w)) if isinstance(h, tuple) else h != w:
             diffs.append(f"backbone {f} {h} where the config has {w}")
-    for f, label in _ARCH_FIELDS.items():
-        if getattr(have, f) != getattr(want, f):
-            diffs.append(f"{getattr(have, f)} {label} where the config has {getattr(want, f)}")
     return diffs
 
 
@@ -241,7 +240,7 @@ def resolve_config(raw: RawCheckpoint, tensors: dict, preset: str | None,
         fits = matching_presets(arch)
         hint = f"; presets that fit: {', '.join(fits[:4])}" if fits else ""
         raise CheckpointError(
-            f"{raw.path.name} does not fit {report.config_source}: the checkpoint has {'; '.join(diffs[:3])}{hint} "
+            f"{raw.path.name} does not fit {report.config_source}: the checkpoint has {'; '.join(diffs[:4])}{hint} "
             f"(or omit --preset/--config to read the architecture from the weights)"
         )
     return cfg, report

@@ -1,0 +1,107 @@
+"""The per-op references in plugins/ against naive float64 implementations written from the op contracts."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from m2f.plugins import masked_attention, ms_deform_attn
+from m2f.testing import TOLERANCES
+
+
+def naive_msda(value, shapes, locations, weights):
+    """Loop over every (n, q, head, level, point): bilinear with pixel = loc * size - 0.5, zero outside."""
+    n, s, m, d = value.shape
+    _, lq, _, nl, np_, _ = locations.shape
+    starts = np.cumsum([0] + [h * w for h, w in shapes])
+    out = np.zeros((n, lq, m, d))
+    for b in range(n):
+        for q in range(lq):
+            for h in range(m):
+                for lvl, (hh, ww) in enumerate(shapes):
+                    for p in range(np_):
+                        x = locations[b, q, h, lvl, p, 0] * ww - 0.5
+                        y = locations[b, q, h, lvl, p, 1] * hh - 0.5
+                        x0, y0 = math.floor(x), math.floor(y)
+                        acc = np.zeros(d)
+                        for yy, xx, wgt in ((y0, x0, (y0 + 1 - y) * (x0 + 1 - x)), (y0, x0 + 1, (y0 + 1 - y) * (x - x0)),
+                                            (y0 + 1, x0, (y - y0) * (x0 + 1 - x)), (y0 + 1, x0 + 1, (y - y0) * (x - x0))):
+                            if 0 <= yy < hh and 0 <= xx < ww:
+                                acc += wgt * value[b, starts[lvl] + yy * ww + xx, h]
+                        out[b, q, h] += weights[b, q, h, lvl, p] * acc
+    return out.reshape(n, lq, m * d)
+
+
+@pytest.mark.parametrize("shapes,heads,dim,points,lq", [
+    ([(3, 5)], 1, 4, 1, 1),
+    ([(4, 6), (2, 3)], 2, 8, 2, 7),
+    ([(5, 7), (3, 4), (2, 2), (1, 1)], 3, 5, 4, 6),
+])
+def test_msda_reference_matches_naive(shapes, heads, dim, points, lq):
+    rng = np.random.default_rng(0)
+    n, s, nl = 2, sum(h * w for h, w in shapes), len(shapes)
+    value = rng.standard_normal((n, s, heads, dim))
+    loc = rng.uniform(-0.2, 1.2, (n, lq, heads, nl, points, 2))  # includes samples outside the map
+    w = rng.random((n, lq, heads, nl, points))
+    w /= w.reshape(n, lq, heads, -1).sum(-1)[..., None, None]
+    starts = torch.tensor(np.cumsum([0] + [h * ww for h, ww in shapes])[:-1], dtype=torch.int32)
+    ref = naive_msda(value, shapes, loc, w)
+    got64 = ms_deform_attn.reference(torch.from_numpy(value), torch.tensor(shapes, dtype=torch.int32), starts,
+                                     torch.from_numpy(loc), torch.from_numpy(w))
+    np.testing.assert_allclose(got64.numpy(), ref, atol=1e-12)
+    got32 = ms_deform_attn.reference(*(torch.from_numpy(a).float() for a in (value,)), shapes, None,
+                                     torch.from_numpy(loc).float(), torch.from_numpy(w).float())
+    np.testing.assert_allclose(got32.numpy(), ref, atol=TOLERANCES["op_fp32_vs_fp64"])
+
+
+def test_msda_rejects_inconsistent_shapes():
+    with pytest.raises(ValueError, match="do not match value length"):
+        ms_deform_attn.reference(torch.zeros(1, 10, 1, 2), [(3, 3)], None, torch.zeros(1, 1, 1, 1, 1, 2),
+                                 torch.zeros(1, 1, 1, 1, 1))
+
+
+def naive_masked_attention(q, k, v, logits):
+    n, m, nq, d = q.shape
+    out = np.zeros_like(q)
+    for b in range(n):
+        for i in range(nq):
+            blocked = 1 / (1 + np.exp(-logits[b, i].astype(np.float32))) < 0.5 if logits is not None else None
+            if blocked is not None and blocked.all():
+                blocked[:] = False
+            for h in range(m):
+                scores = k[b, h] @ q[b, h, i] / math.sqrt(d)
+                if blocked is not None:
+                    scores = np.where(blocked, -np.inf, scores)
+                p = np.exp(scores - scores.max())
+                out[b, h, i] = (p / p.sum()) @ v[b, h]
+    return out
+
+
+@pytest.mark.parametrize("with_mask", [True, False])
+def test_masked_attention_matches_naive(with_mask):
+    rng = np.random.default_rng(1)
+    n, m, nq, s, d = 2, 3, 5, 13, 8
+    q, k, v = (rng.standard_normal(shape) for shape in ((n, m, nq, d), (n, m, s, d), (n, m, s, d)))
+    logits = rng.standard_normal((n, nq, s)) * 2 if with_mask else None
+    if with_mask:
+        logits[0, 1] = -5.0  # every key blocked: the row must attend to all keys
+        logits[1, 2] = -1e-9  # sigmoid rounds to 0.5 in float32: NOT blocked (threshold is on sigmoid, not sign)
+    ref = naive_masked_attention(q, k, v, logits)
+    t = lambda a: None if a is None else torch.from_numpy(a)  # noqa: E731
+    got = masked_attention.reference(t(q), t(k), t(v), t(logits))
+    np.testing.assert_allclose(got.numpy(), ref, atol=1e-12)
+    got32 = masked_attention.reference(t(q).float(), t(k).float(), t(v).float(),
+                                       None if logits is None else t(logits).float())
+    assert torch.isfinite(got32).all()
+    np.testing.assert_allclose(got32.numpy(), ref, atol=TOLERANCES["op_fp32_vs_fp64"])
+
+
+def test_blocked_keys_threshold_is_on_sigmoid_in_fp32():
+    logits = torch.tensor([[[-1e-9, -1e-3, 0.0, 1e-3, -20.0]]], dtype=torch.float16)
+    assert masked_attention.blocked_keys(logits).tolist() == [[[False, True, False, False, True]]]
+    assert masked_attention.blocked_keys(torch.full((1, 2, 4), -3.0)).any().item() is False  # empty-row rule
+
+
+def test_contract_names():
+    assert (ms_deform_attn.PLUGIN_NAME, ms_deform_attn.PLUGIN_NAMESPACE) == ("M2fMSDeformAttn", "m2f")
+    assert (masked_attention.PLUGIN_NAME, masked_attention.PLUGIN_NAMESPACE) == ("M2fMaskedAttention", "m2f")
