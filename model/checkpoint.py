@@ -55,7 +55,11 @@ def _need(tensors: dict, key: str, path: Path) -> torch.Tensor:
 
 
 def infer_architecture(tensors: dict[str, torch.Tensor], path: Path) -> Mask2FormerConfig:
-    """The architecture fields implied by detectron2-named weights (metadata fields keep their defaults)."""
+    """The architecture fields implied by detectron2-named weights (metadata fields keep their defaults).
+
+    ``pre_norm`` cannot be read from weights (same tensors either way); every published model is post-norm, so a
+    pre-norm model needs its config.
+    """
     p, pd = "sem_seg_head.predictor.", "sem_seg_head.pixel_decoder."
     if not any(k.startswith("sem_seg_head.") for k in tensors):
         if any(k.startswith(("stem.", "res2.", "patch_embed.", "layers.0.")) for k in tensors):
@@ -171,9 +175,9 @@ def _guess_metadata(arch: Mask2FormerConfig, report: LoadReport) -> Mask2FormerC
     return _with_metadata(arch, get_preset(name))
 
 
-def _check_swin_index(tensors: dict, name: str, model_key_ws: int) -> None:
-    if not torch.equal(tensors[name].long(), relative_position_index(model_key_ws)):
-        raise CheckpointError(f"'{name}' does not match a {model_key_ws}x{model_key_ws} window")
+def _check_swin_index(tensors: dict, name: str, window: int) -> None:
+    if not torch.equal(tensors[name].long(), relative_position_index(window)):
+        raise CheckpointError(f"'{name}' does not match a {window}x{window} window")
 
 
 def assign_weights(model: Mask2Former, tensors: dict[str, torch.Tensor], source: str) -> list[str]:

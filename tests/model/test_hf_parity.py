@@ -5,6 +5,8 @@ import torch
 
 transformers = pytest.importorskip("transformers", reason="transformers is a test dependency (pip install m2f[test])")
 
+from safetensors.torch import load_file  # noqa: E402
+
 from m2f.model import load_checkpoint  # noqa: E402
 from m2f.plugins.masked_attention import blocked_keys  # noqa: E402
 from m2f.testing import TOLERANCES  # noqa: E402
@@ -119,7 +121,7 @@ def test_hf_panoptic_postprocess_deviation_is_known():
     logits = torch.full((1, q, k + 1), -10.0)
     logits[..., -1] = 10.0  # every query says no-object
     masks = torch.randn(1, q, 24, 32)
-    processor = transformers.Mask2FormerImageProcessor()
+    processor = transformers.Mask2FormerImageProcessorPil()  # the default one needs torchvision
     hf = processor.post_process_panoptic_segmentation(
         SimpleNamespace(class_queries_logits=logits, masks_queries_logits=masks), target_sizes=[(96, 128)])[0]
     cfg = get_preset("coco-panoptic-r50")
@@ -127,3 +129,21 @@ def test_hf_panoptic_postprocess_deviation_is_known():
     ours, segments = panoptic_inference(logits[0], masks[0], cfg)
     assert (hf["segmentation"] == -1).all() and hf["segments_info"] == []
     assert (ours == 0).all() and segments == []
+
+
+@pytest.mark.parametrize("layout", ["pytorch_model.bin", "sharded-safetensors"])
+def test_other_hf_weight_layouts(tmp_path, layout):
+    hf_model = _save_random_hf(tmp_path / "ref", CONFIGS["swin-w4"])
+    target = tmp_path / layout
+    if layout == "pytorch_model.bin":
+        target.mkdir()
+        (target / "config.json").write_text((tmp_path / "ref" / "config.json").read_text())
+        torch.save(load_file(str(tmp_path / "ref" / "model.safetensors")), target / "pytorch_model.bin")
+    else:
+        hf_model.save_pretrained(target, max_shard_size="100KB")
+        assert (target / "model.safetensors.index.json").exists()
+    ours = load_checkpoint(target)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x)["pred_masks"], hf_model(pixel_values=x).masks_queries_logits,
+                                   atol=TOL, rtol=0)

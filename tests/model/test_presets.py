@@ -66,3 +66,11 @@ def test_r50_forward_512():
         out = model(torch.randn(1, 3, 512, 512))
     assert out["pred_logits"].shape == (1, 100, 134) and out["pred_masks"].shape == (1, 100, 128, 128)
     assert torch.isfinite(out["pred_logits"]).all() and torch.isfinite(out["pred_masks"]).all()
+
+
+@pytest.mark.parametrize("name", ["coco-panoptic-r50", "ade20k-semantic-swin-b"])
+def test_config_dict_round_trip(name):
+    from m2f.model import Mask2FormerConfig
+
+    cfg = get_preset(name)
+    assert Mask2FormerConfig.from_dict(cfg.to_dict()) == cfg
