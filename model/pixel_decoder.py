@@ -23,23 +23,29 @@ class MSDeformAttn(nn.Module):
     def __init__(self, d_model: int, n_levels: int, n_heads: int, n_points: int):
         super().__init__()
         self.n_levels, self.n_heads, self.n_points = n_levels, n_heads, n_points
+        # "reference" (grid_sample, the original's CPU arithmetic) or "portable" (gather-based, for ONNX export)
+        self.flavor = "reference"
         self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
         self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
         self.value_proj = nn.Linear(d_model, d_model)
         self.output_proj = nn.Linear(d_model, d_model)
 
     def forward(self, query: torch.Tensor, reference_points: torch.Tensor, src: torch.Tensor,
-                shapes: list[tuple[int, int]]) -> torch.Tensor:
-        """query, src: [N, S, C]; reference_points: [N, S, L, 2] normalised (x, y) -> [N, S, C]."""
+                shapes: list) -> torch.Tensor:
+        """query, src: [N, S, C]; reference_points: [N, S, L, 2] normalised (x, y); shapes: (H_l, W_l) per level
+        (ints, or traced sizes during export) -> [N, S, C]."""
         n, s, c = query.shape
         m, nl, p = self.n_heads, self.n_levels, self.n_points
         value = self.value_proj(src).view(n, s, m, c // m)
         offsets = self.sampling_offsets(query).view(n, s, m, nl, p, 2)
         weights = self.attention_weights(query).view(n, s, m, nl * p).softmax(-1).view(n, s, m, nl, p)
-        # (W_l, H_l) per level, so offsets are in pixels of their level.
-        normalizer = torch.tensor([[w, h] for h, w in shapes], dtype=query.dtype, device=query.device)
+        # (W_l, H_l) per level, so offsets are in pixels of their level; built with tensor ops so that traced
+        # sizes stay symbolic in an exported graph.
+        normalizer = torch.stack([torch.stack([torch.as_tensor(w), torch.as_tensor(h)]) for h, w in shapes])
+        normalizer = normalizer.to(device=query.device, dtype=query.dtype)
         locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
-        out = ms_deform_attn.reference(value, shapes, None, locations, weights)
+        op = ms_deform_attn.portable if self.flavor == "portable" else ms_deform_attn.reference
+        out = op(value, shapes, None, locations, weights)
         return self.output_proj(out)
 
 
@@ -74,7 +80,7 @@ class DeformableTransformer(nn.Module):
         self.encoder = Encoder(num_layers, d_model=d_model, n_levels=n_levels, **layer_kwargs)
 
 
-def reference_points(shapes: list[tuple[int, int]], n: int, device: torch.device) -> torch.Tensor:
+def reference_points(shapes: list, n: int, device: torch.device) -> torch.Tensor:
     """float32 [N, S, L, 2]: token centres ((j + 0.5) / W_l, (i + 0.5) / H_l), the same for every level
     (valid ratios are 1: nothing is masked)."""
     points = []
@@ -116,7 +122,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
             srcs.append(self.input_proj[i](x).flatten(2).transpose(1, 2))
             pe = sine_position_embedding(x, self.transformer.level_embed.shape[1] // 2)
             pos.append(pe.flatten(2).transpose(1, 2) + self.transformer.level_embed[i].view(1, 1, -1))
-        shapes = [(int(x.shape[2]), int(x.shape[3])) for x in levels]
+        shapes = [(x.shape[2], x.shape[3]) for x in levels]
         src, pos_all = torch.cat(srcs, 1), torch.cat(pos, 1)
         ref = reference_points(shapes, src.shape[0], src.device)
         for layer in self.transformer.encoder.layers:

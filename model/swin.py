@@ -38,7 +38,7 @@ def shifted_window_mask(hp: int, wp: int, ws: int, shift: int, device: torch.dev
     row_region = (rows >= hp - ws).to(torch.int64) + (rows >= hp - shift).to(torch.int64)
     col_region = (cols >= wp - ws).to(torch.int64) + (cols >= wp - shift).to(torch.int64)
     region = (row_region[:, None] * 3 + col_region[None, :]).to(torch.float32)
-    region_windows = window_partition(region[None, :, :, None], ws).squeeze(-1)  # [nW, ws*ws]
+    region_windows = window_partition(region[None, :, :, None], ws)[..., 0]  # [nW, ws*ws]; not squeeze (If in ONNX)
     differ = region_windows[:, None, :] != region_windows[:, :, None]
     return differ.to(torch.float32) * -100.0
 

@@ -52,6 +52,12 @@ def test_msda_reference_matches_naive(shapes, heads, dim, points, lq):
     got32 = ms_deform_attn.reference(*(torch.from_numpy(a).float() for a in (value,)), shapes, None,
                                      torch.from_numpy(loc).float(), torch.from_numpy(w).float())
     np.testing.assert_allclose(got32.numpy(), ref, atol=TOLERANCES["op_fp32_vs_fp64"])
+    port64 = ms_deform_attn.portable(torch.from_numpy(value), shapes, starts, torch.from_numpy(loc),
+                                     torch.from_numpy(w))
+    np.testing.assert_allclose(port64.numpy(), ref, atol=1e-12)
+    port32 = ms_deform_attn.portable(torch.from_numpy(value).float(), shapes, None, torch.from_numpy(loc).float(),
+                                     torch.from_numpy(w).float())
+    np.testing.assert_allclose(port32.numpy(), ref, atol=TOLERANCES["op_fp32_vs_fp64"])
 
 
 def test_msda_rejects_inconsistent_shapes():
