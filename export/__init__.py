@@ -1,2 +1,4 @@
-"""torch -> ONNX (op flavors, in-graph pre/post heads) and ONNX -> TensorRT engine. Not built yet (issue: ONNX
-export); nothing is exported from here until it is."""
+"""torch -> ONNX (graph contract, op flavors, in-graph post-processing heads). ONNX -> TensorRT comes later."""
+from .onnx_export import ExportOptions, ExportSummary, export_onnx
+
+__all__ = ["ExportOptions", "ExportSummary", "export_onnx"]

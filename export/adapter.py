@@ -1,0 +1,61 @@
+"""The graph contract of design.md §2.1, as a module wrapped around a Mask2Former for tracing.
+
+uint8 input:  image uint8 [N, H, W, 3] RGB + valid_size int32 [N, 2] (h, w of the image inside the canvas)
+              -> cast, normalise with the model's mean/std, zero outside the valid region (exactly detectron2's
+              normalise-then-zero-pad), NCHW.
+float input:  pixel_values float32 [N, 3, H, W], already normalised and padded (HF's name); with a head, also
+              valid_size.
+Outputs: pred_logits float32 [N, Q, K+1], pred_masks float32 [N, Q, H/4, W/4], or a head's outputs
+(``m2f.export.heads``).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from m2f.model import Mask2Former
+
+from . import heads as heads_mod
+
+
+def valid_region(valid_size: torch.Tensor, height, width) -> torch.Tensor:
+    """bool [N, H, W]: True inside each image's (h, w) at the top-left of the canvas."""
+    rows = torch.arange(height, device=valid_size.device, dtype=torch.int32)
+    cols = torch.arange(width, device=valid_size.device, dtype=torch.int32)
+    return (rows[None, :, None] < valid_size[:, 0, None, None]) & (cols[None, None, :] < valid_size[:, 1, None, None])
+
+
+class GraphAdapter(nn.Module):
+    def __init__(self, model: Mask2Former, input_kind: str = "uint8", head: str | None = None):
+        super().__init__()
+        if input_kind not in ("uint8", "float"):
+            raise ValueError(f"input must be 'uint8' or 'float', not {input_kind!r}")
+        if head not in (None, *heads_mod.HEADS):
+            raise ValueError(f"head must be one of {', '.join(heads_mod.HEADS)}, not {head!r}")
+        self.model, self.input_kind, self.head = model, input_kind, head
+        cfg = model.config
+        self.register_buffer("mean", torch.tensor(cfg.pixel_mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(cfg.pixel_std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    @property
+    def input_names(self) -> list[str]:
+        if self.input_kind == "uint8":
+            return ["image", "valid_size"]
+        return ["pixel_values", "valid_size"] if self.head else ["pixel_values"]
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(heads_mod.HEADS[self.head]) if self.head else ["pred_logits", "pred_masks"]
+
+    def forward(self, first: torch.Tensor, valid_size: torch.Tensor | None = None):
+        if self.input_kind == "uint8":
+            x = (first.permute(0, 3, 1, 2).to(torch.float32) - self.mean) / self.std
+            inside = valid_region(valid_size, x.shape[2], x.shape[3])
+            x = x * inside[:, None].to(x.dtype)
+        else:
+            x = first
+        out = self.model(x)
+        if self.head is None:
+            return out["pred_logits"], out["pred_masks"]
+        inside = valid_region(valid_size, x.shape[2], x.shape[3])
+        return heads_mod.run(self.head, out["pred_logits"], out["pred_masks"], inside, self.model.config)
