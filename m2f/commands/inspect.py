@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 
-HELP = "show a checkpoint's format, architecture, classes, queries and parameter count"
+HELP = "show a checkpoint (format, architecture, K, Q, parameters) or an exported .onnx (I/O, nodes, metadata)"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("checkpoint", help="detectron2 .pkl/.pth, .safetensors, or a HuggingFace model directory")
+    p.add_argument("checkpoint", help="detectron2 .pkl/.pth, .safetensors, a HuggingFace model directory, or an "
+                                      ".onnx file written by m2f export")
     p.add_argument("--preset", help="model-zoo preset to check the checkpoint against (`m2f presets` lists them)")
     p.add_argument("--config", help="detectron2 YAML config of the checkpoint (its _BASE_ chain is followed)")
     p.add_argument("--trust-checkpoint", action="store_true",
@@ -23,9 +24,54 @@ def describe_backbone(cfg) -> str:
             f"window {b.window_size})")
 
 
+def inspect_onnx(args) -> int:
+    from m2f.errors import require
+    from m2f.metadata import KEY, MetadataError, parse
+
+    onnx = require("onnx", "export", "m2f inspect on an ONNX file")
+    try:
+        proto = onnx.load(args.checkpoint, load_external_data=False)
+    except Exception as e:  # onnx raises DecodeError and others for foreign bytes
+        raise MetadataError(f"{args.checkpoint} is not a readable ONNX file ({type(e).__name__})") from None
+    meta = parse(next((p.value for p in proto.metadata_props if p.key == KEY), None), args.checkpoint)
+    counts: dict[str, int] = {}
+    for node in proto.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+
+    def io(values):
+        return [(v.name, onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type).lower(),
+                 [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]) for v in values]
+
+    if args.json:
+        print(json.dumps({"inputs": io(proto.graph.input), "outputs": io(proto.graph.output),
+                          "nodes": len(proto.graph.node), "op_counts": counts, "metadata": meta}, indent=2))
+        return 0
+    fmt = lambda rows: "; ".join(f"{n} {t} [{', '.join(map(str, d))}]" for n, t, d in rows)  # noqa: E731
+    top = ", ".join(f"{op} {n}" for op, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    rows = [
+        ("onnx", f"{args.checkpoint} (opset {meta['opset']}, IR {proto.ir_version}, {meta['op_flavor']} ops, "
+                 f"{meta['precision']})"),
+        ("inputs", fmt(io(proto.graph.input))),
+        ("outputs", fmt(io(proto.graph.output)) + (f"  (head: {meta['head']})" if meta.get("head") else "")),
+        ("nodes", f"{len(proto.graph.node)}: {top}"),
+        ("model", f"{meta.get('model_name')}: {meta['num_classes']} classes ({len(meta['thing_ids'])} things), "
+                  f"{meta['num_queries']} queries, tasks {', '.join(meta['tasks'])}"),
+        ("preprocess", f"resize short {meta['resize']['short']} / max {meta['resize']['max']}, pad to "
+                       f"{meta['size_divisibility']}, mean {meta['pixel_mean']}, std {meta['pixel_std']}"),
+        ("thresholds", f"object mask {meta['thresholds']['object_mask']}, overlap {meta['thresholds']['overlap']}"),
+        ("source", f"{meta['source'].get('name')} ({meta['source'].get('format')}, sha256 "
+                   f"{str(meta['source'].get('sha256'))[:16]}…), m2f {meta['m2f_version']}"),
+    ]
+    for k, v in rows:
+        print(f"{k:<13}{v}")
+    return 0
+
+
 def run(args) -> int:
     from m2f.errors import require
 
+    if str(args.checkpoint).lower().endswith(".onnx"):
+        return inspect_onnx(args)
     require("torch", "model", "m2f inspect")
     from m2f.model import load_checkpoint
 
