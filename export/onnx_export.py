@@ -200,8 +200,11 @@ def export_onnx(model: Mask2Former, path: str | Path, options: ExportOptions | N
     shape_text = "dynamic N, H, W" if options.dynamic else f"static {options.batch}x{height}x{width}"
     progress(f"[1/4] tracing ({options.flavor} ops, {options.input} input, head {options.head or 'none'}, "
              f"{shape_text}, opset {options.opset})")
-    # A dynamic graph is traced at batch 2 so no code path can take batch 1 for granted.
-    sample = _sample_inputs(adapter, 2 if options.dynamic else options.batch, height, width)
+    # A dynamic graph is traced at batch 2 (so no code path can take batch 1 for granted) on a small, non-square
+    # canvas: every size in it is symbolic, so the traced size only sets how long tracing takes.
+    div = model.config.size_divisibility
+    sample = _sample_inputs(adapter, 2, 4 * div, 5 * div) if options.dynamic else \
+        _sample_inputs(adapter, options.batch, height, width)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     seconds = {}
     try:
