@@ -42,8 +42,9 @@ def reference(
 ) -> torch.Tensor:
     """The PyTorch reference; exact in float64, and in float32 the same arithmetic as Mask2Former's CPU path.
 
-    ``spatial_shapes`` may be the int tensor of the contract or a list of (H, W) pairs; ``level_start_index`` is
-    implied by the shapes and only checked for consistency when given. Shapes are documented in the module docstring.
+    ``spatial_shapes`` may be the int tensor of the contract or a list of (H, W) pairs. ``level_start_index`` is
+    part of the contract's signature (kernels use it) but implied by the shapes, so it is not read here. Shapes are
+    documented in the module docstring.
     """
     n, s, m, d = value.shape
     _, lq, _, num_levels, num_points, _ = sampling_locations.shape
