@@ -1,0 +1,34 @@
+"""Backends behind one small interface: ``open_backend(path)`` -> an object with
+
+    meta: dict                          the artifact's m2f metadata (m2f.metadata)
+    input_names / output_names: list[str]
+    run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]
+    close()
+
+ONNX Runtime (any execution provider) for ``.onnx``; the TensorRT engine runner for ``.engine``/``.plan`` (with its
+``<engine>.json`` sidecar). Each imports its library only when opened.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from m2f.errors import M2FError
+
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def open_backend(path: str | Path, providers: list[str] | None = None, plugins: str | None = None):
+    path = Path(path)
+    if not path.exists():
+        raise M2FError(f"model {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        from .onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(path, providers)
+    if suffix in ENGINE_SUFFIXES:
+        from .tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(path, plugins)
+    raise M2FError(f"cannot tell what {path.name} is; give an .onnx file from 'm2f export' or a TensorRT engine "
+                   f"({', '.join(ENGINE_SUFFIXES)})")

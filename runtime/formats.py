@@ -1,0 +1,153 @@
+"""Writing results in the formats people's tools read (numpy + Pillow; no torch, no pycocotools needed).
+
+- COCO instance results: [{"image_id", "category_id", "segmentation": {"size", "counts"}, "score", "bbox"}] with
+  compressed RLE exactly as pycocotools encodes it (column-major runs, its 6-bit string code).
+- COCO panoptic: PNG with id -> (id % 256, id // 256 % 256, id // 65536) and a segments_info list.
+- Semantic: a label PNG (uint8, or 16-bit when there are more than 255 classes).
+- Overlays for people: a colour per class or segment, outlines, and a legend with the class names.
+Category ids are the model's contiguous ids (0..K-1); dataset ids (e.g. COCO's 1..200) are not known to a model.
+Every file is written to a temporary name and renamed, so an interrupted run never leaves a half-written file.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .results import Result
+
+
+def rle_encode(mask: np.ndarray) -> dict:
+    """bool [H, W] -> {"size": [H, W], "counts": str}, pycocotools' compressed RLE."""
+    flat = np.asarray(mask, bool).ravel(order="F")
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    runs = np.diff(np.concatenate([[0], change, [flat.size]])).tolist()
+    if flat.size and flat[0]:
+        runs = [0] + runs
+    chars = []
+    for i, count in enumerate(runs):
+        x = count - runs[i - 2] if i > 2 else count
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            more = x != -1 if c & 0x10 else x != 0
+            if more:
+                c |= 0x20
+            chars.append(chr(c + 48))
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": "".join(chars)}
+
+
+def mask_bbox(mask: np.ndarray) -> list[float]:
+    """COCO [x, y, width, height] of a bool mask (zeros when empty)."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if rows.size == 0:
+        return [0.0, 0.0, 0.0, 0.0]
+    return [float(cols[0]), float(rows[0]), float(cols[-1] - cols[0] + 1), float(rows[-1] - rows[0] + 1)]
+
+
+def coco_instances(result: Result, image_id) -> list[dict]:
+    return [{"image_id": image_id, "category_id": i.category_id, "category": i.category, "score": round(i.score, 6),
+             "segmentation": rle_encode(i.mask), "bbox": mask_bbox(i.mask)} for i in result.instances]
+
+
+def panoptic_rgb(segment_ids: np.ndarray) -> np.ndarray:
+    ids = segment_ids.astype(np.int64)
+    return np.stack([ids % 256, ids // 256 % 256, ids // 65536], -1).astype(np.uint8)
+
+
+def palette(n: int) -> np.ndarray:
+    """n distinct, stable colours [n, 3] uint8."""
+    rng = np.random.default_rng(2024)
+    return rng.integers(50, 256, (max(n, 1), 3)).astype(np.uint8)
+
+
+def _outline(labels: np.ndarray) -> np.ndarray:
+    edge = np.zeros(labels.shape, bool)
+    edge[:-1] |= labels[:-1] != labels[1:]
+    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    return edge
+
+
+def overlay(image: np.ndarray, result: Result, names: list[str], task: str) -> np.ndarray:
+    """uint8 RGB [H, W + legend, 3]: the image blended with the task's result, outlines, and a legend."""
+    from PIL import Image, ImageDraw
+
+    colors = palette(len(names))
+    out = image.astype(np.float32)
+    entries: dict[str, np.ndarray] = {}
+    if task == "panoptic" and result.panoptic is not None:
+        seg_colors = np.zeros((max([s.id for s in result.segments], default=0) + 1, 3), np.uint8)
+        for s in result.segments:  # things get a shade per instance, stuff its class colour
+            shade = colors[s.category_id].astype(np.int32) + (37 * s.id if s.isthing else 0)
+            seg_colors[s.id] = np.clip(shade % 256, 40, 255)
+            entries[s.category] = colors[s.category_id]
+        painted = result.panoptic > 0
+        out[painted] = 0.45 * out[painted] + 0.55 * seg_colors[result.panoptic[painted]]
+        edges = _outline(result.panoptic)
+    elif task == "instance":
+        labels = np.zeros(image.shape[:2], np.int32)
+        for k, inst in enumerate(reversed(result.instances)):  # highest score painted last, on top
+            labels[inst.mask] = len(result.instances) - k
+            out[inst.mask] = 0.45 * out[inst.mask] + 0.55 * colors[inst.category_id]
+            entries[inst.category] = colors[inst.category_id]
+        edges = _outline(labels)
+    elif result.semantic is not None:
+        out = 0.45 * out + 0.55 * colors[result.semantic]
+        for c in np.unique(result.semantic):
+            entries[names[int(c)]] = colors[int(c)]
+        edges = _outline(result.semantic)
+    else:
+        edges = np.zeros(image.shape[:2], bool)
+    out[edges] = 255
+    canvas = Image.new("RGB", (image.shape[1] + 180, max(image.shape[0], 20 + 16 * len(entries))), (24, 24, 24))
+    canvas.paste(Image.fromarray(out.astype(np.uint8)), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for k, (name, color) in enumerate(sorted(entries.items())):
+        y = 6 + 16 * k
+        draw.rectangle([image.shape[1] + 6, y, image.shape[1] + 18, y + 12], fill=tuple(int(v) for v in color))
+        draw.text((image.shape[1] + 24, y), name[:24], fill=(235, 235, 235))
+    return np.asarray(canvas)
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_png(array: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    _atomic(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+
+
+def write_json(obj, path: Path) -> None:
+    _atomic(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=1)))
+
+
+def write_result(result: Result, image: np.ndarray, names: list[str], out_dir: Path, stem: str,
+                 overlays: bool = True) -> dict:
+    """Per-image files; returns the paths written and the image's COCO instance records."""
+    written = {}
+    if result.panoptic is not None:
+        write_png(panoptic_rgb(result.panoptic), out_dir / f"{stem}.panoptic.png")
+        write_json({"file_name": f"{stem}.panoptic.png", "segments_info": [
+            {"id": s.id, "category_id": s.category_id, "category": s.category, "isthing": s.isthing, "area": s.area,
+             "bbox": mask_bbox(result.panoptic == s.id)} for s in result.segments]},
+            out_dir / f"{stem}.segments.json")
+        written["panoptic"] = f"{stem}.panoptic.png"
+    if result.semantic is not None:
+        dtype = np.uint8 if len(names) <= 255 else np.uint16
+        write_png(result.semantic.astype(dtype), out_dir / f"{stem}.semantic.png")
+        written["semantic"] = f"{stem}.semantic.png"
+    if overlays:
+        task = "panoptic" if result.panoptic is not None else "instance" if result.instances else "semantic"
+        write_png(overlay(image, result, names, task), out_dir / f"{stem}.overlay.png")
+        written["overlay"] = f"{stem}.overlay.png"
+    return written

@@ -1,0 +1,62 @@
+"""Reading images the way a user expects: any PIL-readable file -> uint8 RGB [H, W, 3] (no torch).
+
+EXIF orientation is applied (phones store portrait photos rotated); grayscale is replicated to three channels;
+alpha is dropped (as detectron2's read_image does); 16-bit images are scaled to 8 bits (value >> 8); palette and
+CMYK images are converted. An unreadable file is one sentence naming it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from m2f.errors import M2FError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+class ImageError(M2FError):
+    """An input image cannot be read or has an unsupported layout."""
+
+
+def to_rgb8(array: np.ndarray) -> np.ndarray:
+    """An in-memory image (HxW gray, HxWx3 RGB, HxWx4 RGBA; uint8 or uint16) -> uint8 RGB [H, W, 3]."""
+    a = np.asarray(array)
+    if a.dtype == np.uint16:
+        a = (a >> 8).astype(np.uint8)
+    elif a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype != np.uint8:
+        raise ImageError(f"images must be uint8 or uint16 arrays, not {a.dtype} (scale floats to 0..255 first)")
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    elif a.ndim == 3 and a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    elif a.ndim == 3 and a.shape[2] == 4:
+        a = a[:, :, :3]
+    elif not (a.ndim == 3 and a.shape[2] == 3):
+        raise ImageError(f"an image must be HxW, HxWx1, HxWx3 or HxWx4, not {list(a.shape)}")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise ImageError(f"an image of size {a.shape[0]}x{a.shape[1]} has no pixels")
+    return np.ascontiguousarray(a)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """uint8 RGB [H, W, 3] from a file, EXIF orientation applied."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                array = np.asarray(im).astype(np.uint32)
+                return to_rgb8((array >> 8).clip(0, 255).astype(np.uint8) if array.max() > 255
+                               else array.astype(np.uint8))
+            if im.mode not in ("RGB", "L", "RGBA"):
+                im = im.convert("RGBA" if "A" in im.getbands() or "transparency" in im.info else "RGB")
+            return to_rgb8(np.asarray(im))
+    except FileNotFoundError:
+        raise ImageError(f"image {path} does not exist") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ImageError(f"cannot read image {path}: {e.__class__.__name__} ({str(e)[:120]})") from None

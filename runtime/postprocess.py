@@ -1,0 +1,265 @@
+"""Reference-exact post-processing in numpy (no torch), from raw outputs: reference §2, as ``m2f.model.postprocess``.
+
+Per image: mask logits [Q, h, w] at 1/4 of the canvas -> bilinear to the canvas -> crop to the valid size -> bilinear
+to the output size -> semantic / instance / panoptic. Only what a task needs is upsampled (kept queries for
+panoptic, the top-k for instance), with OpenCV when present (same half-pixel convention as PyTorch's
+align_corners=False) and numpy otherwise.
+
+Panoptic at scale 1 (output size = valid size, e.g. an 800x1333 image on an 800x1344 canvas) has a fast path: an
+upsampled pixel is a convex combination of its 2x2 low-resolution corners and sigmoid is monotone, so per 4x4 block
+the winning query and its sigmoid >= 0.5 test are often decided by corner bounds alone; only undecided blocks are
+computed per pixel, with PyTorch's bilinear arithmetic. Results equal the general path (tested).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .resize import resize_bilinear
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
+
+
+def _resize(stack: np.ndarray, height: int, width: int) -> np.ndarray:
+    """[C, H, W] float32 -> [C, height, width], bilinear, half-pixel centres."""
+    if stack.shape[1:] == (height, width):
+        return stack
+    try:
+        import cv2
+    except ImportError:
+        return resize_bilinear(stack, height, width).astype(np.float32)
+    out = np.empty((stack.shape[0], height, width), np.float32)
+    for start in range(0, stack.shape[0], 256):  # OpenCV takes at most 512 channels
+        chunk = np.ascontiguousarray(stack[start:start + 256].transpose(1, 2, 0))
+        res = cv2.resize(chunk, (width, height), interpolation=cv2.INTER_LINEAR)
+        out[start:start + 256] = res.reshape(height, width, -1).transpose(2, 0, 1)
+    return out
+
+
+def masks_at_output(lowres: np.ndarray, valid: tuple[int, int], out_size: tuple[int, int]) -> np.ndarray:
+    """Mask logits [n, h, w] (1/4 canvas) -> [n, H0, W0]: upsample x4 to the canvas, crop, resize (reference order)."""
+    canvas = _resize(lowres.astype(np.float32, copy=False), lowres.shape[1] * 4, lowres.shape[2] * 4)
+    cropped = canvas[:, : valid[0], : valid[1]]
+    return _resize(np.ascontiguousarray(cropped), *out_size)
+
+
+def semantic(logits: np.ndarray, lowres: np.ndarray, valid, out_size, before_inference: bool,
+             chunk_rows: int = 64) -> np.ndarray:
+    """Class map int32 [H0, W0]: argmax of softmax(cls)[:-1] x sigmoid(mask), in row chunks to bound memory.
+
+    ``before_inference`` (panoptic/instance configs) resizes masks before the einsum; semantic-only configs compute
+    scores at the canvas, then crop and resize the scores (the orders differ; reference §2)."""
+    probs = softmax(logits.astype(np.float32))[:, :-1]  # [Q, K]
+    if before_inference:
+        masks = masks_at_output(lowres, valid, out_size)
+        out = np.empty(out_size, np.int32)
+        q, w = masks.shape[0], out_size[1]
+        for r in range(0, out_size[0], chunk_rows):
+            s = sigmoid(masks[:, r:r + chunk_rows]).reshape(q, -1)
+            out[r:r + chunk_rows] = (probs.T @ s).argmax(0).reshape(-1, w)
+        return out
+    canvas = sigmoid(_resize(lowres.astype(np.float32), lowres.shape[1] * 4, lowres.shape[2] * 4))
+    q, hc, wc = canvas.shape
+    scores = (probs.T @ canvas.reshape(q, -1)).reshape(-1, hc, wc)[:, : valid[0], : valid[1]]
+    return _resize(np.ascontiguousarray(scores), *out_size).argmax(0).astype(np.int32)
+
+
+def instance(logits: np.ndarray, lowres: np.ndarray, valid, out_size, topk: int, panoptic_on: bool,
+             thing_ids) -> dict:
+    """Top-k over Q x K (sorted by class probability; the reference's order is unspecified), non-things dropped
+    for panoptic models, masks = logit > 0 at the output size, score = prob x mean sigmoid inside the mask."""
+    q, k1 = logits.shape
+    k = k1 - 1
+    probs = softmax(logits.astype(np.float32))[:, :-1].reshape(-1)
+    n = min(topk, q * k)
+    idx = np.argpartition(-probs, n - 1)[:n] if n < probs.size else np.arange(probs.size)
+    idx = idx[np.argsort(-probs[idx], kind="stable")]
+    labels, queries, scores = (idx % k).astype(np.int64), idx // k, probs[idx]
+    if panoptic_on:
+        keep = np.isin(labels, np.asarray(sorted(thing_ids), np.int64))
+        labels, queries, scores = labels[keep], queries[keep], scores[keep]
+    masks = np.empty((len(queries), *out_size), bool)
+    final = np.empty(len(queries), np.float32)
+    for i, qi in enumerate(queries):
+        m = masks_at_output(lowres[qi:qi + 1], valid, out_size)[0]
+        binary = m > 0
+        masks[i] = binary
+        final[i] = scores[i] * (sigmoid(m)[binary].sum(dtype=np.float32) / (binary.sum() + 1e-6))
+    return {"scores": final, "labels": labels, "query_ids": queries, "masks": masks}
+
+
+def _taps_torch(n_out: int, n_in: int):
+    """PyTorch's upsample_bilinear2d source rows/cols and weights (align_corners=False), in float32."""
+    scale = np.float32(n_in / n_out)
+    src = np.maximum(scale * (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5), 0)
+    i0 = src.astype(np.int64)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w1 = (src - i0).astype(np.float32)
+    return i0, i1, (np.float32(1) - w1).astype(np.float32), w1
+
+
+class _Cells:
+    """Scale-1 geometry: each valid canvas pixel (r, c) interpolates the 2x2 low-res cell (y0[r], x0[c])."""
+
+    def __init__(self, h: int, w: int, valid):
+        self.y0, self.y1, self.wy0, self.wy1 = (a[: valid[0]] for a in _taps_torch(4 * h, h))
+        self.x0, self.x1, self.wx0, self.wx1 = (a[: valid[1]] for a in _taps_torch(4 * w, w))
+        self.row_start, self.row_count = np.searchsorted(self.y0, np.arange(h)), np.bincount(self.y0, minlength=h)
+        self.col_start, self.col_count = np.searchsorted(self.x0, np.arange(w)), np.bincount(self.x0, minlength=w)
+        self.pixels_per_cell = np.outer(self.row_count, self.col_count)
+
+    def pixels(self, cell_rows: np.ndarray, cell_cols: np.ndarray):
+        """(rows, cols) of every canvas pixel inside the given cells."""
+        nr, nc = self.row_count[cell_rows], self.col_count[cell_cols]
+        total = nr * nc
+        which = np.repeat(np.arange(len(cell_rows)), total)
+        offset = np.arange(total.sum()) - np.repeat(np.cumsum(total) - total, total)
+        ncw = nc[which]
+        return self.row_start[cell_rows][which] + offset // ncw, self.col_start[cell_cols][which] + offset % ncw
+
+    def interpolate(self, lowres: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Exact upsampled logits [n, P] at the given pixels, in PyTorch's arithmetic order."""
+        a, b, c, d = self.y0[rows], self.y1[rows], self.x0[cols], self.x1[cols]
+        wx0, wx1 = self.wx0[cols], self.wx1[cols]
+        return (self.wy0[rows] * (wx0 * lowres[:, a, c] + wx1 * lowres[:, a, d])
+                + self.wy1[rows] * (wx0 * lowres[:, b, c] + wx1 * lowres[:, b, d]))
+
+
+def _cell_bounds(lowres: np.ndarray):
+    """Min and max logit over each cell's 2x2 corners (clamped at the border): [n, h, w] each."""
+    down = np.concatenate([lowres[:, 1:], lowres[:, -1:]], axis=1)
+    lo, hi = np.minimum(lowres, down), np.maximum(lowres, down)
+    return (np.minimum(lo, np.concatenate([lo[:, :, 1:], lo[:, :, -1:]], axis=2)),
+            np.maximum(hi, np.concatenate([hi[:, :, 1:], hi[:, :, -1:]], axis=2)))
+
+
+def _weighted_sigmoid(logits: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """scores[:, None, None] * sigmoid(logits) in place on a fresh array (fewer passes than ``sigmoid``; used for
+    bounds only, which keep a margin, so its last-ulp differences do not matter)."""
+    out = np.negative(logits)
+    np.exp(out, out=out)
+    out += 1
+    np.reciprocal(out, out=out)
+    out *= scores[:, None, None]
+    return out
+
+
+# Decided cells keep this distance from every bound, so float rounding of exact pixels cannot cross it: an absolute
+# margin on logits (for the sigmoid >= 0.5 test) and a relative one on score x sigmoid, whose rounding is relative.
+_MARGIN = np.float32(1e-6)
+_RELATIVE_MARGIN = np.float32(1e-4)
+
+
+class _Scale1Panoptic:
+    """The scale-1 fast path of panoptic inference, without full-resolution masks (module docstring).
+
+    Cells whose owner and its sigmoid >= 0.5 test are decided by corner bounds are counted and painted per cell;
+    the pixels of the other cells are computed exactly, trying only the queries that can still win there."""
+
+    def __init__(self, lowres: np.ndarray, scores: np.ndarray, valid):
+        n, h, w = lowres.shape
+        self.cells = cells = _Cells(h, w, valid)
+        lo_logit, hi_logit = _cell_bounds(lowres)
+        lo, hi = _weighted_sigmoid(lo_logit, scores), _weighted_sigmoid(hi_logit, scores)
+        best = lo.argmax(0)
+        best_lo = np.take_along_axis(lo, best[None], 0)[0]
+        np.put_along_axis(hi_without_best := hi.copy(), best[None], -np.inf, 0)
+        others = hi_without_best.max(0)
+        owner_lo = np.take_along_axis(lo_logit, best[None], 0)[0]
+        owner_hi = np.take_along_axis(hi_logit, best[None], 0)[0]
+        self.decided = (best_lo > others * (1 + _RELATIVE_MARGIN)) & ((owner_lo >= _MARGIN) | (owner_hi <= -_MARGIN))
+        self.best, self.cell_conf = best, owner_lo >= _MARGIN
+        ppc = cells.pixels_per_cell
+        d, dc = self.decided, self.decided & self.cell_conf
+        self.owned = np.bincount(best[d], weights=ppc[d], minlength=n)
+        self.both = np.bincount(best[dc], weights=ppc[dc], minlength=n)
+        # undecided cells, per pixel
+        cell_rows, cell_cols = np.nonzero(~d)
+        self.rows, self.cols = cells.pixels(cell_rows, cell_cols)
+        cell_of_pixel = np.repeat(np.arange(cell_rows.size), ppc[cell_rows, cell_cols])
+        candidate = hi[:, cell_rows, cell_cols] >= best_lo[cell_rows, cell_cols] * (1 - _RELATIVE_MARGIN)
+        best_val = np.full(self.rows.size, -1.0, np.float32)
+        self.pixel_owner = np.zeros(self.rows.size, np.int64)
+        best_p = np.zeros(self.rows.size, np.float32)
+        for k in range(n):  # ascending k with a strict '>' keeps the first index on ties, as argmax
+            idx = np.flatnonzero(candidate[k][cell_of_pixel])
+            p = sigmoid(cells.interpolate(lowres[k:k + 1], self.rows[idx], self.cols[idx])[0])
+            v = scores[k] * p
+            better = v > best_val[idx]
+            sel = idx[better]
+            best_val[sel], self.pixel_owner[sel], best_p[sel] = v[better], k, p[better]
+        self.pixel_conf = best_p >= 0.5
+        self.owned += np.bincount(self.pixel_owner, minlength=n)
+        self.both += np.bincount(self.pixel_owner[self.pixel_conf], minlength=n)
+        # sigmoid >= 0.5 area of each query: whole cells by bounds, sign-ambiguous cells per pixel
+        self.orig = np.zeros(n, np.int64)
+        for k in range(n):
+            self.orig[k] = ppc[lo_logit[k] >= _MARGIN].sum()
+            rows, cols = cells.pixels(*np.nonzero((lo_logit[k] < _MARGIN) & (hi_logit[k] > -_MARGIN)))
+            if rows.size:
+                self.orig[k] += int((sigmoid(cells.interpolate(lowres[k:k + 1], rows, cols)[0]) >= 0.5).sum())
+
+    def paint(self, segment_of: np.ndarray) -> np.ndarray:
+        """int32 [vh, vw]: segment_of[owner] where the owner's sigmoid >= 0.5, else 0."""
+        cells = self.cells
+        per_cell = np.where(self.decided & self.cell_conf, segment_of[self.best], 0).astype(np.int32)
+        seg = np.repeat(np.repeat(per_cell, cells.row_count, axis=0), cells.col_count, axis=1)
+        seg[self.rows, self.cols] = np.where(self.pixel_conf, segment_of[self.pixel_owner], 0)
+        return seg
+
+
+class _GeneralPanoptic:
+    """Any output size: full-resolution masks of the kept queries (reference order)."""
+
+    def __init__(self, lowres: np.ndarray, scores: np.ndarray, valid, out_size):
+        probs = sigmoid(masks_at_output(lowres, valid, out_size))
+        self.ids = (scores[:, None, None] * probs).argmax(0)
+        self.conf = np.take_along_axis(probs, self.ids[None], 0)[0] >= 0.5
+        n = len(probs)
+        self.owned = np.bincount(self.ids.ravel(), minlength=n)
+        self.both = np.bincount(self.ids[self.conf], minlength=n)
+        self.orig = (probs >= 0.5).reshape(n, -1).sum(1)
+
+    def paint(self, segment_of: np.ndarray) -> np.ndarray:
+        return np.where(self.conf, segment_of[self.ids], 0).astype(np.int32)
+
+
+def panoptic(logits: np.ndarray, lowres: np.ndarray, valid, out_size, num_classes: int, thing_ids,
+             object_mask_threshold: float, overlap_threshold: float):
+    """-> (int32 [H0, W0] segment ids, segments) exactly as the reference panoptic_inference."""
+    probs_cls = softmax(logits.astype(np.float32))
+    scores, labels = probs_cls.max(-1), probs_cls.argmax(-1)
+    keep = np.flatnonzero((labels != num_classes) & (scores > object_mask_threshold))
+    segments: list[dict] = []
+    if keep.size == 0:
+        return np.zeros(out_size, np.int32), segments
+    kept = np.ascontiguousarray(lowres[keep], dtype=np.float32)
+    if tuple(out_size) == tuple(valid):
+        regions = _Scale1Panoptic(kept, scores[keep], valid)
+    else:
+        regions = _GeneralPanoptic(kept, scores[keep], valid, out_size)
+    owned, both, orig_areas = regions.owned, regions.both, regions.orig
+    things = set(int(t) for t in thing_ids)
+    stuff: dict[int, int] = {}
+    # Each kept query's mask (ids == j) & conf is disjoint from the others', so one lookup table of segment ids
+    # indexed by j paints them all at once; the decisions follow the reference loop in query order.
+    segment_of = np.zeros(keep.size, np.int32)
+    for j, q in enumerate(keep):
+        if owned[j] == 0 or orig_areas[j] == 0 or both[j] == 0 or owned[j] / orig_areas[j] < overlap_threshold:
+            continue
+        label = int(labels[q])
+        if label not in things and label in stuff:
+            segment_of[j] = stuff[label]
+            continue
+        new_id = len(segments) + 1
+        if label not in things:
+            stuff[label] = new_id
+        segment_of[j] = new_id
+        segments.append({"id": new_id, "isthing": label in things, "category_id": label})
+    return regions.paint(segment_of), segments

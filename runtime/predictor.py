@@ -1,0 +1,118 @@
+"""``Predictor("model.onnx").predict(image)``: the runtime's Python API (no torch).
+
+Pre-processing from the artifact's metadata, a backend (ONNX Runtime or a TensorRT engine), and the
+reference-exact post-processing (from raw outputs, or the host step of an in-graph head).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from m2f.errors import M2FError
+
+from . import head_decoding, postprocess
+from .backends import open_backend
+from .image_io import read_image, to_rgb8
+from .preprocess import Preprocessor
+from .results import Instance, Result, Segment
+
+TASKS = ("semantic", "instance", "panoptic")
+
+
+class Predictor:
+    """Run an m2f artifact on images.
+
+    model: ``.onnx`` from ``m2f export`` or a TensorRT engine with its ``.json`` sidecar. tasks: which results to
+    compute (default: every task the model produces, or its head's). resize: "pil" (reference-exact) or "cv2".
+    threshold / overlap_threshold override the metadata's object-mask and overlap thresholds (raw-output models).
+    """
+
+    def __init__(self, model: str | Path, tasks: list[str] | None = None, providers: list[str] | None = None,
+                 plugins: str | None = None, resize: str = "pil", threshold: float | None = None,
+                 overlap_threshold: float | None = None):
+        self.backend = open_backend(model, providers=providers, plugins=plugins)
+        self.meta = meta = self.backend.meta
+        self.head = meta.get("head")
+        available = [self.head] if self.head else list(meta["tasks"])
+        self.tasks = list(tasks or available)
+        bad = [t for t in self.tasks if t not in available]
+        if bad:
+            raise M2FError(f"{Path(model).name} does not produce {', '.join(bad)} results (it has "
+                           f"{', '.join(available)}); pick from those or export another head")
+        if self.head and (threshold is not None and self.head == "panoptic"):
+            raise M2FError("the panoptic head has its object-mask threshold built in; re-export without --head to "
+                           "change it at run time")
+        self.preprocess = Preprocessor(meta, resize=resize)
+        self.threshold = meta["thresholds"]["object_mask"] if threshold is None else threshold
+        self.overlap = meta["thresholds"]["overlap"] if overlap_threshold is None else overlap_threshold
+        self.names = meta["class_names"]
+
+    def predict(self, image: np.ndarray | str | Path) -> Result:
+        """One image (a path, or an array: HxW gray, HxWx3 RGB, HxWx4 RGBA; uint8 or uint16) -> Result."""
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: list) -> list[Result]:
+        """Several images; batched up to the model's batch size. Result.timings: per-image share of each stage."""
+        arrays = [read_image(im) if isinstance(im, (str, Path)) else to_rgb8(im) for im in images]
+        step = self._batch_size()
+        results: list[Result] = []
+        for start in range(0, len(arrays), step):
+            chunk = arrays[start:start + step]
+            t0 = time.perf_counter()
+            prepared = self.preprocess(chunk)
+            t1 = time.perf_counter()
+            outputs = self.backend.run(prepared.feeds)
+            t2 = time.perf_counter()
+            done = [self._post({k: v[i] for k, v in outputs.items()}, valid, size)
+                    for i, (valid, size) in enumerate(zip(prepared.valid_sizes, prepared.original_sizes))]
+            t3 = time.perf_counter()
+            for r in done:
+                r.timings = {"pre": (t1 - t0) / len(chunk), "infer": (t2 - t1) / len(chunk),
+                             "post": (t3 - t2) / len(chunk)}
+            results += done
+        return results
+
+    def _batch_size(self) -> int:
+        return self.preprocess.batch if not self.meta["input"]["dynamic"] else 8
+
+    def _post(self, out: dict[str, np.ndarray], valid, size) -> Result:
+        meta = self.meta
+        r = Result(height=size[0], width=size[1])
+        things = set(meta["thing_ids"])
+        if self.head == "semantic":
+            r.semantic = head_decoding.semantic(out["sem_seg"], valid, size)
+        elif self.head == "panoptic":
+            seg, segments = head_decoding.panoptic(out, self.overlap, things, valid, size)
+            r.panoptic, r.segments = seg, self._segments(seg, segments)
+        elif self.head == "instance":
+            inst = head_decoding.instance(out, "panoptic" in meta["tasks"], things, valid, size)
+            r.instances = self._instances(inst)
+        else:
+            logits, masks = out["pred_logits"], out["pred_masks"]
+            if "semantic" in self.tasks:
+                r.semantic = postprocess.semantic(logits, masks, valid, size,
+                                                  meta["sem_seg_postprocess_before_inference"])
+            if "panoptic" in self.tasks:
+                seg, segments = postprocess.panoptic(logits, masks, valid, size, meta["num_classes"], things,
+                                                     self.threshold, self.overlap)
+                r.panoptic, r.segments = seg, self._segments(seg, segments)
+            if "instance" in self.tasks:
+                inst = postprocess.instance(logits, masks, valid, size, meta["test_topk_per_image"],
+                                            "panoptic" in meta["tasks"], things)
+                r.instances = self._instances(inst)
+        return r
+
+    def _segments(self, seg: np.ndarray, segments: list[dict]) -> list[Segment]:
+        areas = np.bincount(seg.ravel(), minlength=len(segments) + 1)
+        return [Segment(s["id"], s["category_id"], self.names[s["category_id"]], s["isthing"], int(areas[s["id"]]))
+                for s in segments]
+
+    def _instances(self, inst: dict) -> list[Instance]:
+        items = [Instance(int(c), self.names[int(c)], float(s), m, int(q))
+                 for c, s, m, q in zip(inst["labels"], inst["scores"], inst["masks"], inst["query_ids"])]
+        return sorted(items, key=lambda i: -i.score)
+
+    def close(self) -> None:
+        self.backend.close()
