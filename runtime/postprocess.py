@@ -123,20 +123,29 @@ class _Cells:
         ncw = nc[which]
         return self.row_start[cell_rows][which] + offset // ncw, self.col_start[cell_cols][which] + offset % ncw
 
-    def interpolate(self, lowres: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Exact upsampled logits [n, P] at the given pixels, in PyTorch's arithmetic order."""
+    def interpolate_pairs(self, lowres: np.ndarray, k: np.ndarray, rows: np.ndarray, cols: np.ndarray):
+        """Exact upsampled logit of query k[i] at pixel (rows[i], cols[i]), in PyTorch's arithmetic order."""
         a, b, c, d = self.y0[rows], self.y1[rows], self.x0[cols], self.x1[cols]
         wx0, wx1 = self.wx0[cols], self.wx1[cols]
-        return (self.wy0[rows] * (wx0 * lowres[:, a, c] + wx1 * lowres[:, a, d])
-                + self.wy1[rows] * (wx0 * lowres[:, b, c] + wx1 * lowres[:, b, d]))
+        return (self.wy0[rows] * (wx0 * lowres[k, a, c] + wx1 * lowres[k, a, d])
+                + self.wy1[rows] * (wx0 * lowres[k, b, c] + wx1 * lowres[k, b, d]))
 
 
 def _cell_bounds(lowres: np.ndarray):
     """Min and max logit over each cell's 2x2 corners (clamped at the border): [n, h, w] each."""
-    down = np.concatenate([lowres[:, 1:], lowres[:, -1:]], axis=1)
-    lo, hi = np.minimum(lowres, down), np.maximum(lowres, down)
-    return (np.minimum(lo, np.concatenate([lo[:, :, 1:], lo[:, :, -1:]], axis=2)),
-            np.maximum(hi, np.concatenate([hi[:, :, 1:], hi[:, :, -1:]], axis=2)))
+
+    def pair(a: np.ndarray, axis: int, op) -> np.ndarray:  # op(x[i], x[i + 1]) along axis, last one kept
+        out = np.empty_like(a)
+        head = [slice(None)] * 3
+        tail = list(head)
+        head[axis], tail[axis] = slice(None, -1), slice(1, None)
+        op(a[tuple(head)], a[tuple(tail)], out=out[tuple(head)])
+        last = [slice(None)] * 3
+        last[axis] = slice(-1, None)
+        out[tuple(last)] = a[tuple(last)]
+        return out
+
+    return (pair(pair(lowres, 1, np.minimum), 2, np.minimum), pair(pair(lowres, 1, np.maximum), 2, np.maximum))
 
 
 def _weighted_sigmoid(logits: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -179,31 +188,36 @@ class _Scale1Panoptic:
         d, dc = self.decided, self.decided & self.cell_conf
         self.owned = np.bincount(best[d], weights=ppc[d], minlength=n)
         self.both = np.bincount(best[dc], weights=ppc[dc], minlength=n)
-        # undecided cells, per pixel
+        # undecided cells, per pixel: only (query, cell) pairs whose upper bound reaches the cell's best lower bound
         cell_rows, cell_cols = np.nonzero(~d)
+        counts = ppc[cell_rows, cell_cols]
         self.rows, self.cols = cells.pixels(cell_rows, cell_cols)
-        cell_of_pixel = np.repeat(np.arange(cell_rows.size), ppc[cell_rows, cell_cols])
-        candidate = hi[:, cell_rows, cell_cols] >= best_lo[cell_rows, cell_cols] * (1 - _RELATIVE_MARGIN)
-        best_val = np.full(self.rows.size, -1.0, np.float32)
-        self.pixel_owner = np.zeros(self.rows.size, np.int64)
-        best_p = np.zeros(self.rows.size, np.float32)
-        for k in range(n):  # ascending k with a strict '>' keeps the first index on ties, as argmax
-            idx = np.flatnonzero(candidate[k][cell_of_pixel])
-            p = sigmoid(cells.interpolate(lowres[k:k + 1], self.rows[idx], self.cols[idx])[0])
-            v = scores[k] * p
-            better = v > best_val[idx]
-            sel = idx[better]
-            best_val[sel], self.pixel_owner[sel], best_p[sel] = v[better], k, p[better]
+        first_pixel = np.cumsum(counts) - counts  # where each cell's pixels start in rows/cols
+        pair_k, pair_cell = np.nonzero(hi[:, cell_rows, cell_cols]
+                                       >= best_lo[cell_rows, cell_cols] * (1 - _RELATIVE_MARGIN))
+        per_pair = counts[pair_cell]
+        pair_pixel = np.repeat(first_pixel[pair_cell], per_pair) + \
+            (np.arange(per_pair.sum()) - np.repeat(np.cumsum(per_pair) - per_pair, per_pair))
+        pair_k = np.repeat(pair_k, per_pair)
+        p = sigmoid(cells.interpolate_pairs(lowres, pair_k, self.rows[pair_pixel], self.cols[pair_pixel]))
+        # dense [n, P] table, -1 where a query cannot win; argmax keeps the first index on ties, as the reference
+        value = np.full((n, self.rows.size), -1.0, np.float32)
+        prob = np.zeros((n, self.rows.size), np.float32)
+        value[pair_k, pair_pixel], prob[pair_k, pair_pixel] = scores[pair_k] * p, p
+        self.pixel_owner = value.argmax(0)
+        best_p = np.take_along_axis(prob, self.pixel_owner[None], 0)[0]
         self.pixel_conf = best_p >= 0.5
         self.owned += np.bincount(self.pixel_owner, minlength=n)
         self.both += np.bincount(self.pixel_owner[self.pixel_conf], minlength=n)
-        # sigmoid >= 0.5 area of each query: whole cells by bounds, sign-ambiguous cells per pixel
-        self.orig = np.zeros(n, np.int64)
-        for k in range(n):
-            self.orig[k] = ppc[lo_logit[k] >= _MARGIN].sum()
-            rows, cols = cells.pixels(*np.nonzero((lo_logit[k] < _MARGIN) & (hi_logit[k] > -_MARGIN)))
-            if rows.size:
-                self.orig[k] += int((sigmoid(cells.interpolate(lowres[k:k + 1], rows, cols)[0]) >= 0.5).sum())
+        # sigmoid >= 0.5 area of each query: whole cells by bounds, sign-ambiguous cells per pixel (all queries at
+        # once: one row of (query, pixel) pairs)
+        self.orig = ((lo_logit >= _MARGIN) * ppc[None]).reshape(n, -1).sum(1)
+        amb_k, amb_rows, amb_cols = np.nonzero((lo_logit < _MARGIN) & (hi_logit > -_MARGIN))
+        if amb_k.size:
+            rows, cols = cells.pixels(amb_rows, amb_cols)
+            k_of_pixel = np.repeat(amb_k, ppc[amb_rows, amb_cols])
+            confident = sigmoid(cells.interpolate_pairs(lowres, k_of_pixel, rows, cols)) >= 0.5
+            self.orig += np.bincount(k_of_pixel, weights=confident, minlength=n).astype(np.int64)
 
     def paint(self, segment_of: np.ndarray) -> np.ndarray:
         """int32 [vh, vw]: segment_of[owner] where the owner's sigmoid >= 0.5, else 0."""
