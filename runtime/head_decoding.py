@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .postprocess import assign_segments
 from .resize import resize_bilinear, resize_nearest
 
 
@@ -25,25 +26,13 @@ def semantic(sem_seg: np.ndarray, valid, out_size) -> np.ndarray:
 def panoptic(outputs: dict[str, np.ndarray], overlap_threshold: float, thing_ids, valid, out_size):
     """pan_* outputs of one image -> (int32 [H0, W0] segment ids, segments) as the reference panoptic_inference:
     kept queries in query order, overlap test on the in-graph areas, stuff classes merged."""
-    ids, conf = outputs["pan_ids"], outputs["pan_conf"]
-    things = set(int(t) for t in thing_ids)
-    seg = np.zeros(ids.shape, np.int32)
-    segments: list[dict] = []
-    stuff: dict[int, int] = {}
-    for q in np.flatnonzero(outputs["pan_keep"]):
-        area, orig, both = (int(outputs[k][q]) for k in ("pan_area", "pan_orig_area", "pan_mask_area"))
-        if area == 0 or orig == 0 or both == 0 or area / orig < overlap_threshold:
-            continue
-        label = int(outputs["pan_labels"][q])
-        mask = (ids == q) & conf
-        if label not in things and label in stuff:
-            seg[mask] = stuff[label]
-            continue
-        new_id = len(segments) + 1
-        if label not in things:
-            stuff[label] = new_id
-        seg[mask] = new_id
-        segments.append({"id": new_id, "isthing": label in things, "category_id": label})
+    keep = np.flatnonzero(outputs["pan_keep"])
+    segment_of, segments = assign_segments(
+        outputs["pan_labels"][keep], outputs["pan_area"][keep], outputs["pan_orig_area"][keep],
+        outputs["pan_mask_area"][keep], overlap_threshold, thing_ids)
+    table = np.zeros(len(outputs["pan_keep"]), np.int32)  # per query: its segment id (0 = none)
+    table[keep] = segment_of
+    seg = np.where(outputs["pan_conf"], table[outputs["pan_ids"]], 0).astype(np.int32)
     return _to_output(seg, valid, out_size), segments
 
 

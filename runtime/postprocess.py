@@ -258,16 +258,26 @@ def panoptic(logits: np.ndarray, lowres: np.ndarray, valid, out_size, num_classe
         regions = _Scale1Panoptic(kept, scores[keep], valid)
     else:
         regions = _GeneralPanoptic(kept, scores[keep], valid, out_size)
-    owned, both, orig_areas = regions.owned, regions.both, regions.orig
+    segment_of, segments = assign_segments(labels[keep], regions.owned, regions.orig, regions.both,
+                                           overlap_threshold, thing_ids)
+    return regions.paint(segment_of), segments
+
+
+def assign_segments(labels, owned, orig, both, overlap_threshold: float, thing_ids):
+    """The reference's segment decisions, for kept queries in query order -> (segment id per kept query, 0 = none;
+    segments). owned: pixels the query wins; orig: its sigmoid >= 0.5 pixels; both: the two together.
+
+    A query survives when all three are non-zero and owned / orig >= overlap_threshold; a stuff class seen before
+    reuses its segment id. Each kept query's final mask (owned & confident) is disjoint from the others', so painting
+    is one lookup: segment_of[owner] where the owner is confident.
+    """
     things = set(int(t) for t in thing_ids)
     stuff: dict[int, int] = {}
-    # Each kept query's mask (ids == j) & conf is disjoint from the others', so one lookup table of segment ids
-    # indexed by j paints them all at once; the decisions follow the reference loop in query order.
-    segment_of = np.zeros(keep.size, np.int32)
-    for j, q in enumerate(keep):
-        if owned[j] == 0 or orig_areas[j] == 0 or both[j] == 0 or owned[j] / orig_areas[j] < overlap_threshold:
+    segments: list[dict] = []
+    segment_of = np.zeros(len(labels), np.int32)
+    for j, label in enumerate(int(x) for x in labels):
+        if owned[j] == 0 or orig[j] == 0 or both[j] == 0 or owned[j] / orig[j] < overlap_threshold:
             continue
-        label = int(labels[q])
         if label not in things and label in stuff:
             segment_of[j] = stuff[label]
             continue
@@ -276,4 +286,4 @@ def panoptic(logits: np.ndarray, lowres: np.ndarray, valid, out_size, num_classe
             stuff[label] = new_id
         segment_of[j] = new_id
         segments.append({"id": new_id, "isthing": label in things, "category_id": label})
-    return regions.paint(segment_of), segments
+    return segment_of, segments
