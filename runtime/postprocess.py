@@ -125,10 +125,14 @@ class _Cells:
 
     def interpolate_pairs(self, lowres: np.ndarray, k: np.ndarray, rows: np.ndarray, cols: np.ndarray):
         """Exact upsampled logit of query k[i] at pixel (rows[i], cols[i]), in PyTorch's arithmetic order."""
-        a, b, c, d = self.y0[rows], self.y1[rows], self.x0[cols], self.x1[cols]
+        h, w = lowres.shape[1:]
+        flat = lowres.reshape(-1)
+        top = k * (h * w) + self.y0[rows] * w  # flat offsets of the two source rows
+        bottom = k * (h * w) + self.y1[rows] * w
+        c, d = self.x0[cols], self.x1[cols]
         wx0, wx1 = self.wx0[cols], self.wx1[cols]
-        return (self.wy0[rows] * (wx0 * lowres[k, a, c] + wx1 * lowres[k, a, d])
-                + self.wy1[rows] * (wx0 * lowres[k, b, c] + wx1 * lowres[k, b, d]))
+        return (self.wy0[rows] * (wx0 * flat.take(top + c) + wx1 * flat.take(top + d))
+                + self.wy1[rows] * (wx0 * flat.take(bottom + c) + wx1 * flat.take(bottom + d)))
 
 
 def _cell_bounds(lowres: np.ndarray):
@@ -200,12 +204,12 @@ class _Scale1Panoptic:
             (np.arange(per_pair.sum()) - np.repeat(np.cumsum(per_pair) - per_pair, per_pair))
         pair_k = np.repeat(pair_k, per_pair)
         p = sigmoid(cells.interpolate_pairs(lowres, pair_k, self.rows[pair_pixel], self.cols[pair_pixel]))
-        # dense [n, P] table, -1 where a query cannot win; argmax keeps the first index on ties, as the reference
-        value = np.full((n, self.rows.size), -1.0, np.float32)
-        prob = np.zeros((n, self.rows.size), np.float32)
-        value[pair_k, pair_pixel], prob[pair_k, pair_pixel] = scores[pair_k] * p, p
-        self.pixel_owner = value.argmax(0)
-        best_p = np.take_along_axis(prob, self.pixel_owner[None], 0)[0]
+        # dense [P, n] table, -1 where a query cannot win; argmax keeps the first index on ties, as the reference
+        value = np.full((self.rows.size, n), -1.0, np.float32)  # pixel-major: argmax reads contiguous rows
+        prob = np.zeros((self.rows.size, n), np.float32)
+        value[pair_pixel, pair_k], prob[pair_pixel, pair_k] = scores[pair_k] * p, p
+        self.pixel_owner = value.argmax(1)
+        best_p = prob[np.arange(self.rows.size), self.pixel_owner]
         self.pixel_conf = best_p >= 0.5
         self.owned += np.bincount(self.pixel_owner, minlength=n)
         self.both += np.bincount(self.pixel_owner[self.pixel_conf], minlength=n)
