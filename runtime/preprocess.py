@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from m2f.errors import M2FError
+
 from .resize import padded_size, shortest_edge_size
 
 
@@ -58,8 +60,6 @@ class Preprocessor:
         return shortest_edge_size(height, width, self.short, self.max_size)
 
     def __call__(self, images: list[np.ndarray]) -> Prepared:
-        from m2f.errors import M2FError
-
         resized = [resize_image(im, *self.target_size(*im.shape[:2]), method=self.method) for im in images]
         valid = [im.shape[:2] for im in resized]
         if self.dynamic:

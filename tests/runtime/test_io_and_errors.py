@@ -148,3 +148,34 @@ def test_video_and_interrupt_keeps_results(tmp_path, exported):
     assert not list(out.rglob(".*tmp"))
     json.loads((out / "instances.json").read_text())
     assert "interrupted" in stdout
+
+
+@pytest.mark.parametrize("drop", ["none", "latest"])
+def test_frame_policies(tmp_path, drop):
+    from m2f.runtime.stream import RateMeter, frames
+
+    video = tmp_path / "v.avi"
+    _video(video, 30)
+    seen = []
+    for frame in frames(str(video), drop=drop):
+        assert frame.image.shape == (64, 96, 3) and frame.image.dtype == np.uint8
+        seen.append(frame.index)
+        time.sleep(0.01 if drop == "latest" else 0)  # a slow consumer: the reader runs ahead and frames drop
+    assert seen == sorted(set(seen)) and seen[0] >= 0
+    if drop == "none":
+        assert seen == list(range(30))
+    else:
+        assert 1 <= len(seen) <= 30 and seen[-1] <= 29
+    meter = RateMeter()
+    meter.add({"pre": 0.001, "infer": 0.002})
+    assert "1 frames" in meter.line(dropped=3) and "dropped 3" in meter.line(dropped=3)
+
+
+def test_static_canvas_too_small(tmp_path):
+    from m2f.export import ExportOptions, export_onnx
+
+    from .conftest import confident_model
+
+    path = export_onnx(confident_model(), tmp_path / "s.onnx", ExportOptions(height=64, width=96)).path
+    with pytest.raises(M2FError, match="does not fit this model's static 64x96 canvas"):
+        Predictor(path).predict(np.zeros((100, 100, 3), np.uint8))
