@@ -59,10 +59,12 @@ def test_demo_writes_results(tmp_path, capsys):
     assert main(["demo", "-o", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == "demo-tiny" and summary["image_size"] == [360, 480]
-    for name in ("input.png", "panoptic.png", "semantic.png", "overlay.png", "instances.json",
-                 "panoptic_segments.json", "demo-tiny.pkl"):
+    assert summary["agreement"]["max_abs_error_raw_outputs"] < 1e-4
+    assert summary["agreement"]["semantic_pixels_equal"] >= 0.999
+    for name in ("input.png", "demo.panoptic.png", "demo.segments.json", "demo.semantic.png", "demo.overlay.png",
+                 "instances.json", "demo-tiny.pkl", "demo-tiny.onnx"):
         assert (out / name).stat().st_size > 0, name
-    assert not list(out.glob("*.tmp*"))
+    assert not list(out.glob(".*tmp*"))
     assert "look at" in capsys.readouterr().out
 
 

@@ -1,9 +1,10 @@
 """``m2f demo``: the main job on the bundled default model, end to end, on a fresh machine.
 
 Until a trained default model is bundled, the default is the ``demo-tiny`` architecture with seeded random
-weights: the demo writes it as a detectron2 checkpoint, loads it back through the checkpoint loader, runs the
-PyTorch reference pipeline (PIL resize, normalise, pad, model, reference post-processing) on a synthetic image and
-writes panoptic, semantic and instance results. The segments are meaningless until real weights exist.
+weights. The demo writes it as a detectron2 checkpoint, loads it back through the checkpoint loader, exports it to
+ONNX, runs the torch-free runtime (ONNX Runtime) and the PyTorch reference pipeline on a synthetic image, writes the
+runtime's results (COCO panoptic PNG + segments, semantic PNG, COCO instances, overlay) and a summary comparing the
+two backends. The segments are meaningless until real weights exist.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-HELP = "run the bundled default model end to end and write its results (main job of the Quick start)"
+HELP = "checkpoint -> ONNX -> torch-free runtime on the bundled default model, with a PyTorch comparison"
 
 
 def add_arguments(p) -> None:
@@ -36,13 +37,6 @@ def synthetic_image(seed: int, height: int = 360, width: int = 480):
     return img.clip(0, 255).astype(np.uint8)
 
 
-def _palette(n: int):
-    import numpy as np
-
-    rng = np.random.default_rng(12345)
-    return rng.integers(40, 256, (max(n, 1), 3)).astype(np.uint8)
-
-
 def _write_png(array, path: Path) -> None:
     from PIL import Image
 
@@ -60,15 +54,19 @@ def _write_json(obj, path: Path) -> None:
 def run(args) -> int:
     from m2f.errors import M2FError, require
 
-    require("torch", "model", "m2f demo")
-    require("PIL", "model", "m2f demo")
+    for module, extra in (("torch", "model"), ("PIL", "model"), ("onnx", "export"), ("onnxslim", "export"),
+                          ("onnxruntime", "runtime")):
+        require(module, extra, "m2f demo")
     import numpy as np
     import torch
 
+    from m2f.export import ExportOptions, export_onnx
     from m2f.model import Mask2Former, load_checkpoint
     from m2f.model.checkpoint_io import save_detectron2_pkl
     from m2f.model.presets import demo_tiny
-    from m2f.model.reference_pipeline import predict
+    from m2f.model.reference_pipeline import preprocess, predict
+    from m2f.runtime import Predictor
+    from m2f.runtime.formats import coco_instances, write_result
 
     out = Path(args.output)
     try:
@@ -77,7 +75,7 @@ def run(args) -> int:
         raise M2FError(f"cannot create the output folder {out}: {e.strerror}") from None
 
     t0 = time.perf_counter()
-    print("[1/4] building the default model (demo-tiny, seeded random weights: no trained model is bundled yet)")
+    print("[1/5] building the default model (demo-tiny, seeded random weights: no trained model is bundled yet)")
     torch.manual_seed(args.seed)
     cfg = demo_tiny()
     model = Mask2Former(cfg)
@@ -85,40 +83,48 @@ def run(args) -> int:
         p.data.add_(torch.randn_like(p) * 0.05)
     ckpt = save_detectron2_pkl(model.state_dict(), out / "demo-tiny.pkl")
 
-    print(f"[2/4] loading {ckpt} through the detectron2 checkpoint loader")
+    print(f"[2/5] loading {ckpt} through the detectron2 checkpoint loader")
     model = load_checkpoint(ckpt, config=cfg)
 
-    print("[3/4] running the PyTorch reference pipeline on a synthetic 480x360 image")
     image = synthetic_image(args.seed)
-    t1 = time.perf_counter()
-    result = predict(model, image)
-    infer_s = time.perf_counter() - t1
+    _, valid = preprocess(image, cfg)
+    canvas = tuple(-(-v // cfg.size_divisibility) * cfg.size_divisibility for v in valid)
+    print(f"[3/5] exporting to ONNX ({canvas[0]}x{canvas[1]} canvas, portable ops)")
+    summary_export = export_onnx(model, out / "demo-tiny.onnx", ExportOptions(height=canvas[0], width=canvas[1]),
+                                 source={"name": ckpt.name, "format": "detectron2-pkl"})
 
-    print(f"[4/4] writing results to {out}/")
-    panoptic, segments = result["panoptic_seg"]
-    pan = panoptic.numpy().astype(np.int64)
-    pan_rgb = np.stack([pan % 256, pan // 256 % 256, pan // 65536], -1).astype(np.uint8)  # COCO id -> RGB
-    semantic = result["sem_seg"].argmax(0).numpy().astype(np.uint8 if cfg.num_classes <= 255 else np.uint16)
-    colors = _palette(cfg.num_classes)
-    overlay = (0.5 * image + 0.5 * colors[semantic % len(colors)]).astype(np.uint8)
-    inst = result["instances"]
-    instances = [{"category_id": int(c), "category": cfg.class_names[int(c)], "score": float(s),
-                  "area": int(m.sum())} for c, s, m in zip(inst["labels"], inst["scores"], inst["masks"])]
-    instances.sort(key=lambda d: -d["score"])
-    for name, arr in (("input.png", image), ("panoptic.png", pan_rgb), ("semantic.png", semantic),
-                      ("overlay.png", overlay)):
-        _write_png(arr, out / name)
-    _write_json({"segments_info": [dict(s, category=cfg.class_names[s["category_id"]]) for s in segments]},
-                out / "panoptic_segments.json")
-    _write_json(instances, out / "instances.json")
+    print("[4/5] running the torch-free runtime (ONNX Runtime) and the PyTorch reference on a synthetic image")
+    predictor = Predictor(summary_export.path, providers=["CPUExecutionProvider"])
+    result = predictor.predict(image)
+    t1 = time.perf_counter()
+    reference = predict(model, image)
+    torch_s = time.perf_counter() - t1
+    feeds = predictor.preprocess([image]).feeds
+    ort_raw = predictor.backend.run(feeds)
+    with torch.no_grad():
+        torch_raw = model(preprocess(image, cfg)[0])
+    max_logit_error = float(max(np.abs(ort_raw["pred_logits"] - torch_raw["pred_logits"].numpy()).max(),
+                                np.abs(ort_raw["pred_masks"] - torch_raw["pred_masks"].numpy()).max()))
+
+    print(f"[5/5] writing results to {out}/")
+    written = write_result(result, image, predictor.names, out, "demo")
+    _write_png(image, out / "input.png")
+    _write_json(coco_instances(result, "demo"), out / "instances.json")
+    ref_seg = reference["panoptic_seg"][0].numpy()
     summary = {
         "model": cfg.name, "weights": "seeded random (no trained default model bundled yet)",
-        "image_size": list(image.shape[:2]), "panoptic_segments": len(segments), "instances": len(instances),
-        "semantic_classes_present": int(len(np.unique(semantic))), "pytorch_inference_s": round(infer_s, 3),
-        "total_s": round(time.perf_counter() - t0, 3),
+        "image_size": list(image.shape[:2]), "onnx": {"path": summary_export.path.name, "nodes": summary_export.nodes},
+        "onnxruntime": {"panoptic_segments": len(result.segments), "instances": len(result.instances),
+                        "timing_ms": {k: round(1000 * v, 1) for k, v in result.timings.items()}},
+        "pytorch": {"panoptic_segments": len(reference["panoptic_seg"][1]),
+                    "instances": int(len(reference["instances"]["scores"])), "total_ms": round(1000 * torch_s, 1)},
+        "agreement": {"max_abs_error_raw_outputs": max_logit_error,
+                      "semantic_pixels_equal": float((result.semantic == reference["sem_seg"].argmax(0).numpy()).mean()),
+                      "panoptic_pixels_equal": float((result.panoptic == ref_seg).mean())},
+        "files": written, "total_s": round(time.perf_counter() - t0, 1),
     }
     _write_json(summary, out / "summary.json")
     print(json.dumps(summary, indent=2))
-    print(f"look at {out}/overlay.png (semantic overlay), {out}/panoptic.png + panoptic_segments.json (COCO "
-          f"panoptic format), {out}/instances.json and {out}/summary.json")
+    print(f"look at {out}/{written['overlay']} (overlay), {out}/{written['panoptic']} + demo.segments.json (COCO "
+          f"panoptic), {out}/instances.json (COCO results) and {out}/summary.json (PyTorch vs ONNX Runtime)")
     return 0
