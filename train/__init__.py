@@ -1,2 +1,3 @@
-"""Fine-tuning. Built so far: the Hungarian matcher and the criterion of reference §3 (matcher.py, criterion.py,
-point_sampling.py). Not yet: augmentation, datasets, the training loop, the synthetic dataset, the bundled model."""
+"""Fine-tuning. Built so far: the Hungarian matcher and criterion of reference §3 (matcher.py, criterion.py,
+point_sampling.py), the synthetic COCO-panoptic dataset generator (synthetic.py) and the COCO panoptic reader shared
+with calibration (data.py). Not yet: augmentation, the training loop and `m2f train`, metrics, the bundled model."""
