@@ -78,8 +78,9 @@ def check_options(model: Mask2Former, options: ExportOptions, path: Path) -> tup
     height, width = options.height or default_canvas(model)[0], options.width or default_canvas(model)[1]
     div = model.config.size_divisibility
     if height % div or width % div or height <= 0 or width <= 0:
+        suggestion = padded_size(max(height, 1), max(width, 1), div)
         raise M2FError(f"canvas {height}x{width} is not a positive multiple of {div}; pick e.g. "
-                       f"{padded_size(max(height, 1), max(width, 1), div)[0]}x{padded_size(max(height, 1), max(width, 1), div)[1]}")
+                       f"{suggestion[0]}x{suggestion[1]}")
     if options.batch < 1:
         raise M2FError(f"batch must be at least 1, not {options.batch}")
     if path.suffix.lower() != ".onnx":

@@ -103,8 +103,8 @@ class TensorRTBackend:
         built = self.meta.get("tensorrt", {})
         if built.get("version") and built["version"].split(".")[:2] != trt.__version__.split(".")[:2]:
             raise M2FError(f"{path.name} was built with TensorRT {built['version']} but this is TensorRT "
-                           f"{trt.__version__}; engines only run on the version that built them: rebuild it with "
-                           f"'m2f build' here")
+                           f"{trt.__version__}; engines only run on the version that built them: rebuild it from the "
+                           f".onnx on this machine")
         for lib in _plugin_libraries(plugins):
             ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
         logger = trt.Logger(trt.Logger.WARNING)
