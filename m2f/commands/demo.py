@@ -54,9 +54,8 @@ def _write_json(obj, path: Path) -> None:
 def run(args) -> int:
     from m2f.errors import M2FError, require
 
-    for module, extra in (("torch", "model"), ("PIL", "model"), ("onnx", "export"), ("onnxslim", "export"),
-                          ("onnxruntime", "runtime")):
-        require(module, extra, "m2f demo")
+    for module in ("torch", "PIL", "onnx", "onnxslim", "onnxruntime"):
+        require(module, "demo", "m2f demo")
     import numpy as np
     import torch
 
