@@ -1,1 +1,2 @@
-"""Parity and accuracy: PyTorch vs ONNX vs engine, tensor statistics, task metrics and the report. Not built yet."""
+"""Parity and accuracy. Built so far: task metrics (metrics.py: PQ as panopticapi, mIoU, mask AP via pycocotools).
+Not yet: PyTorch vs ONNX vs engine comparison, tensor statistics, the report."""
