@@ -50,12 +50,12 @@ class GraphAdapter(nn.Module):
     def forward(self, first: torch.Tensor, valid_size: torch.Tensor | None = None):
         if self.input_kind == "uint8":
             x = (first.permute(0, 3, 1, 2).to(torch.float32) - self.mean) / self.std
-            inside = valid_region(valid_size, x.shape[2], x.shape[3])
-            x = x * inside[:, None].to(x.dtype)
         else:
             x = first
+        inside = valid_region(valid_size, x.shape[2], x.shape[3]) if valid_size is not None else None
+        if self.input_kind == "uint8":
+            x = x * inside[:, None].to(x.dtype)
         out = self.model(x)
         if self.head is None:
             return out["pred_logits"], out["pred_masks"]
-        inside = valid_region(valid_size, x.shape[2], x.shape[3])
         return heads_mod.run(self.head, out["pred_logits"], out["pred_masks"], inside, self.model.config)

@@ -102,15 +102,14 @@ def _sample_inputs(adapter: GraphAdapter, batch: int, height: int, width: int) -
     return (x, valid) if adapter.head else (x,)
 
 
-def _dynamic_axes(adapter: GraphAdapter) -> dict:
-    axes = {"image": {0: "batch", 1: "height", 2: "width"}, "valid_size": {0: "batch"},
-            "pixel_values": {0: "batch", 2: "height", 3: "width"}}
-    out_axes = {"pred_logits": {0: "batch"}, "pred_masks": {0: "batch", 2: "height/4", 3: "width/4"},
-                "sem_seg": {0: "batch", 1: "height", 2: "width"}, "pan_ids": {0: "batch", 1: "height", 2: "width"},
-                "pan_conf": {0: "batch", 1: "height", 2: "width"},
-                "inst_masks": {0: "batch", 2: "height/4", 3: "width/4"}}
-    names = adapter.input_names + adapter.output_names
-    return {n: {**axes, **out_axes}.get(n, {0: "batch"}) for n in names}
+def _dynamic_axes(adapter: GraphAdapter, output_shapes: dict[str, list]) -> dict:
+    """torch.onnx dynamic_axes: the inputs' symbolic dims, and the outputs' from their declared (dynamic) shapes."""
+    inputs = {"image": {0: "batch", 1: "height", 2: "width"}, "valid_size": {0: "batch"},
+              "pixel_values": {0: "batch", 2: "height", 3: "width"}}
+    axes = {n: inputs[n] for n in adapter.input_names}
+    for name in adapter.output_names:
+        axes[name] = {i: d for i, d in enumerate(output_shapes[name]) if isinstance(d, str)}
+    return axes
 
 
 def _output_shapes(model: Mask2Former, options: ExportOptions, canvas: tuple[int, int]) -> dict[str, list]:
@@ -206,6 +205,7 @@ def export_onnx(model: Mask2Former, path: str | Path, options: ExportOptions | N
     div = model.config.size_divisibility
     sample = _sample_inputs(adapter, 2, 4 * div, 5 * div) if options.dynamic else \
         _sample_inputs(adapter, options.batch, height, width)
+    output_shapes = _output_shapes(model, options, (height, width))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     seconds = {}
     try:
@@ -214,7 +214,7 @@ def export_onnx(model: Mask2Former, path: str | Path, options: ExportOptions | N
             warnings.simplefilter("ignore")
             torch.onnx.export(adapter, sample, str(tmp), dynamo=False, opset_version=options.opset,
                               input_names=adapter.input_names, output_names=adapter.output_names,
-                              dynamic_axes=_dynamic_axes(adapter) if options.dynamic else None,
+                              dynamic_axes=_dynamic_axes(adapter, output_shapes) if options.dynamic else None,
                               do_constant_folding=True)
         seconds["trace"] = time.perf_counter() - t0
         proto = onnx.load(str(tmp))
@@ -227,7 +227,7 @@ def export_onnx(model: Mask2Former, path: str | Path, options: ExportOptions | N
         else:
             progress("[2/4] clean-up skipped")
         progress("[3/4] shape inference, metadata, checker")
-        _declare(proto.graph.output, _output_shapes(model, options, (height, width)))
+        _declare(proto.graph.output, output_shapes)
         proto = onnx.shape_inference.infer_shapes(proto)
         metadata = build_metadata(model, adapter, options, (height, width), source or {})
         del proto.metadata_props[:]

@@ -26,11 +26,17 @@ PLUGIN_VERSION = "1"
 Shapes = Union[torch.Tensor, Sequence[Sequence[int]]]
 
 
-def _level_shapes(spatial_shapes: Shapes) -> list:
-    """(H, W) pairs; from a list they are kept as given (ints, or traced sizes during export)."""
+def _level_shapes(value: torch.Tensor, spatial_shapes: Shapes, sampling_locations: torch.Tensor) -> list:
+    """(H, W) per level, checked against value's length and the sampling levels. From a list they are kept as given
+    (ints, or traced sizes during export, when the length check cannot run)."""
     if isinstance(spatial_shapes, torch.Tensor):
-        return [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
-    return [(h, w) for h, w in spatial_shapes]
+        shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
+    else:
+        shapes = [(h, w) for h, w in spatial_shapes]
+    s, num_levels = value.shape[1], sampling_locations.shape[3]
+    if len(shapes) != num_levels or (not torch.jit.is_tracing() and sum(h * w for h, w in shapes) != s):
+        raise ValueError(f"spatial_shapes {shapes} do not match value length {s} and {num_levels} sampling levels")
+    return shapes
 
 
 def reference(
@@ -48,11 +54,7 @@ def reference(
     """
     n, s, m, d = value.shape
     _, lq, _, num_levels, num_points, _ = sampling_locations.shape
-    shapes = _level_shapes(spatial_shapes)
-    if len(shapes) != num_levels or (not torch.jit.is_tracing() and sum(h * w for h, w in shapes) != s):
-        raise ValueError(
-            f"spatial_shapes {shapes} do not match value length {s} and {num_levels} sampling levels"
-        )
+    shapes = _level_shapes(value, spatial_shapes, sampling_locations)
     value_per_level = value.split([h * w for h, w in shapes], dim=1)
     grids = 2 * sampling_locations - 1
     sampled = []
@@ -84,7 +86,7 @@ def portable(
     """
     n, s, m, d = value.shape
     _, lq, _, num_levels, num_points, _ = sampling_locations.shape
-    shapes = _level_shapes(spatial_shapes)
+    shapes = _level_shapes(value, spatial_shapes, sampling_locations)
     value_per_level = value.split([h * w for h, w in shapes], dim=1)
     # [N, Lq, M, L, P, 2] -> [N, M, Lq*P, L, 2]: heads beside batch, samples flattened
     locations = sampling_locations.permute(0, 2, 1, 4, 3, 5).reshape(n, m, lq * num_points, num_levels, 2)

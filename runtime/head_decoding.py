@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .postprocess import assign_segments
-from .resize import resize_bilinear, resize_nearest
+from .postprocess import assign_segments, masks_at_output
+from .resize import resize_nearest
 
 
 def _to_output(label_map: np.ndarray, valid: tuple[int, int], out_size: tuple[int, int]) -> np.ndarray:
@@ -42,10 +42,6 @@ def instance(outputs: dict[str, np.ndarray], panoptic_on: bool, thing_ids, valid
     keep = np.ones(len(outputs["inst_labels"]), bool)
     if panoptic_on:
         keep = np.isin(outputs["inst_labels"], np.asarray(list(thing_ids), dtype=np.int64))
-    logits = outputs["inst_masks"][keep]
-    canvas = (logits.shape[-2] * 4, logits.shape[-1] * 4)
-    up = resize_bilinear(logits, *canvas)[..., : valid[0], : valid[1]]
-    if up.shape[-2:] != tuple(out_size):
-        up = resize_bilinear(up, *out_size)
+    up = masks_at_output(outputs["inst_masks"][keep], valid, out_size)
     return {"scores": outputs["inst_scores"][keep], "labels": outputs["inst_labels"][keep],
             "query_ids": outputs["inst_query"][keep], "masks": up > 0}

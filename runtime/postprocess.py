@@ -104,6 +104,11 @@ def _taps_torch(n_out: int, n_in: int):
     return i0, i1, (np.float32(1) - w1).astype(np.float32), w1
 
 
+def _ragged_arange(counts: np.ndarray) -> np.ndarray:
+    """0..c-1 for each count c, concatenated: [2, 3] -> [0, 1, 0, 1, 2]."""
+    return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
 class _Cells:
     """Scale-1 geometry: each valid canvas pixel (r, c) interpolates the 2x2 low-res cell (y0[r], x0[c])."""
 
@@ -119,7 +124,7 @@ class _Cells:
         nr, nc = self.row_count[cell_rows], self.col_count[cell_cols]
         total = nr * nc
         which = np.repeat(np.arange(len(cell_rows)), total)
-        offset = np.arange(total.sum()) - np.repeat(np.cumsum(total) - total, total)
+        offset = _ragged_arange(total)
         ncw = nc[which]
         return self.row_start[cell_rows][which] + offset // ncw, self.col_start[cell_cols][which] + offset % ncw
 
@@ -200,8 +205,7 @@ class _Scale1Panoptic:
         pair_k, pair_cell = np.nonzero(hi[:, cell_rows, cell_cols]
                                        >= best_lo[cell_rows, cell_cols] * (1 - _RELATIVE_MARGIN))
         per_pair = counts[pair_cell]
-        pair_pixel = np.repeat(first_pixel[pair_cell], per_pair) + \
-            (np.arange(per_pair.sum()) - np.repeat(np.cumsum(per_pair) - per_pair, per_pair))
+        pair_pixel = np.repeat(first_pixel[pair_cell], per_pair) + _ragged_arange(per_pair)
         pair_k = np.repeat(pair_k, per_pair)
         p = sigmoid(cells.interpolate_pairs(lowres, pair_k, self.rows[pair_pixel], self.cols[pair_pixel]))
         # dense [P, n] table, -1 where a query cannot win; argmax keeps the first index on ties, as the reference

@@ -37,20 +37,6 @@ def synthetic_image(seed: int, height: int = 360, width: int = 480):
     return img.clip(0, 255).astype(np.uint8)
 
 
-def _write_png(array, path: Path) -> None:
-    from PIL import Image
-
-    tmp = path.with_name(path.name + ".tmp.png")
-    Image.fromarray(array).save(tmp)
-    tmp.replace(path)
-
-
-def _write_json(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
-
-
 def run(args) -> int:
     from m2f.errors import M2FError, require
 
@@ -63,9 +49,11 @@ def run(args) -> int:
     from m2f.model import Mask2Former, load_checkpoint
     from m2f.model.checkpoint_io import save_detectron2_pkl
     from m2f.model.presets import demo_tiny
-    from m2f.model.reference_pipeline import preprocess, predict
+    from m2f.model.postprocess import postprocess
+    from m2f.model.reference_pipeline import preprocess
     from m2f.runtime import Predictor
-    from m2f.runtime.formats import coco_instances, write_result
+    from m2f.runtime.formats import coco_instances, write_json, write_png, write_result
+    from m2f.runtime.resize import padded_size
 
     out = Path(args.output)
     try:
@@ -86,8 +74,8 @@ def run(args) -> int:
     model = load_checkpoint(ckpt, config=cfg)
 
     image = synthetic_image(args.seed)
-    _, valid = preprocess(image, cfg)
-    canvas = tuple(-(-v // cfg.size_divisibility) * cfg.size_divisibility for v in valid)
+    pixel_values, valid = preprocess(image, cfg)
+    canvas = padded_size(*valid, cfg.size_divisibility)
     print(f"[3/5] exporting to ONNX ({canvas[0]}x{canvas[1]} canvas, portable ops)")
     summary_export = export_onnx(model, out / "demo-tiny.onnx", ExportOptions(height=canvas[0], width=canvas[1]),
                                  source={"name": ckpt.name, "format": "detectron2-pkl"})
@@ -96,19 +84,18 @@ def run(args) -> int:
     predictor = Predictor(summary_export.path, providers=["CPUExecutionProvider"])
     result = predictor.predict(image)
     t1 = time.perf_counter()
-    reference = predict(model, image)
-    torch_s = time.perf_counter() - t1
-    feeds = predictor.preprocess([image]).feeds
-    ort_raw = predictor.backend.run(feeds)
     with torch.no_grad():
-        torch_raw = model(preprocess(image, cfg)[0])
+        torch_raw = model(pixel_values)
+    reference = postprocess(torch_raw, [valid], [image.shape[:2]], cfg)[0]
+    torch_s = time.perf_counter() - t1
+    ort_raw = predictor.backend.run(predictor.preprocess([image]).feeds)  # raw outputs, for the comparison
     max_logit_error = float(max(np.abs(ort_raw["pred_logits"] - torch_raw["pred_logits"].numpy()).max(),
                                 np.abs(ort_raw["pred_masks"] - torch_raw["pred_masks"].numpy()).max()))
 
     print(f"[5/5] writing results to {out}/")
     written = write_result(result, image, predictor.names, out, "demo")
-    _write_png(image, out / "input.png")
-    _write_json(coco_instances(result, "demo"), out / "instances.json")
+    write_png(image, out / "input.png")
+    write_json(coco_instances(result, "demo"), out / "instances.json")
     ref_seg = reference["panoptic_seg"][0].numpy()
     summary = {
         "model": cfg.name, "weights": "seeded random (no trained default model bundled yet)",
@@ -122,7 +109,7 @@ def run(args) -> int:
                       "panoptic_pixels_equal": float((result.panoptic == ref_seg).mean())},
         "files": written, "total_s": round(time.perf_counter() - t0, 1),
     }
-    _write_json(summary, out / "summary.json")
+    write_json(summary, out / "summary.json")
     print(json.dumps(summary, indent=2))
     print(f"look at {out}/{written['overlay']} (overlay), {out}/{written['panoptic']} + demo.segments.json (COCO "
           f"panoptic), {out}/instances.json (COCO results) and {out}/summary.json (PyTorch vs ONNX Runtime)")

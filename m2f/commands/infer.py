@@ -1,7 +1,6 @@
 """``m2f infer MODEL INPUT… -o OUT``: images, folders, videos and cameras through the torch-free runtime."""
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
 

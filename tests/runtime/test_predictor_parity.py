@@ -12,7 +12,6 @@ from m2f.runtime import Predictor
 from m2f.runtime import postprocess as np_post
 from m2f.testing import TOLERANCES
 
-from .conftest import confident_model
 
 
 def _image(shape, seed=0):
