@@ -13,6 +13,10 @@ TOLERANCES = {
     "op_fp32_vs_fp64": 1e-5,
     "model_fp32_max_abs": 1e-4,
     "instance_score": 1e-5,
+    # fp16 kernel inputs, fp32 accumulation, fp16 output: |got - ref| <= atol + rtol * |ref| against the float64
+    # reference on the same fp16 inputs (fp16's epsilon is 9.8e-4: the output rounding alone is half of it)
+    "kernel_fp16_atol": 1e-3,
+    "kernel_fp16_rtol": 4e-3,
 }
 
 

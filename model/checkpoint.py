@@ -21,7 +21,7 @@ from . import hf
 from .checkpoint_io import RawCheckpoint, read_checkpoint
 from .config import Mask2FormerConfig, ResNetConfig, SwinConfig
 from .mask2former import Mask2Former
-from .presets import get_preset, preset_names
+from .presets import SMALL, get_preset, preset_names
 from .swin import relative_position_index
 
 # Stored by detectron2 but not parameters of the inference model.
@@ -164,7 +164,9 @@ def _backbone_suffix(arch: Mask2FormerConfig) -> str:
 def _guess_metadata(arch: Mask2FormerConfig, report: LoadReport) -> Mask2FormerConfig:
     """Metadata for weights that came without a config: the model-zoo dataset with this many classes."""
     family = _DATASET_BY_CLASSES.get(arch.num_classes)
-    exact = [n for n in matching_presets(arch) if family and n.startswith(family + "-")]
+    fits = matching_presets(arch)
+    # m2f's own small presets (the bundled model) have architectures no zoo model has: an exact fit names them
+    exact = [n for n in fits if n in SMALL] or [n for n in fits if family and n.startswith(family + "-")]
     name = exact[0] if exact else f"{family}-{_backbone_suffix(arch)}" if family else None
     if name is None:
         report.notes.append(f"no config given and no model-zoo dataset has {arch.num_classes} classes: class names "

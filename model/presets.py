@@ -36,7 +36,8 @@ def dataset_metadata(dataset: str) -> dict:
 
 
 def preset_names() -> list[str]:
-    return [f"{d}-{t}-{b}" for d in DATASETS for t in TASKS for b in BACKBONES if t in dataset_metadata(d)]
+    zoo = [f"{d}-{t}-{b}" for d in DATASETS for t in TASKS for b in BACKBONES if t in dataset_metadata(d)]
+    return zoo + list(SMALL)
 
 
 def _backbone(dataset: str, backbone: str):
@@ -53,6 +54,8 @@ def get_preset(name: str) -> Mask2FormerConfig:
     names = preset_names()
     if name not in names:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(names)}")
+    if name in SMALL:
+        return SMALL[name]()
     dataset, task, backbone = name.split("-", 2)
     meta = dataset_metadata(dataset)
     classes = meta[task]
@@ -86,3 +89,21 @@ def demo_tiny() -> Mask2FormerConfig:
     cfg.min_size_test, cfg.max_size_test = 256, 416
     cfg.name = "demo-tiny"
     return cfg
+
+
+def synthetic_r50_lite() -> Mask2FormerConfig:
+    """The bundled default model's architecture: a quarter-width ResNet-50 (trainable BatchNorm, 64..512 channels),
+    hidden 64, 2 encoder and 6 decoder layers, 20 queries, on the 8 classes of ``m2f.train.synthetic``
+    (5 things, 3 stuff). All three tasks on; test size 192 (the synthetic images are 192x256)."""
+    meta = dataset_metadata("synthetic")["panoptic"]
+    return Mask2FormerConfig(
+        backbone=ResNetConfig(depth=50, norm="BN", stem_out_channels=32, res2_out_channels=64, width_per_group=16),
+        num_classes=len(meta["class_names"]), num_queries=20, hidden_dim=64, num_heads=4, dim_feedforward=256,
+        dec_layers=6, conv_dim=64, mask_dim=64, enc_layers=2, enc_ffn_dim=256,
+        class_names=list(meta["class_names"]), thing_ids=list(meta["thing_ids"]),
+        min_size_test=192, max_size_test=320, semantic_on=True, instance_on=True, panoptic_on=True,
+        name="synthetic-r50-lite",
+    )
+
+
+SMALL = {"synthetic-r50-lite": synthetic_r50_lite}

@@ -1,8 +1,15 @@
 """Markers: ``gpu`` and ``trt`` tests skip with a stated reason when the machine lacks them, and FAIL instead when
 M2F_REQUIRE names them (e.g. M2F_REQUIRE=gpu,trt on a GPU machine), so a skip is never mistaken for a pass."""
+import os
+
 import pytest
 
 from m2f import testing
+
+# Without a GPU the Triton kernels are checked in Triton's interpreter, which must be chosen before Triton is first
+# imported (test modules import the plugins, which import Triton). With a GPU they run compiled.
+if not testing.has_gpu()[0]:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 _CHECKS = {"gpu": testing.has_gpu, "trt": testing.has_tensorrt}
 

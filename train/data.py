@@ -59,3 +59,71 @@ class CocoPanoptic:
         labels = np.array([self.contiguous[s["category_id"]] for s in segments], np.int64)
         isthing = np.array([self.categories[c].get("isthing", 0) == 1 for c in labels], bool)
         return Sample(image, labels, masks, isthing, image_info["file_name"])
+
+
+class CocoInstances:
+    """``CocoInstances(json, image_dir)``: a COCO instance-segmentation file (polygons or RLE) -> Samples of things
+    only. Crowd annotations are skipped; contiguous ids follow the order of ``categories``. Needs pycocotools."""
+
+    def __init__(self, json_path: str | Path, image_dir: str | Path | None = None):
+        json_path = Path(json_path)
+        if not json_path.exists():
+            raise M2FError(f"instance annotations {json_path} do not exist")
+        data = json.loads(json_path.read_text())
+        for key in ("images", "annotations", "categories"):
+            if key not in data:
+                raise M2FError(f"{json_path} is not a COCO instances file (no '{key}')")
+        self.image_dir = Path(image_dir) if image_dir else json_path.parent / "images"
+        self.categories = data["categories"]
+        self.contiguous = {c["id"]: i for i, c in enumerate(self.categories)}
+        self.class_names = [c["name"] for c in self.categories]
+        self.thing_ids = list(range(len(self.categories)))
+        self.images = data["images"]
+        self.by_image: dict[int, list[dict]] = {im["id"]: [] for im in self.images}
+        for a in data["annotations"]:
+            if not a.get("iscrowd") and a["image_id"] in self.by_image:
+                self.by_image[a["image_id"]].append(a)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Sample:
+        from PIL import Image
+        from pycocotools import mask as mask_utils
+
+        info = self.images[index]
+        image = np.asarray(Image.open(self.image_dir / info["file_name"]).convert("RGB"))
+        h, w = image.shape[:2]
+        masks, labels = [], []
+        for a in self.by_image[info["id"]]:
+            seg = a["segmentation"]
+            if isinstance(seg, list):  # polygons
+                rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+            elif isinstance(seg.get("counts"), list):  # uncompressed RLE
+                rle = mask_utils.frPyObjects(seg, h, w)
+            else:
+                rle = seg
+            masks.append(mask_utils.decode(rle).astype(bool))
+            labels.append(self.contiguous[a["category_id"]])
+        stacked = np.stack(masks) if masks else np.zeros((0, h, w), bool)
+        return Sample(image, np.array(labels, np.int64), stacked, np.ones(len(labels), bool), info["file_name"])
+
+
+def open_dataset(json_path: str | Path, image_dir=None, panoptic_dir=None):
+    """A COCO panoptic file (annotations with ``segments_info``) -> CocoPanoptic; a COCO instances file
+    (annotations with ``segmentation``) -> CocoInstances."""
+    json_path = Path(json_path)
+    if json_path.is_dir():
+        json_path = json_path / "panoptic.json"
+    if not json_path.exists():
+        raise M2FError(f"dataset annotations {json_path} do not exist (give a COCO panoptic or instances json)")
+    try:
+        data = json.loads(json_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise M2FError(f"{json_path} is not a JSON file: {e}") from None
+    first = (data.get("annotations") or [{}])[0]
+    if "segments_info" in first:
+        return CocoPanoptic(json_path, image_dir, panoptic_dir)
+    if "segmentation" in first:
+        return CocoInstances(json_path, image_dir)
+    raise M2FError(f"{json_path} is neither COCO panoptic (segments_info) nor COCO instances (segmentation)")
