@@ -13,12 +13,15 @@ driver API (link with -lcuda).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from m2f.errors import M2FError
 
 from . import masked_attention, ms_deform_attn
-from .triton_support import AotKernel, require_triton
+from .triton_support import AotKernel, interpreting, require_triton
 
 OPS = {"ms_deform_attn": ms_deform_attn, "masked_attention": masked_attention}
 DEFAULT_ARCHS = (87, 80, 86, 89, 90)
@@ -106,6 +109,8 @@ def build_kernels(out: str | Path, archs=DEFAULT_ARCHS, ops=tuple(OPS), progress
     unknown = [op for op in ops if op not in OPS]
     if unknown:
         raise M2FError(f"unknown op(s) {', '.join(unknown)}; choose from {', '.join(OPS)}")
+    if interpreting():
+        return _build_in_child(out, archs, ops)
     manifest = {"triton": triton.__version__, "archs": [], "kernels": []}
     for arch in archs:
         arch_dir = out / f"sm_{arch}"
@@ -132,3 +137,18 @@ def build_kernels(out: str | Path, archs=DEFAULT_ARCHS, ops=tuple(OPS), progress
         manifest["archs"].append(arch)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+def _build_in_child(out: Path, archs, ops) -> dict:
+    """Under TRITON_INTERPRET=1 Triton turns every kernel into an interpreted function that cannot be compiled, so
+    the build runs in a child Python without that variable."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    cmd = [sys.executable, "-m", "m2f.plugins.aot", str(out), ",".join(map(str, archs)), ",".join(ops)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise M2FError(f"the kernel build failed: {done.stderr.strip().splitlines()[-1] if done.stderr else ''}")
+    return json.loads((out / "manifest.json").read_text())
+
+
+if __name__ == "__main__":
+    build_kernels(sys.argv[1], [int(a) for a in sys.argv[2].split(",")], tuple(sys.argv[3].split(",")))
