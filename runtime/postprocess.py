@@ -141,7 +141,7 @@ class _Cells:
 
 
 def _cell_bounds(lowres: np.ndarray):
-    """Min and max logit over each cell's 2x2 corners (clamped at the border): [n, h, w] each."""
+    """Min and max over each cell's 2x2 corners (clamped at the border): [n, h, w] each."""
 
     def pair(a: np.ndarray, axis: int, op) -> np.ndarray:  # op(x[i], x[i + 1]) along axis, last one kept
         out = np.empty_like(a)
@@ -158,8 +158,8 @@ def _cell_bounds(lowres: np.ndarray):
 
 
 def _weighted_sigmoid(logits: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """scores[:, None, None] * sigmoid(logits) in place on a fresh array (fewer passes than ``sigmoid``; used for
-    bounds only, which keep a margin, so its last-ulp differences do not matter)."""
+    """scores[:, None, None] * sigmoid(logits), in four in-place passes (used for bounds only, which keep a margin,
+    so its last-ulp differences from ``sigmoid`` do not matter)."""
     out = np.negative(logits)
     np.exp(out, out=out)
     out += 1
@@ -168,64 +168,80 @@ def _weighted_sigmoid(logits: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return out
 
 
-# Decided cells keep this distance from every bound, so float rounding of exact pixels cannot cross it: an absolute
-# margin on logits (for the sigmoid >= 0.5 test) and a relative one on score x sigmoid, whose rounding is relative.
-_MARGIN = np.float32(1e-6)
+# Decided cells keep this relative distance from every bound (score x sigmoid rounds relatively), so float rounding
+# of exact pixels cannot cross it.
 _RELATIVE_MARGIN = np.float32(1e-4)
 
 
 class _Scale1Panoptic:
     """The scale-1 fast path of panoptic inference, without full-resolution masks (module docstring).
 
-    Cells whose owner and its sigmoid >= 0.5 test are decided by corner bounds are counted and painted per cell;
-    the pixels of the other cells are computed exactly, trying only the queries that can still win there."""
+    Bounds live in the space of v = score x sigmoid(logit): monotone in the logit for each query, so the corner
+    minimum/maximum of v bound every pixel of a cell, and sigmoid >= 0.5 is v >= score / 2. Cells whose owner and its
+    confidence are decided by bounds are counted and painted per cell; in the other cells each pixel tries only the
+    queries whose upper bound reaches the cell's best lower bound, in query order (first wins ties, as argmax)."""
 
     def __init__(self, lowres: np.ndarray, scores: np.ndarray, valid):
         n, h, w = lowres.shape
         self.cells = cells = _Cells(h, w, valid)
-        lo_logit, hi_logit = _cell_bounds(lowres)
-        lo, hi = _weighted_sigmoid(lo_logit, scores), _weighted_sigmoid(hi_logit, scores)
-        best = lo.argmax(0)
-        best_lo = np.take_along_axis(lo, best[None], 0)[0]
-        np.put_along_axis(hi_without_best := hi.copy(), best[None], -np.inf, 0)
-        others = hi_without_best.max(0)
-        owner_lo = np.take_along_axis(lo_logit, best[None], 0)[0]
-        owner_hi = np.take_along_axis(hi_logit, best[None], 0)[0]
-        self.decided = (best_lo > others * (1 + _RELATIVE_MARGIN)) & ((owner_lo >= _MARGIN) | (owner_hi <= -_MARGIN))
-        self.best, self.cell_conf = best, owner_lo >= _MARGIN
         ppc = cells.pixels_per_cell
-        d, dc = self.decided, self.decided & self.cell_conf
-        self.owned = np.bincount(best[d], weights=ppc[d], minlength=n)
-        self.both = np.bincount(best[dc], weights=ppc[dc], minlength=n)
-        # undecided cells, per pixel: only (query, cell) pairs whose upper bound reaches the cell's best lower bound
-        cell_rows, cell_cols = np.nonzero(~d)
-        counts = ppc[cell_rows, cell_cols]
-        self.rows, self.cols = cells.pixels(cell_rows, cell_cols)
-        first_pixel = np.cumsum(counts) - counts  # where each cell's pixels start in rows/cols
-        pair_k, pair_cell = np.nonzero(hi[:, cell_rows, cell_cols]
-                                       >= best_lo[cell_rows, cell_cols] * (1 - _RELATIVE_MARGIN))
-        per_pair = counts[pair_cell]
-        pair_pixel = np.repeat(first_pixel[pair_cell], per_pair) + _ragged_arange(per_pair)
-        pair_k = np.repeat(pair_k, per_pair)
-        p = sigmoid(cells.interpolate_pairs(lowres, pair_k, self.rows[pair_pixel], self.cols[pair_pixel]))
-        # dense [P, n] table, -1 where a query cannot win; argmax keeps the first index on ties, as the reference
-        value = np.full((self.rows.size, n), -1.0, np.float32)  # pixel-major: argmax reads contiguous rows
-        prob = np.zeros((self.rows.size, n), np.float32)
-        value[pair_pixel, pair_k], prob[pair_pixel, pair_k] = scores[pair_k] * p, p
-        self.pixel_owner = value.argmax(1)
-        best_p = prob[np.arange(self.rows.size), self.pixel_owner]
-        self.pixel_conf = best_p >= 0.5
-        self.owned += np.bincount(self.pixel_owner, minlength=n)
-        self.both += np.bincount(self.pixel_owner[self.pixel_conf], minlength=n)
-        # sigmoid >= 0.5 area of each query: whole cells by bounds, sign-ambiguous cells per pixel (all queries at
-        # once: one row of (query, pixel) pairs)
-        self.orig = ((lo_logit >= _MARGIN) * ppc[None]).reshape(n, -1).sum(1)
-        amb_k, amb_rows, amb_cols = np.nonzero((lo_logit < _MARGIN) & (hi_logit > -_MARGIN))
+        lo, hi = _cell_bounds(_weighted_sigmoid(lowres, scores))
+        half = (scores * np.float32(0.5)).astype(np.float32)[:, None, None]
+        surely_conf = lo >= half * (1 + _RELATIVE_MARGIN)  # [n, h, w]: every pixel's sigmoid >= 0.5
+        # sigmoid >= 0.5 area of each query: sure cells whole, sign-ambiguous cells per pixel
+        self.orig = surely_conf.reshape(n, -1).astype(np.float32) @ ppc.reshape(-1).astype(np.float32)
+        self.orig = np.rint(self.orig).astype(np.int64)
+        amb_k, amb_rows, amb_cols = np.nonzero(~surely_conf & (hi > half * (1 - _RELATIVE_MARGIN)))
         if amb_k.size:
             rows, cols = cells.pixels(amb_rows, amb_cols)
             k_of_pixel = np.repeat(amb_k, ppc[amb_rows, amb_cols])
             confident = sigmoid(cells.interpolate_pairs(lowres, k_of_pixel, rows, cols)) >= 0.5
             self.orig += np.bincount(k_of_pixel, weights=confident, minlength=n).astype(np.int64)
+        # owner per cell by bounds
+        best = lo.argmax(0)
+        best_lo = np.take_along_axis(lo, best[None], 0)[0]
+        best_hi = np.take_along_axis(hi, best[None], 0)[0]
+        np.put_along_axis(hi, best[None], -np.inf, 0)
+        others = hi.max(0)
+        np.put_along_axis(hi, best[None], best_hi[None], 0)
+        owner_conf = np.take_along_axis(surely_conf, best[None], 0)[0]
+        owner_not = best_hi <= half[:, 0, 0][best] * (1 - _RELATIVE_MARGIN)
+        self.decided = (best_lo > others * (1 + _RELATIVE_MARGIN)) & (owner_conf | owner_not)
+        self.best, self.cell_conf = best, owner_conf
+        d, dc = self.decided, self.decided & owner_conf
+        self.owned = np.bincount(best[d], weights=ppc[d], minlength=n)
+        self.both = np.bincount(best[dc], weights=ppc[dc], minlength=n)
+        self._undecided(lowres, scores, hi, best_lo)
+
+    def _undecided(self, lowres, scores, hi, best_lo) -> None:
+        """Exact owner and confidence of every pixel in the undecided cells."""
+        cells, n = self.cells, lowres.shape[0]
+        cell_rows, cell_cols = np.nonzero(~self.decided)
+        counts = cells.pixels_per_cell[cell_rows, cell_cols]
+        self.rows, self.cols = cells.pixels(cell_rows, cell_cols)
+        first_pixel = np.cumsum(counts) - counts  # where each cell's pixels start in rows/cols
+        # candidates: cell-major, ascending query within a cell; rank = position in the cell's list
+        cand_cell, cand_k = np.nonzero((hi[:, cell_rows, cell_cols]
+                                        >= best_lo[cell_rows, cell_cols] * (1 - _RELATIVE_MARGIN)).T)
+        per_cell = np.bincount(cand_cell, minlength=len(cell_rows))
+        rank = _ragged_arange(per_cell)
+        best_v = np.full(self.rows.size, -1.0, np.float32)
+        best_p = np.zeros(self.rows.size, np.float32)
+        owner = np.zeros(self.rows.size, np.int64)
+        for r in range(int(per_cell.max(initial=0))):
+            at = rank == r
+            cell, k = cand_cell[at], cand_k[at]
+            npix = counts[cell]
+            pixel = np.repeat(first_pixel[cell], npix) + _ragged_arange(npix)
+            k = np.repeat(k, npix)
+            p = sigmoid(cells.interpolate_pairs(lowres, k, self.rows[pixel], self.cols[pixel]))
+            v = scores[k] * p
+            better = v > best_v[pixel]  # strict: an equal later query does not take over (argmax keeps the first)
+            pixel, k = pixel[better], k[better]
+            best_v[pixel], best_p[pixel], owner[pixel] = v[better], p[better], k
+        self.pixel_owner, self.pixel_conf = owner, best_p >= 0.5
+        self.owned += np.bincount(owner, minlength=n)
+        self.both += np.bincount(owner[self.pixel_conf], minlength=n)
 
     def paint(self, segment_of: np.ndarray) -> np.ndarray:
         """int32 [vh, vw]: segment_of[owner] where the owner's sigmoid >= 0.5, else 0."""

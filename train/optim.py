@@ -39,7 +39,10 @@ def build_optimizer(model: nn.Module, lr: float = 1e-4, weight_decay: float = 0.
     return optimizer
 
 
-def lr_factor(iteration: int, total: int, schedule: str, steps: tuple[float, ...] = (0.889, 0.963),
+COCO_STEPS = (327_778 / 368_750, 355_092 / 368_750)  # the COCO recipe's decay points, as fractions of the run
+
+
+def lr_factor(iteration: int, total: int, schedule: str, steps: tuple[float, ...] = COCO_STEPS,
               gamma: float = 0.1, power: float = 0.9) -> float:
     """Multiplier of the base lr at ``iteration`` (0-based) of ``total``. "step": gamma at each fraction in ``steps``
     (COCO's 327,778 and 355,092 of 368,750); "poly": (1 - it / total) ** power (detectron2's WarmupPolyLR)."""

@@ -6,6 +6,7 @@ Files written under the output folder:
     model.pth       the final weights as a detectron2-style {"model": state_dict} (FrozenBN form), loadable with
                     ``m2f.model.load_checkpoint(path, preset=...)``
     loss_log.jsonl  one JSON line per logged iteration: iteration, lr, loss and its parts, seconds per iteration
+                    (a resumed run drops the lines after its checkpoint and appends)
     train_config.json  the TrainConfig and the model config
 """
 from __future__ import annotations
@@ -144,35 +145,50 @@ def train(model: Mask2Former, dataset, out: str | Path, cfg: TrainConfig, resume
         optimizer.load_state_dict(state["optimizer"])
         _restore_random_state(rng, state["random"])
         start = state["iteration"]
+        log_path = out / "loss_log.jsonl"
+        if log_path.exists():  # drop lines of iterations after the checkpoint: they are about to be redone
+            lines = log_path.read_text().splitlines()
+            log_path.write_text("".join(line + "\n" for line in lines if json.loads(line)["iteration"] <= start))
     (out / "train_config.json").write_text(json.dumps({"train": asdict(cfg), "model": model.config.to_dict()},
                                                       indent=1))
     batches = Batches(dataset, model.config, cfg, rng)
     bar = Progress(cfg.iterations, start) if progress else None
     logged: dict = {}
+    completed = start
     with open(out / "loss_log.jsonl", "a") as log:
         tick = time.perf_counter()
-        for iteration in range(start, cfg.iterations):
-            factor = lr_factor(iteration, cfg.iterations, cfg.schedule)
-            set_lr(optimizer, factor)
-            pixel_values, targets = batches.next()
-            losses = criterion(model(pixel_values, return_aux=True), targets)
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            grad_norm = clip_full_model(model, cfg.clip_norm) if cfg.clip_norm > 0 else None
-            optimizer.step()
-            if (iteration + 1) % cfg.log_every == 0 or iteration + 1 == cfg.iterations:
-                seconds = (time.perf_counter() - tick) / cfg.log_every
-                tick = time.perf_counter()
-                final = {k: round(float(v.detach()), 5) for k, v in losses.items() if "_" not in k.replace("loss_", "", 1)}
-                logged = {"iteration": iteration + 1, "lr": cfg.lr * factor, "loss": float(losses["loss"].detach()),
-                          **final, "grad_norm": grad_norm, "s_per_it": round(seconds, 3)}
-                log.write(json.dumps(logged) + "\n")
-                log.flush()
-                if bar:
-                    bar.update(iteration, logged["loss"], cfg.lr * factor)
-            if (iteration + 1) % cfg.checkpoint_every == 0 or iteration + 1 == cfg.iterations:
-                _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "iteration": iteration + 1, "random": _random_state(rng)}, last)
+        try:
+            for iteration in range(start, cfg.iterations):
+                factor = lr_factor(iteration, cfg.iterations, cfg.schedule)
+                set_lr(optimizer, factor)
+                pixel_values, targets = batches.next()
+                losses = criterion(model(pixel_values, return_aux=True), targets)
+                optimizer.zero_grad(set_to_none=True)
+                losses["loss"].backward()
+                grad_norm = clip_full_model(model, cfg.clip_norm) if cfg.clip_norm > 0 else None
+                optimizer.step()
+                completed = iteration + 1
+                if completed % cfg.log_every == 0 or completed == cfg.iterations:
+                    seconds = (time.perf_counter() - tick) / cfg.log_every
+                    tick = time.perf_counter()
+                    final = {k: round(float(v.detach()), 5) for k, v in losses.items()
+                             if "_" not in k.replace("loss_", "", 1)}
+                    logged = {"iteration": completed, "lr": cfg.lr * factor, **final, "grad_norm": grad_norm,
+                              "s_per_it": round(seconds, 3)}
+                    log.write(json.dumps(logged) + "\n")
+                    log.flush()
+                    if bar:
+                        bar.update(iteration, logged["loss"], cfg.lr * factor)
+                if completed % cfg.checkpoint_every == 0 or completed == cfg.iterations:
+                    _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                  "iteration": completed, "random": _random_state(rng)}, last)
+        except KeyboardInterrupt:
+            if bar:
+                bar.close()
+            saved = torch.load(last, map_location="cpu", weights_only=False)["iteration"] if last.exists() else 0
+            print(f"interrupted after iteration {completed}; `--resume` continues from the checkpoint at iteration "
+                  f"{saved} ({last})", file=sys.stderr)
+            raise
     if bar:
         bar.close()
     model.eval()

@@ -136,3 +136,29 @@ def test_panoptic_helpers_agree_with_reference_on_degenerate_inputs():
     up = torch.nn.functional.interpolate(torch.from_numpy(masks)[None], size=(32, 40), mode="bilinear")[0]
     ref_seg, ref_segments = panoptic_inference(torch.from_numpy(logits), up, cfg)
     assert segments == ref_segments and np.array_equal(seg, ref_seg.numpy())
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("valid", [(96, 150), (93, 157)])
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct", "duplicated-queries"])
+def test_scale1_fast_path_is_exact(seed, valid, ties):
+    """At scale 1 the bounds-based fast path gives exactly the reference's segment map and segments, also when two
+    kept queries tie (equal scores x probabilities everywhere, different classes: the first query must win)."""
+    import dataclasses
+
+    from m2f.model import get_preset
+
+    logits, masks = _blob_case(seed)
+    if ties:  # queries 0 and 1: the same mask and the same score, for different classes
+        masks[1] = masks[0]
+        logits[0, :] = -5.0
+        logits[0, 2] = 9.0
+        logits[1] = logits[0][[0, 1, 3, 2] + list(range(4, logits.shape[1]))]
+    k = logits.shape[1] - 1
+    cfg = dataclasses.replace(get_preset("coco-panoptic-r50"), num_classes=k, class_names=[],
+                              thing_ids=list(range(6)), object_mask_threshold=0.6, overlap_threshold=0.0)
+    outputs = {"pred_logits": torch.from_numpy(logits)[None], "pred_masks": torch.from_numpy(masks)[None]}
+    ref_seg, ref_segments = postprocess(outputs, [valid], [valid], cfg)[0]["panoptic_seg"]
+    seg, segments = np_post.panoptic(logits, masks, valid, valid, k, cfg.thing_ids, 0.6, 0.0)
+    assert segments == ref_segments
+    assert np.array_equal(seg, ref_seg.numpy())
