@@ -23,7 +23,8 @@ def softmax(x: np.ndarray) -> np.ndarray:
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
+    with np.errstate(over="ignore"):  # exp(-x) overflows to inf for x < -88: sigmoid is then 0, as it should be
+        return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
 
 
 def _resize(stack: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -157,11 +158,33 @@ def _cell_bounds(lowres: np.ndarray):
     return (pair(pair(lowres, 1, np.minimum), 2, np.minimum), pair(pair(lowres, 1, np.maximum), 2, np.maximum))
 
 
+def _nonzero(mask: np.ndarray) -> tuple[np.ndarray, ...]:
+    """np.nonzero for a C-contiguous boolean array, via flat indices (about 2x faster for 3-D masks)."""
+    flat = np.flatnonzero(mask)
+    out = []
+    for size in mask.shape[:0:-1]:
+        flat, rest = np.divmod(flat, size)
+        out.append(rest)
+    return (flat, *out[::-1])
+
+
+def _argmax0(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(argmax over axis 0, the max) of [n, h, w], first index on ties; a running maximum is faster than
+    ``argmax(0)``, whose reduction runs across the strided axis."""
+    best_value = values[0].copy()
+    best = np.zeros(values.shape[1:], np.int64)
+    for k in range(1, values.shape[0]):
+        np.copyto(best, k, where=values[k] > best_value)
+        np.maximum(best_value, values[k], out=best_value)
+    return best, best_value
+
+
 def _weighted_sigmoid(logits: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """scores[:, None, None] * sigmoid(logits), in four in-place passes (used for bounds only, which keep a margin,
     so its last-ulp differences from ``sigmoid`` do not matter)."""
     out = np.negative(logits)
-    np.exp(out, out=out)
+    with np.errstate(over="ignore"):  # inf -> weight 0, correct
+        np.exp(out, out=out)
     out += 1
     np.reciprocal(out, out=out)
     out *= scores[:, None, None]
@@ -191,15 +214,14 @@ class _Scale1Panoptic:
         # sigmoid >= 0.5 area of each query: sure cells whole, sign-ambiguous cells per pixel
         self.orig = surely_conf.reshape(n, -1).astype(np.float32) @ ppc.reshape(-1).astype(np.float32)
         self.orig = np.rint(self.orig).astype(np.int64)
-        amb_k, amb_rows, amb_cols = np.nonzero(~surely_conf & (hi > half * (1 - _RELATIVE_MARGIN)))
+        amb_k, amb_rows, amb_cols = _nonzero(~surely_conf & (hi > half * (1 - _RELATIVE_MARGIN)))
         if amb_k.size:
             rows, cols = cells.pixels(amb_rows, amb_cols)
             k_of_pixel = np.repeat(amb_k, ppc[amb_rows, amb_cols])
             confident = sigmoid(cells.interpolate_pairs(lowres, k_of_pixel, rows, cols)) >= 0.5
             self.orig += np.bincount(k_of_pixel, weights=confident, minlength=n).astype(np.int64)
         # owner per cell by bounds
-        best = lo.argmax(0)
-        best_lo = np.take_along_axis(lo, best[None], 0)[0]
+        best, best_lo = _argmax0(lo)
         best_hi = np.take_along_axis(hi, best[None], 0)[0]
         np.put_along_axis(hi, best[None], -np.inf, 0)
         others = hi.max(0)
