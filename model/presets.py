@@ -78,19 +78,6 @@ def get_preset(name: str) -> Mask2FormerConfig:
     )
 
 
-def demo_tiny() -> Mask2FormerConfig:
-    """A small Swin Mask2Former with COCO-panoptic metadata for smoke runs. It has no trained weights yet: the
-    demo builds it from a fixed seed, so its predictions are structurally real but meaningless."""
-    cfg = get_preset("coco-panoptic-swin-t")
-    cfg.backbone = SwinConfig(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=7)
-    cfg.hidden_dim = cfg.conv_dim = cfg.mask_dim = 64
-    cfg.num_heads, cfg.dim_feedforward, cfg.enc_ffn_dim = 4, 128, 128
-    cfg.enc_layers, cfg.dec_layers, cfg.num_queries = 2, 3, 20
-    cfg.min_size_test, cfg.max_size_test = 256, 416
-    cfg.name = "demo-tiny"
-    return cfg
-
-
 def synthetic_r50_lite() -> Mask2FormerConfig:
     """The bundled default model's architecture: a quarter-width ResNet-50 (trainable BatchNorm, 64..512 channels),
     hidden 64, 2 encoder and 6 decoder layers, 20 queries, on the 8 classes of ``m2f.train.synthetic``

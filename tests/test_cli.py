@@ -54,18 +54,42 @@ def test_presets_lists_zoo(capsys):
     assert "coco-panoptic-r50" in names and "cityscapes-instance-swin-l" in names
 
 
-def test_demo_writes_results(tmp_path, capsys):
+def test_demo_scores_the_bundled_model(tmp_path, capsys):
+    """The README's main job: the bundled model reaches PQ >= 60 on held-out synthetic images, and ONNX Runtime
+    scores within 0.1 PQ of PyTorch (on 30 of the demo's 100 images, to keep the suite short)."""
     out = tmp_path / "demo"
-    assert main(["demo", "-o", str(out)]) == 0
+    assert main(["demo", "-o", str(out), "--held-out", "30"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["model"] == "demo-tiny" and summary["image_size"] == [360, 480]
-    assert summary["agreement"]["max_abs_error_raw_outputs"] < 1e-4
-    assert summary["agreement"]["semantic_pixels_equal"] >= 0.999
-    for name in ("input.png", "demo.panoptic.png", "demo.segments.json", "demo.semantic.png", "demo.overlay.png",
-                 "instances.json", "demo-tiny.pkl", "demo-tiny.onnx"):
+    assert summary["model"]["preset"] == "synthetic-r50-lite" and summary["held_out"]["images"] == 30
+    assert summary["pytorch"]["PQ"] >= 60, summary["pytorch"]
+    assert abs(summary["onnxruntime"]["PQ"] - summary["pytorch"]["PQ"]) <= 0.1
+    assert summary["pytorch"]["AP"] > 30 and summary["pytorch"]["mIoU"] > 80
+    assert summary["max_abs_error_vs_pytorch"]["onnxruntime"] < 1e-3
+    assert "tensorrt" in summary or summary["tensorrt_skipped"]
+    for name in ("sample-0.png", "sample-0.panoptic.png", "sample-0.segments.json", "sample-0.semantic.png",
+                 "sample-0.overlay.png", "sample-2.overlay.png", "instances.json", "synthetic-r50-lite.onnx"):
         assert (out / name).stat().st_size > 0, name
     assert not list(out.glob(".*tmp*"))
     assert "look at" in capsys.readouterr().out
+
+
+def test_train_command_end_to_end(tmp_path, capsys):
+    """m2f synthetic -> m2f train (2 iterations) -> model.pth that the checkpoint loader reads, and --eval scores."""
+    from m2f.model import load_checkpoint
+
+    assert main(["synthetic", "-o", str(tmp_path / "data"), "-n", "4", "--seed", "3"]) == 0
+    assert main(["train", "--preset", "synthetic-r50-lite", "--data", str(tmp_path / "data"), "-o",
+                 str(tmp_path / "run"), "--iters", "2", "--batch-size", "1", "--points", "256",
+                 "--eval", str(tmp_path / "data" / "panoptic.json")]) == 0
+    out = capsys.readouterr().out
+    assert "training synthetic-r50-lite on 4 images (8 classes)" in out
+    scores = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert scores["images"] == 4 and {"PQ", "AP", "mIoU"} <= set(scores)
+    model = load_checkpoint(tmp_path / "run" / "model.pth", preset="synthetic-r50-lite")
+    assert model.config.num_classes == 8
+    assert main(["train", "--preset", "synthetic-r50-lite", "--data", str(tmp_path / "nothing"), "-o",
+                 str(tmp_path / "run2")]) == 2
+    assert "do not exist" in capsys.readouterr().err
 
 
 def test_demo_unwritable_output(tmp_path, capsys):
