@@ -1,7 +1,8 @@
 """``load_checkpoint``: any supported checkpoint -> an eval-mode Mask2Former with strict key accounting.
 
 Order of authority for the configuration: an explicit ``config`` (a detectron2 YAML path or a Mask2FormerConfig),
-else a ``preset``, else the HuggingFace config.json, else the architecture read off the weights themselves plus the
+else a ``preset``, else the config an m2f-trained ``.pth`` carries ("m2f_config"), else the HuggingFace
+config.json, else the architecture read off the weights themselves plus the
 metadata of the model-zoo dataset with that many classes. Whatever is chosen, the architecture implied by the
 weights must agree with it, or loading stops with one sentence saying what differs.
 """
@@ -233,6 +234,8 @@ def resolve_config(raw: RawCheckpoint, tensors: dict, preset: str | None,
         report.config_source = "config object" if isinstance(config, Mask2FormerConfig) else f"config {config}"
     elif preset is not None:
         cfg, report.config_source = get_preset(preset), f"preset {preset}"
+    elif raw.m2f_config is not None:
+        cfg, report.config_source = Mask2FormerConfig.from_dict(raw.m2f_config), "the config saved in the checkpoint"
     elif raw.hf_config is not None:
         cfg, report.config_source = hf.config_from_hf(raw.hf_config), "HuggingFace config.json"
         if not cfg.class_names or arch.num_classes in _DATASET_BY_CLASSES:

@@ -51,6 +51,7 @@ class RawCheckpoint:
     format: str  # "detectron2-pkl" | "torch" | "safetensors" | "huggingface"
     path: Path
     hf_config: dict | None = None
+    m2f_config: dict | None = None  # Mask2FormerConfig.to_dict() saved by m2f train (torch files only)
     notes: list[str] = field(default_factory=list)
 
 
@@ -155,7 +156,10 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> RawCheckpoint:
     if suffix == ".pkl":
         return RawCheckpoint(_to_tensors(_unwrap(_read_pkl(path, trust), path), path), "detectron2-pkl", path)
     if suffix in (".pth", ".pt", ".bin", ".ckpt"):
-        return RawCheckpoint(_to_tensors(_unwrap(_read_torch(path, trust), path), path), "torch", path)
+        data = _read_torch(path, trust)
+        own = data.get("m2f_config") if isinstance(data, dict) else None
+        return RawCheckpoint(_to_tensors(_unwrap(data, path), path), "torch", path,
+                             m2f_config=own if isinstance(own, dict) else None)
     if suffix == ".safetensors":
         return RawCheckpoint(_to_tensors(_read_safetensors(path), path), "safetensors", path)
     raise CheckpointError(

@@ -85,8 +85,9 @@ def test_train_command_end_to_end(tmp_path, capsys):
     assert "training synthetic-r50-lite on 4 images (8 classes)" in out
     scores = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert scores["images"] == 4 and {"PQ", "AP", "mIoU"} <= set(scores)
-    model = load_checkpoint(tmp_path / "run" / "model.pth", preset="synthetic-r50-lite")
-    assert model.config.num_classes == 8
+    model = load_checkpoint(tmp_path / "run" / "model.pth")  # the config travels inside
+    assert model.load_report.config_source == "the config saved in the checkpoint"
+    assert model.config.class_names[:2] == ["circle", "square"] and model.config.thing_ids == [0, 1, 2, 3, 4]
     assert main(["train", "--preset", "synthetic-r50-lite", "--data", str(tmp_path / "nothing"), "-o",
                  str(tmp_path / "run2")]) == 2
     assert "do not exist" in capsys.readouterr().err

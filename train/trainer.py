@@ -3,8 +3,9 @@ with the lr schedule, full-model gradient clipping, a loss log, periodic checkpo
 
 Files written under the output folder:
     last.pth        model + optimiser + iteration + random states (resume point; written atomically)
-    model.pth       the final weights as a detectron2-style {"model": state_dict} (FrozenBN form), loadable with
-                    ``m2f.model.load_checkpoint(path, preset=...)``
+    model.pth       the final weights as a detectron2-style {"model": state_dict} (FrozenBN form) plus
+                    "m2f_config" (the model config: classes, thing ids, sizes), so ``load_checkpoint(path)`` and
+                    ``m2f export model.pth`` need no preset
     loss_log.jsonl  one JSON line per logged iteration: iteration, lr, loss and its parts, seconds per iteration
                     (a resumed run drops the lines after its checkpoint and appends)
     train_config.json  the TrainConfig and the model config
@@ -193,5 +194,5 @@ def train(model: Mask2Former, dataset, out: str | Path, cfg: TrainConfig, resume
         bar.close()
     model.eval()
     freeze_batchnorm(model)
-    _atomic_save({"model": model.state_dict()}, out / "model.pth")
+    _atomic_save({"model": model.state_dict(), "m2f_config": model.config.to_dict()}, out / "model.pth")
     return logged

@@ -66,8 +66,8 @@ def run(args) -> int:
           f"iterations of {tc.batch_size} -> {args.output}/")
     last = train(model, dataset, args.output, tc, resume=args.resume)
     out = Path(args.output)
-    print(f"final loss {last.get('loss', float('nan')):.3f}; weights: {out / 'model.pth'} "
-          f"(load with --preset {args.preset} or the config in {out / 'train_config.json'})")
+    print(f"final loss {last.get('loss', float('nan')):.3f}; weights: {out / 'model.pth'} (its config travels "
+          f"inside: `m2f export {out / 'model.pth'} -o model.onnx` needs no preset)")
     if args.eval:
         from m2f.validate.evaluate import evaluate_pytorch
 
