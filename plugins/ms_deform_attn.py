@@ -247,16 +247,12 @@ def _launch(value, shapes_t, starts, locations, weights, reference_points, fused
     n, s, m, d = value.shape
     _, lq, _, num_levels, num_points, _ = locations.shape
     out = torch.empty(n, lq, m * d, dtype=value.dtype, device=value.device)
-    grid = (triton_cdiv(lq, KERNEL_BLOCK_Q), n * m)
+    grid = (-(-lq // KERNEL_BLOCK_Q), n * m)
     kernel = launchable(_msda_kernel, value.device.type)
     kernel[grid](value.contiguous(), shapes_t, starts, locations.contiguous(), weights.contiguous(),
                  reference_points.contiguous(), out, s, lq, m, num_levels, num_points, d,
                  FUSED=fused, BLOCK_Q=KERNEL_BLOCK_Q, BLOCK_D=max(next_power_of_2(d), 16), num_warps=4)
     return out
-
-
-def triton_cdiv(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 def forward_triton(
