@@ -20,6 +20,31 @@ class Sample:
     file_name: str
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise M2FError(f"{path} is not a JSON file: {e}") from None
+
+
+def _coco_json(path: Path, kind: str, data: dict | None) -> dict:
+    """The parsed COCO file (read from ``path`` unless ``data`` is given), checked for its three top-level keys."""
+    if data is None:
+        if not path.exists():
+            raise M2FError(f"{kind} annotations {path} do not exist")
+        data = _read_json(path)
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            raise M2FError(f"{path} is not a COCO {kind} file (no '{key}')")
+    return data
+
+
+def _categories(data: dict) -> tuple[list[dict], dict[int, int], list[str]]:
+    """(categories, dataset id -> contiguous id in file order, class names)."""
+    categories = data["categories"]
+    return categories, {c["id"]: i for i, c in enumerate(categories)}, [c["name"] for c in categories]
+
+
 class CocoPanoptic:
     """``CocoPanoptic(json, image_dir, panoptic_dir)``: len() and [i] -> Sample. Crowd segments are skipped.
 
@@ -27,19 +52,12 @@ class CocoPanoptic:
     metadata for that order."""
 
     def __init__(self, json_path: str | Path, image_dir: str | Path | None = None,
-                 panoptic_dir: str | Path | None = None):
+                 panoptic_dir: str | Path | None = None, data: dict | None = None):
         json_path = Path(json_path)
-        if not json_path.exists():
-            raise M2FError(f"panoptic annotations {json_path} do not exist")
-        data = json.loads(json_path.read_text())
-        for key in ("images", "annotations", "categories"):
-            if key not in data:
-                raise M2FError(f"{json_path} is not a COCO panoptic file (no '{key}')")
+        data = _coco_json(json_path, "panoptic", data)
         self.image_dir = Path(image_dir) if image_dir else json_path.parent / "images"
         self.panoptic_dir = Path(panoptic_dir) if panoptic_dir else json_path.parent / "panoptic"
-        self.categories = data["categories"]
-        self.contiguous = {c["id"]: i for i, c in enumerate(self.categories)}
-        self.class_names = [c["name"] for c in self.categories]
+        self.categories, self.contiguous, self.class_names = _categories(data)
         self.thing_ids = [i for i, c in enumerate(self.categories) if c.get("isthing")]
         by_id = {im["id"]: im for im in data["images"]}
         self.items = [(by_id[a["image_id"]], a) for a in data["annotations"]]
@@ -65,18 +83,11 @@ class CocoInstances:
     """``CocoInstances(json, image_dir)``: a COCO instance-segmentation file (polygons or RLE) -> Samples of things
     only. Crowd annotations are skipped; contiguous ids follow the order of ``categories``. Needs pycocotools."""
 
-    def __init__(self, json_path: str | Path, image_dir: str | Path | None = None):
+    def __init__(self, json_path: str | Path, image_dir: str | Path | None = None, data: dict | None = None):
         json_path = Path(json_path)
-        if not json_path.exists():
-            raise M2FError(f"instance annotations {json_path} do not exist")
-        data = json.loads(json_path.read_text())
-        for key in ("images", "annotations", "categories"):
-            if key not in data:
-                raise M2FError(f"{json_path} is not a COCO instances file (no '{key}')")
+        data = _coco_json(json_path, "instances", data)
         self.image_dir = Path(image_dir) if image_dir else json_path.parent / "images"
-        self.categories = data["categories"]
-        self.contiguous = {c["id"]: i for i, c in enumerate(self.categories)}
-        self.class_names = [c["name"] for c in self.categories]
+        self.categories, self.contiguous, self.class_names = _categories(data)
         self.thing_ids = list(range(len(self.categories)))
         self.images = data["images"]
         self.by_image: dict[int, list[dict]] = {im["id"]: [] for im in self.images}
@@ -117,13 +128,10 @@ def open_dataset(json_path: str | Path, image_dir=None, panoptic_dir=None):
         json_path = json_path / "panoptic.json"
     if not json_path.exists():
         raise M2FError(f"dataset annotations {json_path} do not exist (give a COCO panoptic or instances json)")
-    try:
-        data = json.loads(json_path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise M2FError(f"{json_path} is not a JSON file: {e}") from None
+    data = _read_json(json_path)  # read once: COCO files can be hundreds of MB
     first = (data.get("annotations") or [{}])[0]
     if "segments_info" in first:
-        return CocoPanoptic(json_path, image_dir, panoptic_dir)
+        return CocoPanoptic(json_path, image_dir, panoptic_dir, data=data)
     if "segmentation" in first:
-        return CocoInstances(json_path, image_dir)
+        return CocoInstances(json_path, image_dir, data=data)
     raise M2FError(f"{json_path} is neither COCO panoptic (segments_info) nor COCO instances (segmentation)")
