@@ -22,19 +22,21 @@ def _swap(module: nn.Module, convert) -> None:
             _swap(child, convert)
 
 
+def _copy_state(src: nn.Module, dst: nn.Module) -> nn.Module:
+    """dst with src's affine parameters and running statistics (the names both BatchNorm kinds share)."""
+    with torch.no_grad():
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(dst, name).copy_(getattr(src, name))
+    return dst
+
+
 def unfreeze_batchnorm(model: nn.Module) -> nn.Module:
     """In place: FrozenBatchNorm2d -> nn.BatchNorm2d (momentum 0.1, eps 1e-5) with the same statistics/affine."""
 
     def convert(m):
         if not isinstance(m, FrozenBatchNorm2d):
             return m
-        bn = nn.BatchNorm2d(m.weight.numel(), eps=m.eps).to(m.weight.device)
-        with torch.no_grad():
-            bn.weight.copy_(m.weight)
-            bn.bias.copy_(m.bias)
-            bn.running_mean.copy_(m.running_mean)
-            bn.running_var.copy_(m.running_var)
-        return bn
+        return _copy_state(m, nn.BatchNorm2d(m.weight.numel(), eps=m.eps).to(m.weight.device))
 
     _swap(model, convert)
     return model
@@ -46,13 +48,7 @@ def freeze_batchnorm(model: nn.Module) -> nn.Module:
     def convert(m):
         if not isinstance(m, nn.BatchNorm2d):
             return m
-        frozen = FrozenBatchNorm2d(m.num_features, eps=m.eps).to(m.weight.device)
-        with torch.no_grad():
-            frozen.weight.copy_(m.weight)
-            frozen.bias.copy_(m.bias)
-            frozen.running_mean.copy_(m.running_mean)
-            frozen.running_var.copy_(m.running_var)
-        return frozen
+        return _copy_state(m, FrozenBatchNorm2d(m.num_features, eps=m.eps).to(m.weight.device))
 
     _swap(model, convert)
     return model
