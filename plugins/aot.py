@@ -18,10 +18,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from m2f.errors import M2FError
+from m2f.errors import M2FError, require
 
 from . import masked_attention, ms_deform_attn
-from .triton_support import AotKernel, interpreting, require_triton
+from .triton_support import AotKernel, interpreting
 
 OPS = {"ms_deform_attn": ms_deform_attn, "masked_attention": masked_attention}
 DEFAULT_ARCHS = (87, 80, 86, 89, 90)
@@ -102,7 +102,7 @@ CUresult {fn}(CUstream stream, {params}) {{
 def build_kernels(out: str | Path, archs=DEFAULT_ARCHS, ops=tuple(OPS), progress=lambda msg: None) -> dict:
     """Compile every configuration of ``ops`` for every architecture in ``archs`` into ``out``; returns the
     manifest (also written to out/manifest.json)."""
-    require_triton("the AOT kernel build")
+    require("triton", "kernels", "the AOT kernel build")
     import triton
 
     out = Path(out)

@@ -23,7 +23,9 @@ import math
 
 import torch
 
-from .triton_support import AotKernel, jit, launchable, next_power_of_2, require_triton, tl
+from m2f.errors import require
+
+from .triton_support import AotKernel, jit, launchable, next_power_of_2, tl
 
 PLUGIN_NAME = "M2fMaskedAttention"
 PLUGIN_NAMESPACE = "m2f"
@@ -129,7 +131,7 @@ def forward_triton(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask_logits: torch.Tensor | None
 ) -> torch.Tensor:
     """The Triton kernel, with ``reference``'s arguments and result ([N, M, Q, D] in q's dtype)."""
-    require_triton("the masked-attention kernel")
+    require("triton", "kernels", "the masked-attention kernel")
     if q.dtype not in (torch.float32, torch.float16) or k.dtype != q.dtype or v.dtype != q.dtype:
         raise ValueError(f"the kernel takes q, k, v all float32 or all float16, got {q.dtype}, {k.dtype}, {v.dtype}")
     n, m, num_q, d = q.shape

@@ -31,7 +31,9 @@ from typing import Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from .triton_support import AotKernel, jit, launchable, next_power_of_2, require_triton, tl
+from m2f.errors import require
+
+from .triton_support import AotKernel, jit, launchable, next_power_of_2, tl
 
 PLUGIN_NAME = "M2fMSDeformAttn"
 PLUGIN_NAMESPACE = "m2f"
@@ -241,7 +243,7 @@ def _shape_tensors(value: torch.Tensor, spatial_shapes: Shapes, level_start_inde
 
 
 def _launch(value, shapes_t, starts, locations, weights, reference_points, fused: bool) -> torch.Tensor:
-    require_triton("the deformable-attention kernel")
+    require("triton", "kernels", "the deformable-attention kernel")
     if value.dtype not in (torch.float32, torch.float16):
         raise ValueError(f"the kernel takes float32 or float16 value, got {value.dtype}")
     n, s, m, d = value.shape

@@ -12,13 +12,7 @@ try:
 except ImportError:  # the kernels are optional: the model and the references never need them
     triton = tl = None
 
-from m2f.errors import M2FError, MissingDependencyError
-
-
-def require_triton(purpose: str) -> None:
-    if triton is None:
-        raise MissingDependencyError(f"{purpose} needs Triton: pip install triton (CPU machines run the kernels in "
-                                     f"its interpreter)")
+from m2f.errors import M2FError
 
 
 def jit(fn):
