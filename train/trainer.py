@@ -29,6 +29,7 @@ from m2f.model import Mask2Former
 from .augment import LSJ
 from .batchnorm import freeze_batchnorm, unfreeze_batchnorm
 from .criterion import LossConfig, SetCriterion
+from .matcher import MatcherWeights
 from .optim import build_optimizer, clip_full_model, lr_factor, set_lr
 
 
@@ -134,8 +135,7 @@ def train(model: Mask2Former, dataset, out: str | Path, cfg: TrainConfig, resume
         unfreeze_batchnorm(model)
     model.train()
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.backbone_multiplier)
-    criterion = SetCriterion(LossConfig(num_points=cfg.num_points))
-    criterion.cfg.matcher.num_points = cfg.num_points
+    criterion = SetCriterion(LossConfig(num_points=cfg.num_points, matcher=MatcherWeights(num_points=cfg.num_points)))
     start = 0
     last = out / "last.pth"
     if resume:

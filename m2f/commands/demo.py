@@ -70,7 +70,8 @@ def run(args) -> int:
     model = load_checkpoint(DEFAULT_WEIGHTS, preset=DEFAULT_PRESET)
     cfg = model.config
 
-    samples = [read_image(p) for p in sample_images()]
+    sample_paths = sample_images()
+    samples = [read_image(p) for p in sample_paths]
     canvas = padded_size(*preprocess(samples[0], cfg)[1], cfg.size_divisibility)
     print(f"[2/5] exporting to ONNX ({canvas[0]}x{canvas[1]} canvas, portable ops)")
     exported = export_onnx(model, out / f"{DEFAULT_PRESET}.onnx", ExportOptions(height=canvas[0], width=canvas[1]),
@@ -103,7 +104,7 @@ def run(args) -> int:
 
     print(f"[5/5] writing results for {len(samples)} sample images to {out}/")
     files, instances = [], []
-    for path, image in zip(sample_images(), samples):
+    for path, image in zip(sample_paths, samples):
         stem = path.stem
         result = predictor.predict(image)
         write_png(image, out / f"{stem}.png")
