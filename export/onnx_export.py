@@ -21,6 +21,8 @@ import torch
 import m2f
 from m2f import metadata as meta_mod
 from m2f.errors import M2FError
+from m2f.fileio import atomic_path
+from m2f.onnx_graph import describe_graph
 from m2f.model import Mask2Former
 from m2f.runtime.resize import padded_size
 
@@ -139,17 +141,6 @@ def _declare(graph_outputs, shapes: dict[str, list]) -> None:
                 dim.dim_value = d
 
 
-def _io(graph) -> list[tuple[str, str, list]]:
-    import onnx
-
-    rows = []
-    for v in graph:
-        t = v.type.tensor_type
-        dims = [d.dim_param or d.dim_value for d in t.shape.dim]
-        rows.append((v.name, onnx.TensorProto.DataType.Name(t.elem_type).lower(), dims))
-    return rows
-
-
 def build_metadata(model: Mask2Former, adapter: GraphAdapter, options: ExportOptions, canvas: tuple[int, int],
                    source: dict) -> dict:
     cfg = model.config
@@ -185,6 +176,51 @@ def _simplify(model_proto):
         return onnxslim.slim(model_proto)
 
 
+@contextlib.contextmanager
+def lowered_ops(model: Mask2Former, flavor: str):
+    """Within the block, the model's special ops are lowered as ``flavor``; each module's previous lowering is
+    restored afterwards, whatever happens inside."""
+    modules = [m for m in model.modules() if hasattr(m, "flavor")]
+    previous = [m.flavor for m in modules]
+    for m in modules:
+        m.flavor = flavor
+    try:
+        yield
+    finally:
+        for m, before in zip(modules, previous):
+            m.flavor = before
+
+
+def _trace(adapter: GraphAdapter, options: ExportOptions, canvas: tuple[int, int], output_shapes: dict,
+           path: Path) -> None:
+    """torch.onnx (TorchScript exporter) -> ``path``. A dynamic graph is traced at batch 2 (so no code path can take
+    batch 1 for granted) on a small, non-square canvas: every size in it is symbolic, so the traced size only sets
+    how long tracing takes."""
+    div = adapter.model.config.size_divisibility
+    sample = _sample_inputs(adapter, 2, 4 * div, 5 * div) if options.dynamic else \
+        _sample_inputs(adapter, options.batch, *canvas)
+    with warnings.catch_warnings(), torch.no_grad(), lowered_ops(adapter.model, options.flavor):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(adapter, sample, str(path), dynamo=False, opset_version=options.opset,
+                          input_names=adapter.input_names, output_names=adapter.output_names,
+                          dynamic_axes=_dynamic_axes(adapter, output_shapes) if options.dynamic else None,
+                          do_constant_folding=True)
+
+
+def _finish(proto, output_shapes: dict, metadata: dict):
+    """Declared output shapes, shape inference, the metadata entry and the IR version; checked."""
+    import onnx
+
+    _declare(proto.graph.output, output_shapes)
+    proto = onnx.shape_inference.infer_shapes(proto)
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = meta_mod.KEY, meta_mod.dumps(metadata)
+    proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import))
+    onnx.checker.check_model(proto)
+    return proto
+
+
 def export_onnx(model: Mask2Former, path: str | Path, options: ExportOptions | None = None,
                 source: dict | None = None, progress: Callable[[str], None] = lambda s: None) -> ExportSummary:
     """Export ``model`` to ``path`` (see the module docstring); ``source`` describes the checkpoint for metadata."""
@@ -194,28 +230,14 @@ def export_onnx(model: Mask2Former, path: str | Path, options: ExportOptions | N
     path = Path(path)
     height, width = check_options(model, options, path)
     adapter = GraphAdapter(model, options.input, options.head).eval()
-    for module in model.modules():
-        if hasattr(module, "flavor"):
-            module.flavor = options.flavor
     shape_text = "dynamic N, H, W" if options.dynamic else f"static {options.batch}x{height}x{width}"
-    progress(f"[1/4] tracing ({options.flavor} ops, {options.input} input, head {options.head or 'none'}, "
-             f"{shape_text}, opset {options.opset})")
-    # A dynamic graph is traced at batch 2 (so no code path can take batch 1 for granted) on a small, non-square
-    # canvas: every size in it is symbolic, so the traced size only sets how long tracing takes.
-    div = model.config.size_divisibility
-    sample = _sample_inputs(adapter, 2, 4 * div, 5 * div) if options.dynamic else \
-        _sample_inputs(adapter, options.batch, height, width)
     output_shapes = _output_shapes(model, options, (height, width))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     seconds = {}
-    try:
+    with atomic_path(path) as tmp:
+        progress(f"[1/4] tracing ({options.flavor} ops, {options.input} input, head {options.head or 'none'}, "
+                 f"{shape_text}, opset {options.opset})")
         t0 = time.perf_counter()
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(adapter, sample, str(tmp), dynamo=False, opset_version=options.opset,
-                              input_names=adapter.input_names, output_names=adapter.output_names,
-                              dynamic_axes=_dynamic_axes(adapter, output_shapes) if options.dynamic else None,
-                              do_constant_folding=True)
+        _trace(adapter, options, (height, width), output_shapes, tmp)
         seconds["trace"] = time.perf_counter() - t0
         proto = onnx.load(str(tmp))
         if options.simplify:
@@ -227,27 +249,10 @@ def export_onnx(model: Mask2Former, path: str | Path, options: ExportOptions | N
         else:
             progress("[2/4] clean-up skipped")
         progress("[3/4] shape inference, metadata, checker")
-        _declare(proto.graph.output, output_shapes)
-        proto = onnx.shape_inference.infer_shapes(proto)
         metadata = build_metadata(model, adapter, options, (height, width), source or {})
-        del proto.metadata_props[:]
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = meta_mod.KEY, meta_mod.dumps(metadata)
-        proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import))
-        onnx.checker.check_model(proto)
+        proto = _finish(proto, output_shapes, metadata)
         progress(f"[4/4] writing {path}")
         onnx.save(proto, str(tmp))
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        for module in model.modules():
-            if hasattr(module, "flavor"):
-                module.flavor = "reference"
-    counts: dict[str, int] = {}
-    for node in proto.graph.node:
-        counts[node.op_type] = counts.get(node.op_type, 0) + 1
-    return ExportSummary(path=path, size_bytes=path.stat().st_size, nodes=len(proto.graph.node),
-                         op_counts=dict(sorted(counts.items(), key=lambda kv: -kv[1])), inputs=_io(proto.graph.input),
-                         outputs=_io(proto.graph.output), metadata=metadata, seconds=seconds)
+    graph = describe_graph(proto)
+    return ExportSummary(path=path, size_bytes=path.stat().st_size, nodes=graph.nodes, op_counts=graph.op_counts,
+                         inputs=graph.inputs, outputs=graph.outputs, metadata=metadata, seconds=seconds)

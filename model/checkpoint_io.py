@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from m2f.errors import CheckpointError
+from m2f.fileio import atomic_path
 
 # Exactly what model-zoo pickles need (reference §4.1), under both numpy 1.x and 2.x module names.
 _PICKLE_ALLOWED = {
@@ -173,8 +174,6 @@ def save_detectron2_pkl(state_dict: dict[str, torch.Tensor], path: str | Path) -
 
     path = Path(path)
     arrays = OrderedDict((k, v.detach().cpu().numpy()) for k, v in state_dict.items())
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         pickle.dump({"model": arrays, "__author__": "m2f"}, f, protocol=4)
-    tmp.replace(path)
     return path

@@ -10,11 +10,11 @@ Every file is written to a temporary name and renamed, so an interrupted run nev
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
+
+from m2f.fileio import atomic_path, write_json
 
 from .results import Result
 
@@ -112,23 +112,11 @@ def overlay(image: np.ndarray, result: Result, names: list[str], task: str) -> n
     return np.asarray(canvas)
 
 
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_png(array: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    _atomic(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
-
-
-def write_json(obj, path: Path) -> None:
-    _atomic(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=1)))
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
 
 
 def write_result(result: Result, image: np.ndarray, names: list[str], out_dir: Path, stem: str,
@@ -137,10 +125,9 @@ def write_result(result: Result, image: np.ndarray, names: list[str], out_dir: P
     written = {}
     if result.panoptic is not None:
         write_png(panoptic_rgb(result.panoptic), out_dir / f"{stem}.panoptic.png")
-        write_json({"file_name": f"{stem}.panoptic.png", "segments_info": [
+        write_json(out_dir / f"{stem}.segments.json", {"file_name": f"{stem}.panoptic.png", "segments_info": [
             {"id": s.id, "category_id": s.category_id, "category": s.category, "isthing": s.isthing, "area": s.area,
-             "bbox": mask_bbox(result.panoptic == s.id)} for s in result.segments]},
-            out_dir / f"{stem}.segments.json")
+             "bbox": mask_bbox(result.panoptic == s.id)} for s in result.segments]})
         written["panoptic"] = f"{stem}.panoptic.png"
     if result.semantic is not None:
         dtype = np.uint8 if len(names) <= 255 else np.uint16

@@ -17,10 +17,11 @@ Category ids are 1-based as in COCO; ``CATEGORIES`` lists them (things first, so
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
+
+from m2f.fileio import write_json
 
 THINGS = ("circle", "square", "triangle", "diamond", "ring")
 STUFF = ("sky", "wall", "ground")
@@ -129,7 +130,5 @@ def generate(out: str | Path, num_images: int, seed: int = 0, height: int = 192,
     palette = np.random.default_rng(7).integers(0, 256, (len(CATEGORIES), 3)).tolist()
     categories = [dict(c, color=palette[k]) for k, c in enumerate(CATEGORIES)]
     path = out / "panoptic.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
-    tmp.replace(path)
+    write_json(path, {"images": images, "annotations": annotations, "categories": categories}, indent=None)
     return path

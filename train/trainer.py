@@ -13,7 +13,6 @@ Files written under the output folder:
 from __future__ import annotations
 
 import json
-import os
 import random
 import sys
 import time
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from m2f.errors import M2FError
+from m2f.fileio import atomic_path
 from m2f.model import Mask2Former
 
 from .augment import LSJ
@@ -79,9 +79,8 @@ class Batches:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _random_state(rng: np.random.Generator) -> dict:

@@ -50,7 +50,8 @@ def run(args) -> int:
     from m2f.model import load_checkpoint
     from m2f.model.reference_pipeline import preprocess
     from m2f.runtime import Predictor
-    from m2f.runtime.formats import coco_instances, write_json, write_png, write_result
+    from m2f.fileio import write_json
+    from m2f.runtime.formats import coco_instances, write_png, write_result
     from m2f.runtime.image_io import read_image
     from m2f.runtime.resize import padded_size
     from m2f.train.data import CocoPanoptic
@@ -110,7 +111,7 @@ def run(args) -> int:
         write_png(image, out / f"{stem}.png")
         files.append(write_result(result, image, predictor.names, out, stem))
         instances += coco_instances(result, stem)
-    write_json(instances, out / "instances.json")
+    write_json(out / "instances.json", instances)
     summary = {
         "model": {"preset": DEFAULT_PRESET, "weights": DEFAULT_WEIGHTS.name,
                   "trained_on": "m2f synthetic -n 2000 --seed 0 (README: Reproducing the bundled model)"},
@@ -124,7 +125,7 @@ def run(args) -> int:
         "total_s": round(time.perf_counter() - t0, 1),
     }
     summary["tensorrt_skipped"] = _tensorrt_skip_reason()
-    write_json(summary, out / "summary.json")
+    write_json(out / "summary.json", summary)
     print(json.dumps({k: summary[k] for k in ("pytorch", "onnxruntime", "max_abs_error_vs_pytorch")}, indent=1))
     print(f"look at {out}/{files[0]['overlay']} (overlay), {out}/instances.json (COCO results) and "
           f"{out}/summary.json (scores per backend)")

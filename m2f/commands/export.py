@@ -40,10 +40,6 @@ def checkpoint_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _shape(dims) -> str:
-    return "[" + ", ".join(str(d) for d in dims) + "]"
-
-
 def run(args) -> int:
     import dataclasses
 
@@ -55,6 +51,7 @@ def run(args) -> int:
     from m2f.export import ExportOptions, export_onnx
     from m2f.export.onnx_export import check_options
     from m2f.model import load_checkpoint
+    from m2f.onnx_graph import format_io
 
     ckpt = Path(args.checkpoint)
     options = ExportOptions(input=args.input, head=args.head, height=args.height, width=args.width,
@@ -81,7 +78,7 @@ def run(args) -> int:
     took = ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items())
     print(f"wrote {summary.path} ({summary.size_bytes / 1e6:.1f} MB, {summary.nodes} nodes, opset {args.opset}, "
           f"{options.flavor} ops; {took})")
-    print("  inputs   " + "; ".join(f"{n} {t} {_shape(d)}" for n, t, d in summary.inputs))
-    print("  outputs  " + "; ".join(f"{n} {t} {_shape(d)}" for n, t, d in summary.outputs))
+    print("  inputs   " + format_io(summary.inputs))
+    print("  outputs  " + format_io(summary.outputs))
     print(f"next: m2f inspect {summary.path}")
     return 0

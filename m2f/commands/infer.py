@@ -56,7 +56,8 @@ def expand_inputs(inputs: list[str]):
 def run(args) -> int:
     from m2f.errors import M2FError
     from m2f.runtime import Predictor
-    from m2f.runtime.formats import coco_instances, overlay, write_json, write_result
+    from m2f.fileio import write_json
+    from m2f.runtime.formats import coco_instances, overlay, write_result
     from m2f.runtime.image_io import read_image
     from m2f.runtime.stream import RateMeter, frames
 
@@ -125,9 +126,9 @@ def run(args) -> int:
             print(f"  {name}: {meter.line(dropped)}")
     finally:
         signal.signal(signal.SIGINT, previous)
-        write_json(instances, out / "instances.json")
-        write_json({"model": str(args.model), "tasks": predictor.tasks, "class_names": names, "images": index,
-                    "timing": meter.line(), "interrupted": stop["requested"]}, out / "results.json")
+        write_json(out / "instances.json", instances)
+        write_json(out / "results.json", {"model": str(args.model), "tasks": predictor.tasks, "class_names": names,
+                                          "images": index, "timing": meter.line(), "interrupted": stop["requested"]})
         predictor.close()
     print(f"{len(index)} images/frames done ({meter.line()}); see {out}/results.json, {out}/instances.json "
           f"and the per-image files" + (" (interrupted: everything done so far is written)"

@@ -27,6 +27,7 @@ def describe_backbone(cfg) -> str:
 def inspect_onnx(args) -> int:
     from m2f.errors import require
     from m2f.metadata import KEY, MetadataError, parse
+    from m2f.onnx_graph import describe_graph, format_io
 
     onnx = require("onnx", "export", "m2f inspect on an ONNX file")
     try:
@@ -34,26 +35,18 @@ def inspect_onnx(args) -> int:
     except Exception as e:  # onnx raises DecodeError and others for foreign bytes
         raise MetadataError(f"{args.checkpoint} is not a readable ONNX file ({type(e).__name__})") from None
     meta = parse(next((p.value for p in proto.metadata_props if p.key == KEY), None), args.checkpoint)
-    counts: dict[str, int] = {}
-    for node in proto.graph.node:
-        counts[node.op_type] = counts.get(node.op_type, 0) + 1
-
-    def io(values):
-        return [(v.name, onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type).lower(),
-                 [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]) for v in values]
-
+    graph = describe_graph(proto)
     if args.json:
-        print(json.dumps({"inputs": io(proto.graph.input), "outputs": io(proto.graph.output),
-                          "nodes": len(proto.graph.node), "op_counts": counts, "metadata": meta}, indent=2))
+        print(json.dumps({"inputs": graph.inputs, "outputs": graph.outputs, "nodes": graph.nodes,
+                          "op_counts": graph.op_counts, "metadata": meta}, indent=2))
         return 0
-    fmt = lambda rows: "; ".join(f"{n} {t} [{', '.join(map(str, d))}]" for n, t, d in rows)  # noqa: E731
-    top = ", ".join(f"{op} {n}" for op, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    top = ", ".join(f"{op} {n}" for op, n in graph.op_counts.items())
     rows = [
         ("onnx", f"{args.checkpoint} (opset {meta['opset']}, IR {proto.ir_version}, {meta['op_flavor']} ops, "
                  f"{meta['precision']})"),
-        ("inputs", fmt(io(proto.graph.input))),
-        ("outputs", fmt(io(proto.graph.output)) + (f"  (head: {meta['head']})" if meta.get("head") else "")),
-        ("nodes", f"{len(proto.graph.node)}: {top}"),
+        ("inputs", format_io(graph.inputs)),
+        ("outputs", format_io(graph.outputs) + (f"  (head: {meta['head']})" if meta.get("head") else "")),
+        ("nodes", f"{graph.nodes}: {top}"),
         ("model", f"{meta.get('model_name')}: {meta['num_classes']} classes ({len(meta['thing_ids'])} things), "
                   f"{meta['num_queries']} queries, tasks {', '.join(meta['tasks'])}"),
         ("preprocess", f"resize short {meta['resize']['short']} / max {meta['resize']['max']}, pad to "
