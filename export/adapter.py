@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from m2f.errors import ArgumentError
 from m2f.model import Mask2Former
 
 from . import heads as heads_mod
@@ -29,9 +30,9 @@ class GraphAdapter(nn.Module):
     def __init__(self, model: Mask2Former, input_kind: str = "uint8", head: str | None = None):
         super().__init__()
         if input_kind not in ("uint8", "float"):
-            raise ValueError(f"input must be 'uint8' or 'float', not {input_kind!r}")
+            raise ArgumentError(f"input must be 'uint8' or 'float', not {input_kind!r}")
         if head not in (None, *heads_mod.HEADS):
-            raise ValueError(f"head must be one of {', '.join(heads_mod.HEADS)}, not {head!r}")
+            raise ArgumentError(f"head must be one of {', '.join(heads_mod.HEADS)}, not {head!r}")
         self.model, self.input_kind, self.head = model, input_kind, head
         cfg = model.config
         self.register_buffer("mean", torch.tensor(cfg.pixel_mean, dtype=torch.float32).view(1, 3, 1, 1))

@@ -20,7 +20,7 @@ import torch
 
 import m2f
 from m2f import metadata as meta_mod
-from m2f.errors import M2FError
+from m2f.errors import ArgumentError
 from m2f.fileio import atomic_path
 from m2f.onnx_graph import describe_graph
 from m2f.model import Mask2Former
@@ -67,31 +67,31 @@ def default_canvas(model: Mask2Former) -> tuple[int, int]:
 def check_options(model: Mask2Former, options: ExportOptions, path: Path) -> tuple[int, int]:
     """Validate before any long work; returns the canvas (H, W) used for tracing. One sentence per problem."""
     if options.opset not in SUPPORTED_OPSETS:
-        raise M2FError(f"opset {options.opset} is not supported; use {SUPPORTED_OPSETS[0]} to "
+        raise ArgumentError(f"opset {options.opset} is not supported; use {SUPPORTED_OPSETS[0]} to "
                        f"{SUPPORTED_OPSETS[-1]} (LayerNormalization needs 17)")
     if options.flavor not in FLAVORS:
-        raise M2FError(f"op flavor {options.flavor!r} is not available yet; use one of {', '.join(FLAVORS)}")
+        raise ArgumentError(f"op flavor {options.flavor!r} is not available yet; use one of {', '.join(FLAVORS)}")
     if options.input not in ("uint8", "float"):
-        raise M2FError(f"--input must be uint8 or float, not {options.input!r}")
+        raise ArgumentError(f"--input must be uint8 or float, not {options.input!r}")
     if options.head not in (None, *HEADS):
-        raise M2FError(f"--head must be one of {', '.join(HEADS)}, not {options.head!r}")
+        raise ArgumentError(f"--head must be one of {', '.join(HEADS)}, not {options.head!r}")
     if options.dynamic and (options.height or options.width):
-        raise M2FError("give either --height/--width (static) or --dynamic, not both")
+        raise ArgumentError("give either --height/--width (static) or --dynamic, not both")
     height, width = options.height or default_canvas(model)[0], options.width or default_canvas(model)[1]
     div = model.config.size_divisibility
     if height % div or width % div or height <= 0 or width <= 0:
         suggestion = padded_size(max(height, 1), max(width, 1), div)
-        raise M2FError(f"canvas {height}x{width} is not a positive multiple of {div}; pick e.g. "
+        raise ArgumentError(f"canvas {height}x{width} is not a positive multiple of {div}; pick e.g. "
                        f"{suggestion[0]}x{suggestion[1]}")
     if options.batch < 1:
-        raise M2FError(f"batch must be at least 1, not {options.batch}")
+        raise ArgumentError(f"batch must be at least 1, not {options.batch}")
     if path.suffix.lower() != ".onnx":
-        raise M2FError(f"the output should end in .onnx, not {path.name!r}")
+        raise ArgumentError(f"the output should end in .onnx, not {path.name!r}")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
-        raise M2FError(f"cannot write {path}: the folder {parent} does not exist")
+        raise ArgumentError(f"cannot write {path}: the folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
-        raise M2FError(f"cannot write {path}: the folder {parent} is not writable")
+        raise ArgumentError(f"cannot write {path}: the folder {parent} is not writable")
     return height, width
 
 

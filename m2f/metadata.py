@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from .errors import M2FError
+from .errors import MetadataError
 
 KEY = "m2f"
 FORMAT_VERSION = 1
@@ -16,14 +16,10 @@ REQUIRED = ("format_version", "m2f_version", "tasks", "num_classes", "num_querie
             "op_flavor", "opset", "precision", "source")
 
 
-class MetadataError(M2FError):
-    """An artifact's m2f metadata is missing, unreadable or of an unsupported version."""
-
-
 def dumps(meta: dict) -> str:
     missing = [k for k in REQUIRED if k not in meta]
     if missing:
-        raise ValueError(f"metadata lacks {missing}")
+        raise MetadataError(f"metadata lacks {missing}")
     return json.dumps(meta, sort_keys=True)
 
 

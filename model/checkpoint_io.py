@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from m2f.errors import CheckpointError
+from m2f.errors import CheckpointError, first_line
 from m2f.fileio import atomic_path
 
 # Exactly what model-zoo pickles need (reference §4.1), under both numpy 1.x and 2.x module names.
@@ -106,8 +106,9 @@ def _read_torch(path: Path, trust: bool) -> dict:
             f"{path} holds a {found.group(1)} object besides tensors; loading it could run code, so it is refused; "
             f"if you trust this file, pass trust=True (CLI: --trust-checkpoint)"
         ) from None
-    except (RuntimeError, EOFError) as e:
-        raise CheckpointError(f"{path} is not a readable PyTorch file ({str(e).splitlines()[0]})") from None
+    except Exception as e:  # torch.load raises RuntimeError, EOFError, KeyError ... for files that are not its own
+        raise CheckpointError(f"{path} is not a readable PyTorch file ({first_line(e, with_type=True)}); "
+                              f"is it a complete checkpoint?") from None
 
 
 def _read_safetensors(path: Path) -> dict:

@@ -5,8 +5,10 @@ YAML file onto them; ``m2f.model.d2_config`` does that mapping, ``m2f.model.hf``
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Union
+
+from m2f.errors import ConfigError
 
 # RGB order, 0..255 scale; every published Mask2Former config uses these (reference §1.1).
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -31,7 +33,7 @@ class ResNetConfig:
     def num_blocks(self) -> tuple[int, int, int, int]:
         blocks = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
         if self.depth not in (50, 101, 152):
-            raise ValueError(f"ResNet depth {self.depth} is not supported; use 50, 101 or 152 (bottleneck ResNets)")
+            raise ConfigError(f"ResNet depth {self.depth} is not supported; use 50, 101 or 152 (bottleneck ResNets)")
         return blocks[self.depth]
 
     @property
@@ -118,10 +120,18 @@ class Mask2FormerConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Mask2FormerConfig":
+        """The inverse of ``to_dict``; ConfigError for a document this version cannot read."""
         d = dict(d)
-        bb = dict(d.pop("backbone"))
-        kind = bb.pop("kind")
-        backbone = {"resnet": ResNetConfig, "swin": SwinConfig}[kind](**bb)
+        bb = dict(d.pop("backbone", None) or {})
+        kinds = {"resnet": ResNetConfig, "swin": SwinConfig}
+        kind = bb.pop("kind", None)
+        if kind not in kinds:
+            raise ConfigError(f"a saved model config has backbone kind {kind!r}; this m2f knows {', '.join(kinds)}")
+        unknown = sorted(set(d) - {f.name for f in fields(cls)}) + sorted(set(bb) - {f.name for f in fields(kinds[kind])})
+        if unknown:
+            raise ConfigError(f"a saved model config has fields this m2f does not know ({', '.join(unknown)}); it "
+                              f"was written by a newer m2f: upgrade, or pass --preset/--config")
+        backbone = kinds[kind](**bb)
         if isinstance(backbone, SwinConfig):
             backbone.depths, backbone.num_heads = tuple(backbone.depths), tuple(backbone.num_heads)
         for key in ("pixel_mean", "pixel_std"):
@@ -130,21 +140,21 @@ class Mask2FormerConfig:
         return cls(backbone=backbone, **d)
 
     def validate(self) -> None:
-        """Raise ValueError with one sentence when the combination cannot build a model."""
+        """Raise ConfigError with one sentence when the combination cannot build a model."""
         if self.hidden_dim % self.num_heads or self.conv_dim % self.num_heads:
-            raise ValueError(f"hidden_dim {self.hidden_dim} / conv_dim {self.conv_dim} must be divisible by "
+            raise ConfigError(f"hidden_dim {self.hidden_dim} / conv_dim {self.conv_dim} must be divisible by "
                              f"num_heads {self.num_heads}")
         if self.conv_dim % 32:
-            raise ValueError(f"conv_dim {self.conv_dim} must be a multiple of 32 (GroupNorm with 32 groups)")
+            raise ConfigError(f"conv_dim {self.conv_dim} must be a multiple of 32 (GroupNorm with 32 groups)")
         if self.class_names and len(self.class_names) != self.num_classes:
-            raise ValueError(f"{len(self.class_names)} class names given for {self.num_classes} classes")
+            raise ConfigError(f"{len(self.class_names)} class names given for {self.num_classes} classes")
         bad = [i for i in self.thing_ids if not 0 <= i < self.num_classes]
         if bad:
-            raise ValueError(f"thing ids {bad} are outside 0..{self.num_classes - 1}")
+            raise ConfigError(f"thing ids {bad} are outside 0..{self.num_classes - 1}")
         if isinstance(self.backbone, SwinConfig):
             b = self.backbone
             if len(b.depths) != 4 or len(b.num_heads) != 4:
-                raise ValueError("Swin needs 4 stages (depths and num_heads of length 4)")
+                raise ConfigError("Swin needs 4 stages (depths and num_heads of length 4)")
             for i, h in enumerate(b.num_heads):
                 if (b.embed_dim * 2**i) % h:
-                    raise ValueError(f"Swin stage {i}: {b.embed_dim * 2**i} channels not divisible by {h} heads")
+                    raise ConfigError(f"Swin stage {i}: {b.embed_dim * 2**i} channels not divisible by {h} heads")

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from m2f.errors import ConfigError
+from m2f.errors import ConfigError, first_line
 
 from .config import Mask2FormerConfig, ResNetConfig, SwinConfig
 from .presets import dataset_metadata
@@ -103,7 +103,7 @@ def _read_yaml(path: Path) -> dict:
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML ({str(e).splitlines()[0]})") from None
+        raise ConfigError(f"{path} is not valid YAML ({first_line(e)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} is not a detectron2 config (its top level is not a mapping)")
     return data

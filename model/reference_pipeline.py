@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from m2f.errors import ImageError
 from m2f.runtime.resize import padded_size, shortest_edge_size
 
 from .config import Mask2FormerConfig
@@ -21,7 +22,7 @@ def preprocess(image: np.ndarray, cfg: Mask2FormerConfig) -> tuple[torch.Tensor,
     from PIL import Image
 
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} {list(image.shape)}")
+        raise ImageError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} {list(image.shape)}")
     h, w = shortest_edge_size(image.shape[0], image.shape[1], cfg.min_size_test, cfg.max_size_test)
     resized = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
     x = torch.from_numpy(resized.copy()).permute(2, 0, 1).float()

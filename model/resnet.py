@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from m2f.errors import ConfigError
+
 from .config import ResNetConfig
 
 
@@ -36,7 +38,7 @@ def make_norm(kind: str, channels: int) -> nn.Module:
         return FrozenBatchNorm2d(channels)
     if kind == "GN":
         return nn.GroupNorm(32, channels)
-    raise ValueError(f"unsupported norm {kind!r}; use FrozenBN, BN, SyncBN or GN")
+    raise ConfigError(f"unsupported norm {kind!r}; use FrozenBN, BN, SyncBN or GN")
 
 
 class ConvNorm(nn.Conv2d):

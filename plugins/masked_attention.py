@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from m2f.errors import require
+from m2f.errors import ArgumentError, require
 
 from .triton_support import AotKernel, jit, launchable, next_power_of_2, tl
 
@@ -133,11 +133,11 @@ def forward_triton(
     """The Triton kernel, with ``reference``'s arguments and result ([N, M, Q, D] in q's dtype)."""
     require("triton", "kernels", "the masked-attention kernel")
     if q.dtype not in (torch.float32, torch.float16) or k.dtype != q.dtype or v.dtype != q.dtype:
-        raise ValueError(f"the kernel takes q, k, v all float32 or all float16, got {q.dtype}, {k.dtype}, {v.dtype}")
+        raise ArgumentError(f"the kernel takes q, k, v all float32 or all float16, got {q.dtype}, {k.dtype}, {v.dtype}")
     n, m, num_q, d = q.shape
     s = k.shape[2]
     if mask_logits is not None and tuple(mask_logits.shape) != (n, num_q, s):
-        raise ValueError(f"mask_logits has shape {list(mask_logits.shape)}, expected {[n, num_q, s]}")
+        raise ArgumentError(f"mask_logits has shape {list(mask_logits.shape)}, expected {[n, num_q, s]}")
     out = torch.empty_like(q)
     grid = (-(-num_q // KERNEL_BLOCK_Q), n * m)
     kernel = launchable(_masked_attention_kernel, q.device.type)

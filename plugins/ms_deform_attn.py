@@ -31,7 +31,7 @@ from typing import Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from m2f.errors import require
+from m2f.errors import ArgumentError, require
 
 from .triton_support import AotKernel, jit, launchable, next_power_of_2, tl
 
@@ -51,7 +51,7 @@ def _level_shapes(value: torch.Tensor, spatial_shapes: Shapes, sampling_location
         shapes = [(h, w) for h, w in spatial_shapes]
     s, num_levels = value.shape[1], sampling_locations.shape[3]
     if len(shapes) != num_levels or (not torch.jit.is_tracing() and sum(h * w for h, w in shapes) != s):
-        raise ValueError(f"spatial_shapes {shapes} do not match value length {s} and {num_levels} sampling levels")
+        raise ArgumentError(f"spatial_shapes {shapes} do not match value length {s} and {num_levels} sampling levels")
     return shapes
 
 
@@ -238,14 +238,14 @@ def _shape_tensors(value: torch.Tensor, spatial_shapes: Shapes, level_start_inde
     starts = torch.tensor([0] + [h * w for h, w in shapes][:-1], dtype=torch.int64).cumsum(0).to(torch.int32)
     if level_start_index is not None and not torch.equal(torch.as_tensor(level_start_index).cpu().to(torch.int32),
                                                          starts):
-        raise ValueError(f"level_start_index {list(level_start_index)} does not match spatial_shapes {shapes}")
+        raise ArgumentError(f"level_start_index {list(level_start_index)} does not match spatial_shapes {shapes}")
     return shapes_t, starts.to(value.device)
 
 
 def _launch(value, shapes_t, starts, locations, weights, reference_points, fused: bool) -> torch.Tensor:
     require("triton", "kernels", "the deformable-attention kernel")
     if value.dtype not in (torch.float32, torch.float16):
-        raise ValueError(f"the kernel takes float32 or float16 value, got {value.dtype}")
+        raise ArgumentError(f"the kernel takes float32 or float16 value, got {value.dtype}")
     n, s, m, d = value.shape
     _, lq, _, num_levels, num_points, _ = locations.shape
     out = torch.empty(n, lq, m * d, dtype=value.dtype, device=value.device)

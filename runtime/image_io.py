@@ -10,13 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from m2f.errors import M2FError
+from m2f.errors import ImageError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-
-class ImageError(M2FError):
-    """An input image cannot be read or has an unsupported layout."""
 
 
 def to_rgb8(array: np.ndarray) -> np.ndarray:

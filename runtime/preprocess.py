@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from m2f.errors import M2FError
+from m2f.errors import ArgumentError, M2FError
 
 from .resize import padded_size, shortest_edge_size
 
@@ -37,7 +37,7 @@ def resize_image(image: np.ndarray, height: int, width: int, method: str = "pil"
         import cv2
 
         return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-    raise ValueError(f"resize must be 'pil' or 'cv2', not {method!r}")
+    raise ArgumentError(f"resize must be 'pil' or 'cv2', not {method!r}")
 
 
 class Preprocessor:

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from m2f.errors import M2FError, require
+from m2f.errors import ArgumentError, M2FError, require
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -50,7 +50,7 @@ def frames(source: str | int, drop: str = "none") -> Iterator[Frame]:
         finally:
             capture.release()
     if drop != "latest":
-        raise ValueError(f"drop policy must be 'none' or 'latest', not {drop!r}")
+        raise ArgumentError(f"drop policy must be 'none' or 'latest', not {drop!r}")
     latest: list = [None]
     done = threading.Event()
     fresh = threading.Condition()

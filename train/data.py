@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from m2f.errors import M2FError
+from m2f.errors import DatasetError
 
 
 @dataclass
@@ -24,18 +24,18 @@ def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise M2FError(f"{path} is not a JSON file: {e}") from None
+        raise DatasetError(f"{path} is not a JSON file: {e}") from None
 
 
 def _coco_json(path: Path, kind: str, data: dict | None) -> dict:
     """The parsed COCO file (read from ``path`` unless ``data`` is given), checked for its three top-level keys."""
     if data is None:
         if not path.exists():
-            raise M2FError(f"{kind} annotations {path} do not exist")
+            raise DatasetError(f"{kind} annotations {path} do not exist")
         data = _read_json(path)
     for key in ("images", "annotations", "categories"):
         if key not in data:
-            raise M2FError(f"{path} is not a COCO {kind} file (no '{key}')")
+            raise DatasetError(f"{path} is not a COCO {kind} file (no '{key}')")
     return data
 
 
@@ -127,11 +127,11 @@ def open_dataset(json_path: str | Path, image_dir=None, panoptic_dir=None):
     if json_path.is_dir():
         json_path = json_path / "panoptic.json"
     if not json_path.exists():
-        raise M2FError(f"dataset annotations {json_path} do not exist (give a COCO panoptic or instances json)")
+        raise DatasetError(f"dataset annotations {json_path} do not exist (give a COCO panoptic or instances json)")
     data = _read_json(json_path)  # read once: COCO files can be hundreds of MB
     first = (data.get("annotations") or [{}])[0]
     if "segments_info" in first:
         return CocoPanoptic(json_path, image_dir, panoptic_dir, data=data)
     if "segmentation" in first:
         return CocoInstances(json_path, image_dir, data=data)
-    raise M2FError(f"{json_path} is neither COCO panoptic (segments_info) nor COCO instances (segmentation)")
+    raise DatasetError(f"{json_path} is neither COCO panoptic (segments_info) nor COCO instances (segmentation)")

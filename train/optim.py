@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from m2f.errors import ArgumentError
 from m2f.model.resnet import FrozenBatchNorm2d
 
 NORM_TYPES = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.SyncBatchNorm, FrozenBatchNorm2d)
@@ -50,7 +51,7 @@ def lr_factor(iteration: int, total: int, schedule: str, steps: tuple[float, ...
         return gamma ** sum(iteration >= round(f * total) for f in steps)
     if schedule == "poly":
         return (1.0 - iteration / total) ** power
-    raise ValueError(f"unknown schedule {schedule!r}; use 'step' or 'poly'")
+    raise ArgumentError(f"unknown schedule {schedule!r}; use 'step' or 'poly'")
 
 
 def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:

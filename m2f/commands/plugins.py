@@ -13,15 +13,15 @@ def add_arguments(p) -> None:
 
 
 def _archs(text: str) -> list[int]:
-    from m2f.errors import M2FError
+    from m2f.errors import ArgumentError
 
     try:
         archs = [int(a.strip().removeprefix("sm_").removeprefix("sm")) for a in text.split(",") if a.strip()]
     except ValueError:
-        raise M2FError(f"--arch {text!r} is not a comma-separated list of SM versions such as 87,90") from None
+        raise ArgumentError(f"--arch {text!r} is not a comma-separated list of SM versions such as 87,90") from None
     bad = [a for a in archs if a < 70]
     if bad or not archs:
-        raise M2FError(f"--arch {text!r}: Triton compiles for sm_70 and newer; give e.g. 87,80,86,89,90")
+        raise ArgumentError(f"--arch {text!r}: Triton compiles for sm_70 and newer; give e.g. 87,80,86,89,90")
     return archs
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from m2f.errors import M2FError
+from m2f.errors import BackendError
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
@@ -20,7 +20,7 @@ ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 def open_backend(path: str | Path, providers: list[str] | None = None, plugins: str | None = None):
     path = Path(path)
     if not path.exists():
-        raise M2FError(f"model {path} does not exist")
+        raise BackendError(f"model {path} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         from .onnxruntime_backend import OnnxRuntimeBackend
@@ -30,5 +30,5 @@ def open_backend(path: str | Path, providers: list[str] | None = None, plugins: 
         from .tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend(path, plugins)
-    raise M2FError(f"cannot tell what {path.name} is; give an .onnx file from 'm2f export' or a TensorRT engine "
+    raise BackendError(f"cannot tell what {path.name} is; give an .onnx file from 'm2f export' or a TensorRT engine "
                    f"({', '.join(ENGINE_SUFFIXES)})")

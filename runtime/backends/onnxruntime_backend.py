@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from m2f.errors import M2FError, require
+from m2f.errors import BackendError, first_line, require
 from m2f.metadata import KEY, parse
 
 
@@ -16,7 +16,7 @@ class OnnxRuntimeBackend:
         providers = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         missing = [p for p in providers if p not in available]
         if missing:
-            raise M2FError(f"ONNX Runtime here has no {', '.join(missing)} (available: {', '.join(available)}); "
+            raise BackendError(f"ONNX Runtime here has no {', '.join(missing)} (available: {', '.join(available)}); "
                            f"install the matching onnxruntime package or choose another provider")
         options = ort.SessionOptions()
         if threads:
@@ -24,8 +24,8 @@ class OnnxRuntimeBackend:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as e:  # ORT raises its own exception types for corrupt or foreign files
-            first = str(e).splitlines()[0][:200]
-            raise M2FError(f"ONNX Runtime cannot load {path.name} ({first}); is it a complete ONNX file?") from None
+            first = first_line(e)
+            raise BackendError(f"ONNX Runtime cannot load {path.name} ({first}); is it a complete ONNX file?") from None
         self.meta = parse(self.session.get_modelmeta().custom_metadata_map.get(KEY), path.name)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]

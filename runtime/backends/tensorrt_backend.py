@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from m2f.errors import M2FError, require
+from m2f.errors import BackendError, require
 from m2f.metadata import parse
 
 
@@ -28,7 +28,7 @@ def _plugin_libraries(plugins: str | None) -> list[Path]:
         paths += [str(p) for p in sorted(bundled.glob("*.so"))]
     for p in paths:
         if not Path(p).exists():
-            raise M2FError(f"plugin library {p} does not exist; build it or fix --plugins / $M2F_PLUGINS")
+            raise BackendError(f"plugin library {p} does not exist; build it or fix --plugins / $M2F_PLUGINS")
     return [Path(p) for p in paths]
 
 
@@ -57,7 +57,7 @@ class _Cuda:
     def _check(self, result):
         err, *values = result
         if int(err) != 0:
-            raise M2FError(f"CUDA call failed with {err}; is a GPU visible and the driver working?")
+            raise BackendError(f"CUDA call failed with {err}; is a GPU visible and the driver working?")
         return values[0] if len(values) == 1 else values
 
     def device_alloc(self, nbytes: int) -> int:
@@ -102,7 +102,7 @@ class TensorRTBackend:
         self.meta = parse(sidecar.read_text() if sidecar.exists() else None, f"{path.name} (sidecar {sidecar.name})")
         built = self.meta.get("tensorrt", {})
         if built.get("version") and built["version"].split(".")[:2] != trt.__version__.split(".")[:2]:
-            raise M2FError(f"{path.name} was built with TensorRT {built['version']} but this is TensorRT "
+            raise BackendError(f"{path.name} was built with TensorRT {built['version']} but this is TensorRT "
                            f"{trt.__version__}; engines only run on the version that built them: rebuild it from the "
                            f".onnx on this machine")
         for lib in _plugin_libraries(plugins):
@@ -113,7 +113,7 @@ class TensorRTBackend:
         self.engine = trt.Runtime(logger).deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
             gpu = built.get("gpu", "another GPU")
-            raise M2FError(f"TensorRT could not load {path.name}; it was built for {gpu}, a different TensorRT, or "
+            raise BackendError(f"TensorRT could not load {path.name}; it was built for {gpu}, a different TensorRT, or "
                            f"needs a plugin library (--plugins / $M2F_PLUGINS); rebuild it on this machine")
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
@@ -135,7 +135,7 @@ class TensorRTBackend:
             self.context.set_input_shape(n, feeds[n].shape)
         unresolved = self.context.infer_shapes()
         if unresolved:
-            raise M2FError(f"TensorRT could not resolve the shapes of {unresolved} for inputs {shapes}; the engine's "
+            raise BackendError(f"TensorRT could not resolve the shapes of {unresolved} for inputs {shapes}; the engine's "
                            f"optimisation profile may not cover this size")
         for n in self.input_names + self.output_names:
             shape = tuple(self.context.get_tensor_shape(n))
@@ -152,7 +152,7 @@ class TensorRTBackend:
             self.cuda._check(cudart.cudaGraphLaunch(self._graph, self.cuda.stream))
             return
         if not self.context.execute_async_v3(self.cuda.handle):
-            raise M2FError("TensorRT failed to run the engine (see the TensorRT log above)")
+            raise BackendError("TensorRT failed to run the engine (see the TensorRT log above)")
         if self.static and cudart is not None:  # capture once the first plain run has initialised everything
             self.cuda.sync()
             mode = cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
@@ -161,7 +161,7 @@ class TensorRTBackend:
                 self.context.execute_async_v3(self.cuda.handle)
                 graph = self.cuda._check(cudart.cudaStreamEndCapture(self.cuda.stream))
                 self._graph = self.cuda._check(cudart.cudaGraphInstantiate(graph, 0))
-            except M2FError:
+            except BackendError:
                 self._graph = None  # capture unsupported here (plugins, weight streaming): plain enqueue it is
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
