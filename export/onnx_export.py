@@ -24,7 +24,7 @@ from m2f.errors import ArgumentError
 from m2f.fileio import atomic_path
 from m2f.onnx_graph import describe_graph
 from m2f.model import Mask2Former
-from m2f.runtime.resize import padded_size
+from m2f.geometry import padded_size
 
 from .adapter import GraphAdapter
 from .heads import HEADS

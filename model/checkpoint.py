@@ -222,6 +222,13 @@ def _detectron2_names(raw: RawCheckpoint) -> tuple[dict, list[str]]:
     return tensors, []
 
 
+def read_weights(path: str | Path, trust: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of any checkpoint the loader reads, under detectron2's names (HF names mapped, legacy names
+    renamed), without building a model: for fine-tuning initialisation and tools that inspect weights."""
+    tensors, _ = _detectron2_names(read_checkpoint(path, trust=trust))
+    return tensors
+
+
 def resolve_config(raw: RawCheckpoint, tensors: dict, preset: str | None,
                    config: "str | Path | Mask2FormerConfig | None") -> tuple[Mask2FormerConfig, LoadReport]:
     """Pick the configuration (see module docstring) and check the weights fit it."""

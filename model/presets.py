@@ -80,7 +80,7 @@ def get_preset(name: str) -> Mask2FormerConfig:
 
 def synthetic_r50_lite() -> Mask2FormerConfig:
     """The bundled default model's architecture: a quarter-width ResNet-50 (trainable BatchNorm, 64..512 channels),
-    hidden 64, 2 encoder and 6 decoder layers, 20 queries, on the 8 classes of ``m2f.train.synthetic``
+    hidden 64, 2 encoder and 6 decoder layers, 20 queries, on the 8 classes of ``m2f.datasets.synthetic``
     (5 things, 3 stuff). All three tasks on; test size 192 (the synthetic images are 192x256)."""
     meta = dataset_metadata("synthetic")["panoptic"]
     return Mask2FormerConfig(

@@ -13,7 +13,7 @@ import numpy as np
 
 from m2f.errors import ArgumentError, M2FError
 
-from .resize import padded_size, shortest_edge_size
+from m2f.geometry import padded_size, shortest_edge_size
 
 
 @dataclass

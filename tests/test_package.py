@@ -46,3 +46,47 @@ def test_stage_folders_are_m2f_subpackages(stage):
 
     module = importlib.import_module(f"m2f.{stage}")
     assert Path(module.__file__).parent.name == stage
+
+
+def _import_all_with_blocked(packages: list[str], blocked: list[str]) -> subprocess.CompletedProcess:
+    """Import every module of ``packages`` while the ``blocked`` modules are unimportable."""
+    block = "; ".join(f"sys.modules[{name!r}] = None" for name in blocked)
+    walk = "; ".join(f"import {p} as pkg; [importlib.import_module(m.name) for m in "
+                     f"pkgutil.walk_packages(pkg.__path__, {p + '.'!r})]" for p in packages)
+    return _run(f"import sys, importlib, pkgutil; {block}; {walk}")
+
+
+def test_model_imports_no_onnx():
+    """m2f.model is the PyTorch model alone: no onnx, onnxruntime or tensorrt."""
+    r = _import_all_with_blocked(["m2f.model"], ["onnx", "onnxruntime", "tensorrt"])
+    assert r.returncode == 0, r.stderr
+
+
+def test_model_and_export_do_not_import_the_runtime():
+    """Dependency direction (design.md §1): model/ and export/ never import from runtime/."""
+    r = _import_all_with_blocked(["m2f.model", "m2f.export"], ["m2f.runtime"])
+    assert r.returncode == 0, r.stderr
+
+
+def test_datasets_need_no_torch():
+    r = _import_all_with_blocked(["m2f.datasets"], ["torch"])
+    assert r.returncode == 0, r.stderr
+
+
+def test_no_stage_imports_private_names_of_another():
+    """e.g. train/ once imported model.checkpoint._detectron2_names; private helpers stay inside their stage."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    stages = ["m2f", "model", "plugins", "export", "calib", "runtime", "train", "validate"]
+    offences = []
+    for stage in stages:
+        for path in (root / stage).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("m2f."):
+                    other = node.module.split(".")[1]
+                    if other != stage and any(a.name.startswith("_") for a in node.names):
+                        offences.append(f"{path.relative_to(root)}: from {node.module} import "
+                                        f"{', '.join(a.name for a in node.names)}")
+    assert not offences, offences

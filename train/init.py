@@ -12,10 +12,9 @@ def init_from_checkpoint(model, path: str | Path, trust: bool = False) -> list[s
     """Copy every weight of ``path`` into ``model`` by name. The class head (K+1 outputs) may have another class
     count and then keeps its fresh initialisation; any other missing or mis-shaped weight is a CheckpointError.
     Returns notes for the user."""
-    from m2f.model.checkpoint import _detectron2_names
-    from m2f.model.checkpoint_io import read_checkpoint
+    from m2f.model.checkpoint import read_weights
 
-    tensors, _ = _detectron2_names(read_checkpoint(path, trust=trust))
+    tensors = read_weights(path, trust=trust)
     expected = model.state_dict()
     missing = [k for k in expected if k not in tensors and "num_batches_tracked" not in k]
     mismatched = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]

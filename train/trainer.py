@@ -54,7 +54,7 @@ class TrainConfig:
 
 
 class Batches:
-    """Random batches from a dataset of ``Sample``s (``m2f.train.data``), augmented with LSJ.
+    """Random batches from a dataset of ``Sample``s (``m2f.datasets.coco``), augmented with LSJ.
 
     ``next()`` -> (pixel_values float32 [B, 3, TH, TW] normalised, targets [{"labels" int64 [G], "masks" float32
     [G, TH, TW]}]). The order is drawn from ``rng``, so a resumed run continues the same stream."""

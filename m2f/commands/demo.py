@@ -53,9 +53,9 @@ def run(args) -> int:
     from m2f.fileio import write_json
     from m2f.runtime.formats import coco_instances, write_png, write_result
     from m2f.runtime.image_io import read_image
-    from m2f.runtime.resize import padded_size
-    from m2f.train.data import CocoPanoptic
-    from m2f.train.synthetic import generate
+    from m2f.geometry import padded_size
+    from m2f.datasets.coco import CocoPanoptic
+    from m2f.datasets.synthetic import generate
     from m2f.validate.evaluate import evaluate_predictor, evaluate_pytorch
 
     out = Path(args.output)

@@ -12,7 +12,7 @@ def run(args) -> int:
     from m2f.errors import require
 
     require("PIL", "train", "m2f synthetic")
-    from m2f.train.synthetic import generate
+    from m2f.datasets.synthetic import generate
 
     def progress(done, total):
         if done % 100 == 0 or done == total:

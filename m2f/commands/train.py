@@ -41,7 +41,7 @@ def run(args) -> int:
 
     from m2f.model import Mask2Former
     from m2f.model.presets import get_preset
-    from m2f.train.data import CocoInstances, open_dataset
+    from m2f.datasets.coco import CocoInstances, open_dataset
     from m2f.train.init import init_from_checkpoint
     from m2f.train.trainer import TrainConfig, train
 

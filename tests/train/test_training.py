@@ -11,9 +11,9 @@ pytest.importorskip("scipy", reason="scipy is a training dependency (pip install
 from m2f.model import Mask2Former  # noqa: E402
 from m2f.train.augment import LSJ  # noqa: E402
 from m2f.train.batchnorm import freeze_batchnorm, unfreeze_batchnorm  # noqa: E402
-from m2f.train.data import CocoInstances, CocoPanoptic, open_dataset  # noqa: E402
+from m2f.datasets.coco import CocoInstances, CocoPanoptic, open_dataset  # noqa: E402
 from m2f.train.optim import build_optimizer, lr_factor  # noqa: E402
-from m2f.train.synthetic import generate  # noqa: E402
+from m2f.datasets.synthetic import generate  # noqa: E402
 from m2f.train.trainer import TrainConfig, train  # noqa: E402
 
 from ..model.helpers import random_model, tiny_config  # noqa: E402

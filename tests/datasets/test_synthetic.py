@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 
-from m2f.train.data import CocoPanoptic
-from m2f.train.synthetic import THINGS, generate
+from m2f.datasets.coco import CocoPanoptic
+from m2f.datasets.synthetic import THINGS, generate
 
 
 def _digest(folder):
