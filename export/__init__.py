@@ -1,4 +1,5 @@
-"""torch -> ONNX (graph contract, op flavors, in-graph post-processing heads). ONNX -> TensorRT comes later."""
+"""torch -> ONNX: the graph contract (adapter.py), in-graph post-processing heads (heads.py) and the exporter with
+clean-up and metadata (onnx_export.py)."""
 from .onnx_export import ExportOptions, ExportSummary, export_onnx
 
 __all__ = ["ExportOptions", "ExportSummary", "export_onnx"]

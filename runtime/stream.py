@@ -60,10 +60,11 @@ def frames(source: str | int, drop: str = "none") -> Iterator[Frame]:
         while not done.is_set():
             ok, bgr = capture.read()
             with fresh:
-                latest[0] = (index, bgr) if ok else None
+                if ok:
+                    latest[0] = (index, bgr)
+                else:  # the end: the newest frame read so far is still delivered
+                    done.set()
                 fresh.notify()
-            if not ok:
-                done.set()
             index += 1
 
     thread = threading.Thread(target=reader, daemon=True)
@@ -77,7 +78,7 @@ def frames(source: str | int, drop: str = "none") -> Iterator[Frame]:
             if item is None or item[0] <= last:
                 if done.is_set():
                     return
-                continue
+                continue  # woken without a newer frame (timeout): wait again
             last = item[0]
             yield Frame(item[0], cv2.cvtColor(item[1], cv2.COLOR_BGR2RGB))
     finally:

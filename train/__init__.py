@@ -1,3 +1,4 @@
-"""Fine-tuning. Built so far: the Hungarian matcher and criterion of reference §3 (matcher.py, criterion.py,
-point_sampling.py), the synthetic COCO-panoptic dataset generator (synthetic.py) and the COCO panoptic reader shared
-with calibration (data.py). Not yet: augmentation, the training loop and `m2f train`, metrics, the bundled model."""
+"""Fine-tuning and training (torch): the Hungarian matcher and SetCriterion of reference §3 (matcher.py,
+criterion.py, point_sampling.py), LSJ augmentation (augment.py), AdamW parameter groups, schedules and clipping
+(optim.py), trainable BatchNorm (batchnorm.py), initialisation from any checkpoint (init.py) and the loop with
+checkpoints and exact resume (trainer.py). The datasets it reads live in ``m2f.datasets``."""

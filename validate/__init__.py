@@ -1,2 +1,2 @@
-"""Parity and accuracy. Built so far: task metrics (metrics.py: PQ as panopticapi, mIoU, mask AP via pycocotools).
-Not yet: PyTorch vs ONNX vs engine comparison, tensor statistics, the report."""
+"""Parity and accuracy: task metrics (metrics.py: PQ as panopticapi defines it, mIoU, mask AP through pycocotools)
+and scoring any backend on a dataset (evaluate.py)."""

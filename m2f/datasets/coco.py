@@ -1,5 +1,6 @@
-"""Reading COCO panoptic datasets (json + PNGs) into images and per-segment targets; training and calibration share
-this reader. Numpy + Pillow; targets are numpy so that non-torch users (calibration) can read them too."""
+"""Reading COCO datasets into images and per-segment targets: COCO panoptic (json + PNGs) and COCO instances (json
+with polygons or RLE; needs pycocotools). Training, the demo, validation and calibration share these readers.
+Numpy + Pillow; targets are numpy so that torch-free users (validation, calibration) can read them too."""
 from __future__ import annotations
 
 import json

@@ -98,7 +98,7 @@ def test_empty_masks_stay_finite(tmp_path):
 
 
 def test_huggingface_directory_float_input(tmp_path):
-    transformers = pytest.importorskip("transformers", reason="transformers is a test dependency")
+    pytest.importorskip("transformers", reason="transformers is a test dependency")
     from m2f.model import load_checkpoint
 
     from ..model.test_hf_parity import CONFIGS, _save_random_hf
@@ -114,7 +114,6 @@ def test_huggingface_directory_float_input(tmp_path):
             ref = hf_model(pixel_values=x)
         np.testing.assert_allclose(logits, ref.class_queries_logits.numpy(), atol=TOL, rtol=0)
         np.testing.assert_allclose(masks, ref.masks_queries_logits.numpy(), atol=TOL, rtol=0)
-    assert isinstance(transformers.__version__, str)
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""The model on every available device gives the CPU result (torchvision-style device parametrisation)."""
+"""The model on every accelerator gives the CPU result (torchvision-style device parametrisation; the CPU itself is
+the reference here, so it is not one of the parameters)."""
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import torch
 
 from .helpers import random_model, tiny_config
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+DEVICES = [pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -33,4 +34,4 @@ def test_require_gpu_turns_skip_into_failure():
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stdout
     assert "M2F_REQUIRE=gpu but no CUDA GPU visible to PyTorch" in r.stdout
-    assert "2 passed, 2 errors" in r.stdout  # the fixture fails them at set-up: reported as errors, exit 1
+    assert "2 errors" in r.stdout and "passed" not in r.stdout  # failed at set-up: reported as errors, exit 1

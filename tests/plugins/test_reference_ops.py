@@ -107,7 +107,3 @@ def test_blocked_keys_threshold_is_on_sigmoid_in_fp32():
     assert masked_attention.blocked_keys(logits).tolist() == [[[False, True, False, False, True]]]
     assert masked_attention.blocked_keys(torch.full((1, 2, 4), -3.0)).any().item() is False  # empty-row rule
 
-
-def test_contract_names():
-    assert (ms_deform_attn.PLUGIN_NAME, ms_deform_attn.PLUGIN_NAMESPACE) == ("M2fMSDeformAttn", "m2f")
-    assert (masked_attention.PLUGIN_NAME, masked_attention.PLUGIN_NAMESPACE) == ("M2fMaskedAttention", "m2f")
