@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from m2f import contract
 from m2f.errors import ArgumentError
 from m2f.model import Mask2Former
 
@@ -29,10 +30,10 @@ def valid_region(valid_size: torch.Tensor, height, width) -> torch.Tensor:
 class GraphAdapter(nn.Module):
     def __init__(self, model: Mask2Former, input_kind: str = "uint8", head: str | None = None):
         super().__init__()
-        if input_kind not in ("uint8", "float"):
+        if input_kind not in contract.INPUT_KINDS:
             raise ArgumentError(f"input must be 'uint8' or 'float', not {input_kind!r}")
-        if head not in (None, *heads_mod.HEADS):
-            raise ArgumentError(f"head must be one of {', '.join(heads_mod.HEADS)}, not {head!r}")
+        if head not in (None, *contract.HEADS):
+            raise ArgumentError(f"head must be one of {', '.join(contract.HEADS)}, not {head!r}")
         self.model, self.input_kind, self.head = model, input_kind, head
         cfg = model.config
         self.register_buffer("mean", torch.tensor(cfg.pixel_mean, dtype=torch.float32).view(1, 3, 1, 1))
@@ -40,13 +41,11 @@ class GraphAdapter(nn.Module):
 
     @property
     def input_names(self) -> list[str]:
-        if self.input_kind == "uint8":
-            return ["image", "valid_size"]
-        return ["pixel_values", "valid_size"] if self.head else ["pixel_values"]
+        return contract.input_names(self.input_kind, self.head)
 
     @property
     def output_names(self) -> list[str]:
-        return list(heads_mod.HEADS[self.head]) if self.head else ["pred_logits", "pred_masks"]
+        return contract.output_names(self.head)
 
     def forward(self, first: torch.Tensor, valid_size: torch.Tensor | None = None):
         if self.input_kind == "uint8":
@@ -58,5 +57,6 @@ class GraphAdapter(nn.Module):
             x = x * inside[:, None].to(x.dtype)
         out = self.model(x)
         if self.head is None:
-            return out["pred_logits"], out["pred_masks"]
-        return heads_mod.run(self.head, out["pred_logits"], out["pred_masks"], inside, self.model.config)
+            return out[contract.PRED_LOGITS], out[contract.PRED_MASKS]
+        logits, masks = out[contract.PRED_LOGITS], out[contract.PRED_MASKS]
+        return heads_mod.run(self.head, logits, masks, inside, self.model.config)

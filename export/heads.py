@@ -25,13 +25,6 @@ import torch.nn.functional as F
 
 from m2f.model.config import Mask2FormerConfig
 
-HEADS = {
-    "semantic": ("sem_seg",),
-    "instance": ("inst_scores", "inst_labels", "inst_query", "inst_masks"),
-    "panoptic": ("pan_ids", "pan_conf", "pan_keep", "pan_scores", "pan_labels", "pan_area", "pan_orig_area",
-                 "pan_mask_area"),
-}
-
 
 def _canvas_masks(masks: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
     """Mask logits [N, Q, H/4, W/4] -> bilinear (align_corners=False) to the canvas [N, Q, H, W]."""
@@ -78,5 +71,6 @@ def panoptic(logits, masks, inside, cfg):
 
 
 def run(head: str, logits: torch.Tensor, masks: torch.Tensor, inside: torch.Tensor, cfg: Mask2FormerConfig):
-    """The named head's outputs (names in HEADS[head]) from raw outputs and the valid region [N, H, W]."""
+    """The named head's outputs (in the order of m2f.contract.output_names(head)) from raw outputs and the valid
+    region [N, H, W]."""
     return {"semantic": semantic, "instance": instance, "panoptic": panoptic}[head](logits, masks, inside, cfg)

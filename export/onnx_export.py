@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 import m2f
-from m2f import metadata as meta_mod
+from m2f import contract
 from m2f.errors import ArgumentError
 from m2f.fileio import atomic_path
 from m2f.onnx_graph import describe_graph
@@ -27,7 +27,6 @@ from m2f.model import Mask2Former
 from m2f.geometry import padded_size
 
 from .adapter import GraphAdapter
-from .heads import HEADS
 
 SUPPORTED_OPSETS = range(17, 21)  # LayerNormalization needs 17; the TorchScript exporter stops at 20
 FLAVORS = ("portable",)
@@ -73,8 +72,8 @@ def check_options(model: Mask2Former, options: ExportOptions, path: Path) -> tup
         raise ArgumentError(f"op flavor {options.flavor!r} is not available yet; use one of {', '.join(FLAVORS)}")
     if options.input not in ("uint8", "float"):
         raise ArgumentError(f"--input must be uint8 or float, not {options.input!r}")
-    if options.head not in (None, *HEADS):
-        raise ArgumentError(f"--head must be one of {', '.join(HEADS)}, not {options.head!r}")
+    if options.head not in (None, *contract.HEADS):
+        raise ArgumentError(f"--head must be one of {', '.join(contract.HEADS)}, not {options.head!r}")
     if options.dynamic and (options.height or options.width):
         raise ArgumentError("give either --height/--width (static) or --dynamic, not both")
     height, width = options.height or default_canvas(model)[0], options.width or default_canvas(model)[1]
@@ -104,29 +103,22 @@ def _sample_inputs(adapter: GraphAdapter, batch: int, height: int, width: int) -
     return (x, valid) if adapter.head else (x,)
 
 
-def _dynamic_axes(adapter: GraphAdapter, output_shapes: dict[str, list]) -> dict:
-    """torch.onnx dynamic_axes: the inputs' symbolic dims, and the outputs' from their declared (dynamic) shapes."""
-    inputs = {"image": {0: "batch", 1: "height", 2: "width"}, "valid_size": {0: "batch"},
-              "pixel_values": {0: "batch", 2: "height", 3: "width"}}
-    axes = {n: inputs[n] for n in adapter.input_names}
-    for name in adapter.output_names:
-        axes[name] = {i: d for i, d in enumerate(output_shapes[name]) if isinstance(d, str)}
-    return axes
-
-
-def _output_shapes(model: Mask2Former, options: ExportOptions, canvas: tuple[int, int]) -> dict[str, list]:
-    """Every output's shape from the contract: static dims as numbers, dynamic ones as names."""
+def _graph_sizes(model: Mask2Former, options: ExportOptions, canvas: tuple[int, int]) -> dict:
     cfg = model.config
-    n = "batch" if options.dynamic else options.batch
-    h, w = ("height", "width") if options.dynamic else canvas
-    h4, w4 = ("height/4", "width/4") if options.dynamic else (canvas[0] // 4, canvas[1] // 4)
-    q, k = cfg.num_queries, min(cfg.test_topk_per_image, cfg.num_queries * cfg.num_classes)
-    return {
-        "pred_logits": [n, q, cfg.num_classes + 1], "pred_masks": [n, q, h4, w4], "sem_seg": [n, h, w],
-        "inst_scores": [n, k], "inst_labels": [n, k], "inst_query": [n, k], "inst_masks": [n, k, h4, w4],
-        "pan_ids": [n, h, w], "pan_conf": [n, h, w], **{name: [n, q] for name in (
-            "pan_keep", "pan_scores", "pan_labels", "pan_area", "pan_orig_area", "pan_mask_area")},
-    }
+    return contract.graph_sizes(None if options.dynamic else options.batch, None if options.dynamic else canvas,
+                                cfg.num_queries, cfg.num_classes, cfg.test_topk_per_image)
+
+
+def _io_shapes(adapter: GraphAdapter, options: ExportOptions, canvas: tuple[int, int]) -> dict[str, list]:
+    """Every input's and output's shape from the contract: static dims as numbers, dynamic ones as names."""
+    sizes = _graph_sizes(adapter.model, options, canvas)
+    specs = contract.input_specs(adapter.input_kind, adapter.head) + contract.output_specs(adapter.head)
+    return {s.name: contract.resolve_dims(s, sizes) for s in specs}
+
+
+def _dynamic_axes(io_shapes: dict[str, list]) -> dict:
+    """torch.onnx dynamic_axes: the symbolic dims of every input and output."""
+    return {name: {i: d for i, d in enumerate(dims) if isinstance(d, str)} for name, dims in io_shapes.items()}
 
 
 def _declare(graph_outputs, shapes: dict[str, list]) -> None:
@@ -141,21 +133,22 @@ def _declare(graph_outputs, shapes: dict[str, list]) -> None:
                 dim.dim_value = d
 
 
+_LAYOUTS = {"uint8": "NHWC uint8 RGB 0..255, zero-padded bottom/right; valid_size int32 [N, 2] = (h, w)",
+            "float": "NCHW float32, normalised with pixel_mean/pixel_std, zero-padded bottom/right"}
+
+
 def build_metadata(model: Mask2Former, adapter: GraphAdapter, options: ExportOptions, canvas: tuple[int, int],
                    source: dict) -> dict:
     cfg = model.config
-    if adapter.input_kind == "uint8":
-        shape = ["batch", "height", "width", 3] if options.dynamic else [options.batch, canvas[0], canvas[1], 3]
-        layout = "NHWC uint8 RGB 0..255, zero-padded bottom/right; valid_size int32 [N, 2] = (h, w)"
-    else:
-        shape = ["batch", 3, "height", "width"] if options.dynamic else [options.batch, 3, canvas[0], canvas[1]]
-        layout = "NCHW float32, normalised with pixel_mean/pixel_std, zero-padded bottom/right"
+    first_input = contract.input_specs(adapter.input_kind, adapter.head)[0]
+    shape = contract.resolve_dims(first_input, _graph_sizes(model, options, canvas))
     return {
-        "format_version": meta_mod.FORMAT_VERSION, "m2f_version": m2f.__version__, "model_name": cfg.name,
+        "format_version": contract.FORMAT_VERSION, "m2f_version": m2f.__version__, "model_name": cfg.name,
         "tasks": cfg.tasks, "num_classes": cfg.num_classes, "num_queries": cfg.num_queries,
         "class_names": cfg.class_names or [f"class_{i}" for i in range(cfg.num_classes)],
         "thing_ids": cfg.thing_ids,
-        "input": {"names": adapter.input_names, "kind": adapter.input_kind, "layout": layout, "shape": shape,
+        "input": {"names": adapter.input_names, "kind": adapter.input_kind, "layout": _LAYOUTS[adapter.input_kind],
+                  "shape": shape,
                   "dynamic": options.dynamic,
                   "dynamic_range": {"multiple_of": cfg.size_divisibility} if options.dynamic else None},
         "outputs": adapter.output_names, "head": options.head,
@@ -191,7 +184,7 @@ def lowered_ops(model: Mask2Former, flavor: str):
             m.flavor = before
 
 
-def _trace(adapter: GraphAdapter, options: ExportOptions, canvas: tuple[int, int], output_shapes: dict,
+def _trace(adapter: GraphAdapter, options: ExportOptions, canvas: tuple[int, int], io_shapes: dict,
            path: Path) -> None:
     """torch.onnx (TorchScript exporter) -> ``path``. A dynamic graph is traced at batch 2 (so no code path can take
     batch 1 for granted) on a small, non-square canvas: every size in it is symbolic, so the traced size only sets
@@ -203,19 +196,19 @@ def _trace(adapter: GraphAdapter, options: ExportOptions, canvas: tuple[int, int
         warnings.simplefilter("ignore")
         torch.onnx.export(adapter, sample, str(path), dynamo=False, opset_version=options.opset,
                           input_names=adapter.input_names, output_names=adapter.output_names,
-                          dynamic_axes=_dynamic_axes(adapter, output_shapes) if options.dynamic else None,
+                          dynamic_axes=_dynamic_axes(io_shapes) if options.dynamic else None,
                           do_constant_folding=True)
 
 
-def _finish(proto, output_shapes: dict, metadata: dict):
+def _finish(proto, io_shapes: dict, metadata: dict):
     """Declared output shapes, shape inference, the metadata entry and the IR version; checked."""
     import onnx
 
-    _declare(proto.graph.output, output_shapes)
+    _declare(proto.graph.output, io_shapes)
     proto = onnx.shape_inference.infer_shapes(proto)
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
-    entry.key, entry.value = meta_mod.KEY, meta_mod.dumps(metadata)
+    entry.key, entry.value = contract.KEY, contract.dumps(metadata)
     proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import))
     onnx.checker.check_model(proto)
     return proto
@@ -231,13 +224,13 @@ def export_onnx(model: Mask2Former, path: str | Path, options: ExportOptions | N
     height, width = check_options(model, options, path)
     adapter = GraphAdapter(model, options.input, options.head).eval()
     shape_text = "dynamic N, H, W" if options.dynamic else f"static {options.batch}x{height}x{width}"
-    output_shapes = _output_shapes(model, options, (height, width))
+    io_shapes = _io_shapes(adapter, options, (height, width))
     seconds = {}
     with atomic_path(path) as tmp:
         progress(f"[1/4] tracing ({options.flavor} ops, {options.input} input, head {options.head or 'none'}, "
                  f"{shape_text}, opset {options.opset})")
         t0 = time.perf_counter()
-        _trace(adapter, options, (height, width), output_shapes, tmp)
+        _trace(adapter, options, (height, width), io_shapes, tmp)
         seconds["trace"] = time.perf_counter() - t0
         proto = onnx.load(str(tmp))
         if options.simplify:
@@ -250,7 +243,7 @@ def export_onnx(model: Mask2Former, path: str | Path, options: ExportOptions | N
             progress("[2/4] clean-up skipped")
         progress("[3/4] shape inference, metadata, checker")
         metadata = build_metadata(model, adapter, options, (height, width), source or {})
-        proto = _finish(proto, output_shapes, metadata)
+        proto = _finish(proto, io_shapes, metadata)
         progress(f"[4/4] writing {path}")
         onnx.save(proto, str(tmp))
     graph = describe_graph(proto)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from m2f import contract
 from m2f.errors import M2FError
 
 from . import head_decoding, postprocess
@@ -90,7 +91,7 @@ class Predictor:
             inst = head_decoding.instance(out, "panoptic" in meta["tasks"], things, valid, size)
             r.instances = self._instances(inst)
         else:
-            logits, masks = out["pred_logits"], out["pred_masks"]
+            logits, masks = out[contract.PRED_LOGITS], out[contract.PRED_MASKS]
             if "semantic" in self.tasks:
                 r.semantic = postprocess.semantic(logits, masks, valid, size,
                                                   meta["sem_seg_postprocess_before_inference"])

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from m2f import contract
 from m2f.errors import ArgumentError, M2FError
 
 from m2f.geometry import padded_size, shortest_edge_size
@@ -81,13 +82,13 @@ class Preprocessor:
         sizes[: len(valid)] = valid
         sizes[len(valid):] = canvas  # padding slots of a static batch: any valid size works, results are dropped
         if self.kind == "uint8":
-            feeds = {"image": batch, "valid_size": sizes}
+            feeds = {contract.IMAGE: batch, contract.VALID_SIZE: sizes}
         else:
             x = (batch.astype(np.float32) - self.mean) / self.std
             for i, (h, w) in enumerate(sizes):
                 x[i, h:] = 0
                 x[i, :, w:] = 0
-            feeds = {"pixel_values": np.ascontiguousarray(x.transpose(0, 3, 1, 2))}
-            if "valid_size" in self.meta["input"]["names"]:
-                feeds["valid_size"] = sizes
+            feeds = {contract.PIXEL_VALUES: np.ascontiguousarray(x.transpose(0, 3, 1, 2))}
+            if contract.VALID_SIZE in self.meta["input"]["names"]:
+                feeds[contract.VALID_SIZE] = sizes
         return Prepared(feeds, [tuple(v) for v in valid], [im.shape[:2] for im in images], canvas)

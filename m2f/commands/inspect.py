@@ -26,7 +26,8 @@ def describe_backbone(cfg) -> str:
 
 def inspect_onnx(args) -> int:
     from m2f.errors import require
-    from m2f.metadata import KEY, MetadataError, parse
+    from m2f.contract import KEY, parse
+    from m2f.errors import MetadataError
     from m2f.onnx_graph import describe_graph, format_io
 
     onnx = require("onnx", "export", "m2f inspect on an ONNX file")

@@ -1,6 +1,6 @@
 """Backends behind one small interface: ``open_backend(path)`` -> an object with
 
-    meta: dict                          the artifact's m2f metadata (m2f.metadata)
+    meta: dict                          the artifact's m2f metadata (m2f.contract)
     input_names / output_names: list[str]
     run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]
     close()

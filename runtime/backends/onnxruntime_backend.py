@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from m2f.errors import BackendError, first_line, require
-from m2f.metadata import KEY, parse
+from m2f.contract import KEY, parse
 
 
 class OnnxRuntimeBackend:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from m2f.errors import BackendError, require
-from m2f.metadata import parse
+from m2f.contract import parse, sidecar_path
 
 
 def _plugin_libraries(plugins: str | None) -> list[Path]:
@@ -98,7 +98,7 @@ class TensorRTBackend:
     def __init__(self, path: Path, plugins: str | None = None):
         trt = require("tensorrt", "trt", "running a TensorRT engine")
         self.trt = trt
-        sidecar = Path(str(path) + ".json")
+        sidecar = sidecar_path(path)
         self.meta = parse(sidecar.read_text() if sidecar.exists() else None, f"{path.name} (sidecar {sidecar.name})")
         built = self.meta.get("tensorrt", {})
         if built.get("version") and built["version"].split(".")[:2] != trt.__version__.split(".")[:2]:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from m2f import contract
 from m2f.export import ExportOptions, export_onnx
 from m2f.model.postprocess import postprocess
 from m2f.runtime import head_decoding
@@ -51,7 +52,18 @@ def _export(model, head, tmp_path):
     path = export_onnx(model, tmp_path / f"{head}.onnx", ExportOptions(height=CANVAS[0], width=CANVAS[1], batch=2,
                                                                        head=head)).path
     sess = session(path)
+    _check_contract(sess, model.config, head)
     return sess, [o.name for o in sess.get_outputs()]
+
+
+def _check_contract(sess, cfg, head):
+    """The graph's I/O is what m2f.contract says: names, dtypes and shapes (read back through ONNX Runtime)."""
+    sizes = contract.graph_sizes(2, CANVAS, cfg.num_queries, cfg.num_classes, cfg.test_topk_per_image)
+    ort_type = {"float32": "tensor(float)", "int32": "tensor(int32)", "uint8": "tensor(uint8)", "bool": "tensor(bool)"}
+    for got, spec in zip(sess.get_inputs() + sess.get_outputs(),
+                         contract.input_specs("uint8", head) + contract.output_specs(head)):
+        assert (got.name, got.type, got.shape) == \
+            (spec.name, ort_type[spec.dtype], contract.resolve_dims(spec, sizes)), got
 
 
 def test_semantic_head(case, tmp_path):

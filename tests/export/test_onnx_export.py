@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from m2f.export import ExportOptions, export_onnx
-from m2f.metadata import KEY, parse
+from m2f.contract import KEY, parse
 from m2f.testing import TOLERANCES
 
 from ..model.helpers import random_model, tiny_config

@@ -12,7 +12,7 @@ from PIL import Image
 
 from m2f.cli import main
 from m2f.errors import M2FError
-from m2f.metadata import MetadataError
+from m2f.errors import MetadataError
 from m2f.runtime import Predictor
 from m2f.runtime.formats import rle_encode
 from m2f.runtime.image_io import ImageError, read_image

@@ -33,7 +33,7 @@ def test_engine_matches_onnxruntime(tmp_path):
     import onnx
 
     from m2f.export import ExportOptions, export_onnx
-    from m2f.metadata import KEY
+    from m2f.contract import KEY
 
     from .conftest import confident_model
 
