@@ -1,0 +1,81 @@
+"""Argument types and groups shared by the subcommands (stdlib only; imported by ``m2f --help``).
+
+Types reject bad values while arguments are parsed, before any slow work: counts must be positive, thresholds
+within [0, 1]. Groups keep one spelling per option across commands (trtexec/polygraphy names where they overlap).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from m2f.errors import ArgumentError
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive count (1 or more)")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is outside [0, 1]")
+    return value
+
+
+def add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=positive_int,
+                   help="CPU threads for torch / ONNX Runtime (default: the free cores, see README 'CPU threads'; "
+                        "also $M2F_THREADS)")
+
+
+def add_checkpoint(p: argparse.ArgumentParser) -> None:
+    """The checkpoint positional and how to read it."""
+    p.add_argument("checkpoint", help="detectron2 .pkl/.pth, .safetensors, or a HuggingFace model directory")
+    p.add_argument("--preset", help="model-zoo preset of the checkpoint (`m2f presets` lists them)")
+    p.add_argument("--config", help="detectron2 YAML config of the checkpoint (its _BASE_ chain is followed)")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow arbitrary Python objects in the checkpoint (only for files you trust)")
+
+
+def add_runtime(p: argparse.ArgumentParser) -> None:
+    """How an exported model runs: backend options shared by infer, validate, bench and serve."""
+    p.add_argument("--providers", help="ONNX Runtime providers, comma-separated (e.g. CUDAExecutionProvider)")
+    p.add_argument("--plugins", help="TensorRT plugin library (.so); also $M2F_PLUGINS")
+    p.add_argument("--resize", choices=("pil", "cv2"), default="pil",
+                   help="pil: exactly the reference (default); cv2: faster, slightly different (see README)")
+    add_threads(p)
+
+
+def providers(args) -> list[str] | None:
+    return args.providers.split(",") if args.providers else None
+
+
+def output_folder(path: str) -> Path:
+    """Create the output folder (and its parents); one sentence when that is impossible."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ArgumentError(f"the output folder {out} is an existing file; give a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ArgumentError(f"cannot create the output folder {out}: {e.strerror}") from None
+    return out
