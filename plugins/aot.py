@@ -25,6 +25,11 @@ from .triton_support import AotKernel, interpreting
 
 OPS = {"ms_deform_attn": ms_deform_attn, "masked_attention": masked_attention}
 DEFAULT_ARCHS = (87, 80, 86, 89, 90)
+# Architectures the AOT build accepts: real GPUs that Triton 3.9's ptxas compiles for (each built here). Others are
+# refused up front, since some (e.g. sm_99, sm_101) abort inside LLVM instead of raising an error.
+SUPPORTED_ARCHS = {70: "V100", 72: "Jetson Xavier", 75: "T4, RTX 20xx", 80: "A100", 86: "A10, RTX 30xx",
+                   87: "Jetson Orin", 89: "L4, RTX 40xx", 90: "H100, H200", 100: "B200", 103: "B300",
+                   110: "Jetson Thor", 120: "RTX 50xx", 121: "DGX Spark"}
 _C_TYPES = {"i32": "int32_t", "fp32": "float"}
 
 

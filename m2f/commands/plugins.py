@@ -15,13 +15,17 @@ def add_arguments(p) -> None:
 def _archs(text: str) -> list[int]:
     from m2f.errors import ArgumentError
 
+    from m2f.plugins.aot import SUPPORTED_ARCHS
+
     try:
         archs = [int(a.strip().removeprefix("sm_").removeprefix("sm")) for a in text.split(",") if a.strip()]
     except ValueError:
         raise ArgumentError(f"--arch {text!r} is not a comma-separated list of SM versions such as 87,90") from None
-    bad = [a for a in archs if a < 70]
+    bad = [a for a in archs if a not in SUPPORTED_ARCHS]
     if bad or not archs:
-        raise ArgumentError(f"--arch {text!r}: Triton compiles for sm_70 and newer; give e.g. 87,80,86,89,90")
+        known = ", ".join(f"{a} ({gpu})" for a, gpu in SUPPORTED_ARCHS.items())
+        raise ArgumentError(f"--arch {text!r}: {', '.join(f'sm_{a}' for a in bad) or 'no architecture'} is not a "
+                            f"GPU architecture this build supports; choose from {known}")
     return archs
 
 

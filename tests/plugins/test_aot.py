@@ -70,3 +70,14 @@ def test_cli_rejects_bad_arch(capsys):
 
     assert main(["plugins", "build-kernels", "--arch", "sm_5x", "-o", "unused"]) == 2
     assert "comma-separated list of SM versions" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arch", ["99", "101", "60"])
+def test_cli_refuses_architectures_triton_cannot_build(arch, tmp_path, capsys):
+    """sm_99 and sm_101 abort inside LLVM (no Python error): refused by name before any compiler runs."""
+    from m2f.cli import main
+
+    assert main(["plugins", "build-kernels", "--arch", f"87,{arch}", "-o", str(tmp_path / "k")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"sm_{arch} is not a GPU architecture this build supports" in err
+    assert "87 (Jetson Orin)" in err and not (tmp_path / "k").exists()
