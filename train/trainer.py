@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from m2f.errors import M2FError
-from m2f.fileio import atomic_path
+from m2f.fileio import atomic_path, write_json
 from m2f.model import Mask2Former
+from m2f.threads import use_threads
 
 from .augment import LSJ
 from .batchnorm import freeze_batchnorm, unfreeze_batchnorm
@@ -50,7 +51,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 10
     seed: int = 0
-    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    threads: int = 0  # torch intra-op threads; 0 = m2f's default (m2f.threads)
 
 
 class Batches:
@@ -125,8 +126,11 @@ def train(model: Mask2Former, dataset, out: str | Path, cfg: TrainConfig, resume
     order and random states), so an interrupted run ends where an uninterrupted one would."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    use_threads(cfg.threads or None)
+    if hasattr(dataset, "verify"):  # m2f's datasets check every file up front; other sequences are taken as they are
+        if progress:
+            print(f"checking the {len(dataset)} training images", file=sys.stderr, flush=True)
+        dataset.verify()
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -149,14 +153,13 @@ def train(model: Mask2Former, dataset, out: str | Path, cfg: TrainConfig, resume
         if log_path.exists():  # drop lines of iterations after the checkpoint: they are about to be redone
             lines = log_path.read_text().splitlines()
             log_path.write_text("".join(line + "\n" for line in lines if json.loads(line)["iteration"] <= start))
-    (out / "train_config.json").write_text(json.dumps({"train": asdict(cfg), "model": model.config.to_dict()},
-                                                      indent=1))
+    write_json(out / "train_config.json", {"train": asdict(cfg), "model": model.config.to_dict()})
     batches = Batches(dataset, model.config, cfg, rng)
     bar = Progress(cfg.iterations, start) if progress else None
     logged: dict = {}
     completed = start
     with open(out / "loss_log.jsonl", "a") as log:
-        tick = time.perf_counter()
+        tick, last_logged = time.perf_counter(), start
         try:
             for iteration in range(start, cfg.iterations):
                 factor = lr_factor(iteration, cfg.iterations, cfg.schedule)
@@ -168,9 +171,11 @@ def train(model: Mask2Former, dataset, out: str | Path, cfg: TrainConfig, resume
                 grad_norm = clip_full_model(model, cfg.clip_norm) if cfg.clip_norm > 0 else None
                 optimizer.step()
                 completed = iteration + 1
-                if completed % cfg.log_every == 0 or completed == cfg.iterations:
-                    seconds = (time.perf_counter() - tick) / cfg.log_every
-                    tick = time.perf_counter()
+                # the first iteration is logged too, so a long run shows progress (and its speed) at once
+                if completed == start + 1 or completed % cfg.log_every == 0 or completed == cfg.iterations:
+                    now = time.perf_counter()
+                    seconds = (now - tick) / (completed - last_logged)
+                    tick, last_logged = now, completed
                     final = {k: round(float(v.detach()), 5) for k, v in losses.items()
                              if "_" not in k.replace("loss_", "", 1)}
                     logged = {"iteration": completed, "lr": cfg.lr * factor, **final, "grad_norm": grad_norm,

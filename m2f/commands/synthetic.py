@@ -1,10 +1,12 @@
 """``m2f synthetic``: write the synthetic panoptic dataset (COCO panoptic format, deterministic by seed)."""
+from . import args as shared
+
 HELP = "write a synthetic panoptic dataset (shapes on textured backgrounds) in COCO panoptic format"
 
 
 def add_arguments(p) -> None:
     p.add_argument("-o", "--output", required=True, help="folder to write images/, panoptic/ and panoptic.json to")
-    p.add_argument("-n", "--num-images", type=int, default=2000)
+    p.add_argument("-n", "--num-images", type=shared.positive_int, default=2000)
     p.add_argument("--seed", type=int, default=0)
 
 

@@ -1,4 +1,6 @@
 """``m2f train``: fine-tune (or train from scratch) a preset on a COCO panoptic or COCO instances dataset."""
+from . import args as shared
+
 HELP = "train or fine-tune a Mask2Former preset on a COCO panoptic / instances dataset"
 
 
@@ -13,20 +15,21 @@ def add_arguments(p) -> None:
                    "have another class count")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow arbitrary pickled objects in --init")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pth")
-    p.add_argument("--iters", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--iters", type=shared.positive_int, default=2000)
+    p.add_argument("--batch-size", type=shared.positive_int, default=4)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--backbone-multiplier", type=float, default=0.1,
                    help="backbone lr factor (0.1 for a pretrained backbone, 1.0 from scratch)")
     p.add_argument("--schedule", choices=("poly", "step"), default="poly")
     p.add_argument("--clip", type=float, default=0.01, help="full-model gradient-norm clip (0 = off)")
-    p.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), default=(192, 256), help="LSJ canvas")
+    p.add_argument("--crop", type=shared.positive_int, nargs=2, metavar=("H", "W"), default=(192, 256), help="LSJ canvas")
     p.add_argument("--scale", type=float, nargs=2, metavar=("MIN", "MAX"), default=(0.1, 2.0), help="LSJ scales")
-    p.add_argument("--points", type=int, default=12544, help="points per mask in the matcher and losses")
-    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--points", type=shared.positive_int, default=12544,
+                   help="points per mask in the matcher and losses")
+    p.add_argument("--checkpoint-every", type=shared.positive_int, default=500)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    shared.add_threads(p)
     p.add_argument("--eval", help="held-out dataset to score the final model on (PQ / mask AP / mIoU)")
 
 
@@ -49,7 +52,8 @@ def run(args) -> int:
     cfg = get_preset(args.preset)
     instances_only = isinstance(dataset, CocoInstances)
     cfg = dataclasses.replace(cfg, num_classes=len(dataset.class_names), class_names=list(dataset.class_names),
-                              thing_ids=list(dataset.thing_ids), name=f"{args.preset}-finetuned",
+                              thing_ids=list(dataset.thing_ids), category_ids=list(dataset.category_ids),
+                              name=f"{args.preset}-finetuned",
                               semantic_on=cfg.semantic_on and not instances_only,
                               panoptic_on=cfg.panoptic_on and not instances_only,
                               instance_on=cfg.instance_on or instances_only)
@@ -61,7 +65,7 @@ def run(args) -> int:
                      backbone_multiplier=args.backbone_multiplier, schedule=args.schedule, clip_norm=args.clip,
                      crop_height=args.crop[0], crop_width=args.crop[1], min_scale=args.scale[0],
                      max_scale=args.scale[1], num_points=args.points, checkpoint_every=args.checkpoint_every,
-                     seed=args.seed, threads=args.threads)
+                     seed=args.seed, threads=args.threads or 0)
     print(f"training {args.preset} on {len(dataset)} images ({cfg.num_classes} classes) for {tc.iterations} "
           f"iterations of {tc.batch_size} -> {args.output}/")
     last = train(model, dataset, args.output, tc, resume=args.resume)

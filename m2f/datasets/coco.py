@@ -19,6 +19,7 @@ class Sample:
     masks: np.ndarray  # bool [G, H, W]
     isthing: np.ndarray  # bool [G]
     file_name: str
+    image_id: int = 0  # the dataset's image id
 
 
 def _read_json(path: Path) -> dict:
@@ -40,6 +41,26 @@ def _coco_json(path: Path, kind: str, data: dict | None) -> dict:
     return data
 
 
+def _verify_files(files: list[Path], what: str) -> None:
+    """DatasetError naming the first of ``files`` that is missing or not a readable image (and how many more are
+    bad), so a long run never stops hours in on a file that was never there. PIL's verify() reads each file's
+    structure without decoding every pixel."""
+    from PIL import Image
+
+    bad = []
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                im.verify()
+        except FileNotFoundError:
+            bad.append(f"{path} does not exist")
+        except Exception as e:  # PIL raises many types for broken files
+            bad.append(f"{path} is not a readable image ({type(e).__name__})")
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise DatasetError(f"{what}: {bad[0]}{more}; fix the files or the paths (--image-dir, --panoptic-dir)")
+
+
 def _categories(data: dict) -> tuple[list[dict], dict[int, int], list[str]]:
     """(categories, dataset id -> contiguous id in file order, class names)."""
     categories = data["categories"]
@@ -59,12 +80,18 @@ class CocoPanoptic:
         self.image_dir = Path(image_dir) if image_dir else json_path.parent / "images"
         self.panoptic_dir = Path(panoptic_dir) if panoptic_dir else json_path.parent / "panoptic"
         self.categories, self.contiguous, self.class_names = _categories(data)
+        self.category_ids = [c["id"] for c in self.categories]  # the dataset's id of each contiguous class
         self.thing_ids = [i for i, c in enumerate(self.categories) if c.get("isthing")]
         by_id = {im["id"]: im for im in data["images"]}
         self.items = [(by_id[a["image_id"]], a) for a in data["annotations"]]
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def verify(self) -> None:
+        """Every referenced image and panoptic PNG exists and is readable, or a DatasetError naming the first."""
+        _verify_files([self.image_dir / info["file_name"] for info, _ in self.items], "COCO panoptic images")
+        _verify_files([self.panoptic_dir / ann["file_name"] for _, ann in self.items], "COCO panoptic PNGs")
 
     def __getitem__(self, index: int) -> Sample:
         from PIL import Image
@@ -77,7 +104,7 @@ class CocoPanoptic:
         masks = np.stack([ids == s["id"] for s in segments]) if segments else np.zeros((0, *ids.shape), bool)
         labels = np.array([self.contiguous[s["category_id"]] for s in segments], np.int64)
         isthing = np.array([self.categories[c].get("isthing", 0) == 1 for c in labels], bool)
-        return Sample(image, labels, masks, isthing, image_info["file_name"])
+        return Sample(image, labels, masks, isthing, image_info["file_name"], image_info["id"])
 
 
 class CocoInstances:
@@ -89,6 +116,7 @@ class CocoInstances:
         data = _coco_json(json_path, "instances", data)
         self.image_dir = Path(image_dir) if image_dir else json_path.parent / "images"
         self.categories, self.contiguous, self.class_names = _categories(data)
+        self.category_ids = [c["id"] for c in self.categories]  # the dataset's id of each contiguous class
         self.thing_ids = list(range(len(self.categories)))
         self.images = data["images"]
         self.by_image: dict[int, list[dict]] = {im["id"]: [] for im in self.images}
@@ -98,6 +126,10 @@ class CocoInstances:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def verify(self) -> None:
+        """Every referenced image exists and is readable, or a DatasetError naming the first."""
+        _verify_files([self.image_dir / info["file_name"] for info in self.images], "COCO instances images")
 
     def __getitem__(self, index: int) -> Sample:
         from PIL import Image
@@ -118,7 +150,8 @@ class CocoInstances:
             masks.append(mask_utils.decode(rle).astype(bool))
             labels.append(self.contiguous[a["category_id"]])
         stacked = np.stack(masks) if masks else np.zeros((0, h, w), bool)
-        return Sample(image, np.array(labels, np.int64), stacked, np.ones(len(labels), bool), info["file_name"])
+        return Sample(image, np.array(labels, np.int64), stacked, np.ones(len(labels), bool), info["file_name"],
+                      info["id"])
 
 
 def open_dataset(json_path: str | Path, image_dir=None, panoptic_dir=None):

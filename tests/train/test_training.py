@@ -1,6 +1,7 @@
 """LSJ, trainable BatchNorm, optimiser groups and schedules, the training loop's resume, readers and evaluation."""
 import dataclasses
 import json
+import time
 
 import numpy as np
 import pytest
@@ -153,6 +154,37 @@ def test_a_few_iterations_reduce_the_loss(tiny_data, tmp_path):
     train(model, tiny_data, tmp_path, cfg, progress=False)
     log = [json.loads(line)["loss"] for line in (tmp_path / "loss_log.jsonl").read_text().splitlines()]
     assert np.mean(log[-2:]) < 0.9 * log[0], log
+
+
+def test_progress_from_the_first_iteration_with_true_seconds(tiny_data, tmp_path):
+    """Logged at iteration 1 and then every log_every; seconds per iteration are measured over the iterations since
+    the previous line, so their sum matches the loop's wall time."""
+    cfg = TrainConfig(iterations=7, batch_size=1, crop_height=64, crop_width=96, num_points=64, log_every=3)
+    t0 = time.perf_counter()
+    train(_tiny_model(tiny_data), tiny_data, tmp_path, cfg, progress=False)
+    wall = time.perf_counter() - t0
+    lines = [json.loads(line) for line in (tmp_path / "loss_log.jsonl").read_text().splitlines()]
+    assert [line["iteration"] for line in lines] == [1, 3, 6, 7]
+    spent = sum(line["s_per_it"] * n for line, n in zip(lines, (1, 2, 3, 1)))
+    assert 0 < spent <= wall
+
+
+def test_training_checks_every_file_before_it_starts(tmp_path, capsys):
+    from m2f.cli import main
+
+    root = tmp_path / "data"
+    generate(root, 3, seed=1, height=64, width=96)
+    (root / "images" / "000001.png").unlink()
+    (root / "panoptic" / "000002.png").write_bytes(b"truncated")
+    assert main(["train", "--preset", "synthetic-r50-lite", "--data", str(root), "-o", str(tmp_path / "run"),
+                 "--iters", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("m2f train: error: COCO panoptic images: ") and "000001.png does not exist" in err
+    assert not (tmp_path / "run" / "last.pth").exists() and not (tmp_path / "run" / "loss_log.jsonl").exists()
+    (root / "images" / "000001.png").write_bytes((root / "images" / "000000.png").read_bytes())
+    assert main(["train", "--preset", "synthetic-r50-lite", "--data", str(root), "-o", str(tmp_path / "run"),
+                 "--iters", "2"]) == 2
+    assert "000002.png is not a readable image" in capsys.readouterr().err
 
 
 def test_coco_instances_reader_polygons_and_rle(tmp_path):
