@@ -11,5 +11,6 @@ STAGES = ["model", "plugins", "export", "calib", "runtime", "train", "validate"]
 setup(
     packages=["m2f", "m2f.assets", "m2f.commands", "m2f.datasets"] + [f"m2f.{s}" for s in STAGES],
     package_dir={"m2f": "m2f", **{f"m2f.{s}": s for s in STAGES}},
-    package_data={"m2f.model": ["presets/*.yaml"], "m2f.assets": ["*.pth", "*.png", "*.md"]},
+    package_data={"m2f.model": ["presets/*.yaml"],
+                  "m2f.assets": ["*.pth", "*.md", "samples/*.json", "samples/images/*.png", "samples/panoptic/*.png"]},
 )

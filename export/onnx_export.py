@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ import torch
 import m2f
 from m2f import contract
 from m2f.errors import ArgumentError
-from m2f.fileio import atomic_path
+from m2f.fileio import atomic_path, check_output_file
 from m2f.onnx_graph import describe_graph
 from m2f.model import Mask2Former
 from m2f.geometry import padded_size
@@ -39,10 +38,15 @@ class ExportOptions:
     height: int | None = None  # static canvas; default: the preset's largest test image, padded
     width: int | None = None
     dynamic: bool = False  # symbolic N, H, W
-    batch: int = 1  # static batch size
+    batch: int | None = None  # static batch size (default 1)
+    square: bool = False  # a square static canvas (the long test side, padded): every orientation fits
     opset: int = 17
     flavor: str = "portable"
     simplify: bool = True
+
+    @property
+    def static_batch(self) -> int:
+        return self.batch or 1
 
 
 @dataclass
@@ -57,40 +61,44 @@ class ExportSummary:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def default_canvas(model: Mask2Former) -> tuple[int, int]:
-    """The padded canvas of a landscape image at the largest test size, e.g. 800x1344 for COCO (800/1333)."""
+def default_canvas(model: Mask2Former, square: bool = False) -> tuple[int, int]:
+    """The padded canvas of a landscape image at the largest test size, e.g. 800x1344 for COCO (800/1333); with
+    ``square``, the long side both ways (1344x1344), which takes portrait images at the reference scale too."""
     cfg = model.config
+    if square:
+        return padded_size(cfg.max_size_test, cfg.max_size_test, cfg.size_divisibility)
     return padded_size(cfg.min_size_test, cfg.max_size_test, cfg.size_divisibility)
 
 
-def check_options(model: Mask2Former, options: ExportOptions, path: Path) -> tuple[int, int]:
-    """Validate before any long work; returns the canvas (H, W) used for tracing. One sentence per problem."""
+def check_options(options: ExportOptions) -> None:
+    """The option combinations, before a checkpoint is even loaded. One sentence per problem."""
     if options.opset not in SUPPORTED_OPSETS:
         raise ArgumentError(f"opset {options.opset} is not supported; use {SUPPORTED_OPSETS[0]} to "
-                       f"{SUPPORTED_OPSETS[-1]} (LayerNormalization needs 17)")
+                            f"{SUPPORTED_OPSETS[-1]} (LayerNormalization needs 17)")
     if options.flavor not in FLAVORS:
         raise ArgumentError(f"op flavor {options.flavor!r} is not available yet; use one of {', '.join(FLAVORS)}")
     if options.input not in ("uint8", "float"):
         raise ArgumentError(f"--input must be uint8 or float, not {options.input!r}")
     if options.head not in (None, *contract.HEADS):
         raise ArgumentError(f"--head must be one of {', '.join(contract.HEADS)}, not {options.head!r}")
-    if options.dynamic and (options.height or options.width):
-        raise ArgumentError("give either --height/--width (static) or --dynamic, not both")
-    height, width = options.height or default_canvas(model)[0], options.width or default_canvas(model)[1]
+    if options.dynamic and (options.height or options.width or options.batch or options.square):
+        raise ArgumentError("--dynamic makes batch, height and width symbolic: give it without --batch, "
+                            "--height/--width and --square")
+    if options.square and (options.height or options.width):
+        raise ArgumentError("give either --square or --height/--width, not both")
+    if options.batch is not None and options.batch < 1:
+        raise ArgumentError(f"batch must be at least 1, not {options.batch}")
+
+
+def resolve_canvas(model: Mask2Former, options: ExportOptions) -> tuple[int, int]:
+    """The canvas (H, W) of a static export (the traced size of a dynamic one is chosen elsewhere)."""
+    default = default_canvas(model, options.square)
+    height, width = options.height or default[0], options.width or default[1]
     div = model.config.size_divisibility
     if height % div or width % div or height <= 0 or width <= 0:
         suggestion = padded_size(max(height, 1), max(width, 1), div)
         raise ArgumentError(f"canvas {height}x{width} is not a positive multiple of {div}; pick e.g. "
-                       f"{suggestion[0]}x{suggestion[1]}")
-    if options.batch < 1:
-        raise ArgumentError(f"batch must be at least 1, not {options.batch}")
-    if path.suffix.lower() != ".onnx":
-        raise ArgumentError(f"the output should end in .onnx, not {path.name!r}")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise ArgumentError(f"cannot write {path}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise ArgumentError(f"cannot write {path}: the folder {parent} is not writable")
+                            f"{suggestion[0]}x{suggestion[1]}")
     return height, width
 
 
@@ -105,7 +113,7 @@ def _sample_inputs(adapter: GraphAdapter, batch: int, height: int, width: int) -
 
 def _graph_sizes(model: Mask2Former, options: ExportOptions, canvas: tuple[int, int]) -> dict:
     cfg = model.config
-    return contract.graph_sizes(None if options.dynamic else options.batch, None if options.dynamic else canvas,
+    return contract.graph_sizes(None if options.dynamic else options.static_batch, None if options.dynamic else canvas,
                                 cfg.num_queries, cfg.num_classes, cfg.test_topk_per_image)
 
 
@@ -146,7 +154,7 @@ def build_metadata(model: Mask2Former, adapter: GraphAdapter, options: ExportOpt
         "format_version": contract.FORMAT_VERSION, "m2f_version": m2f.__version__, "model_name": cfg.name,
         "tasks": cfg.tasks, "num_classes": cfg.num_classes, "num_queries": cfg.num_queries,
         "class_names": cfg.class_names or [f"class_{i}" for i in range(cfg.num_classes)],
-        "thing_ids": cfg.thing_ids,
+        "thing_ids": cfg.thing_ids, "category_ids": cfg.category_ids or None,
         "input": {"names": adapter.input_names, "kind": adapter.input_kind, "layout": _LAYOUTS[adapter.input_kind],
                   "shape": shape,
                   "dynamic": options.dynamic,
@@ -191,7 +199,7 @@ def _trace(adapter: GraphAdapter, options: ExportOptions, canvas: tuple[int, int
     how long tracing takes."""
     div = adapter.model.config.size_divisibility
     sample = _sample_inputs(adapter, 2, 4 * div, 5 * div) if options.dynamic else \
-        _sample_inputs(adapter, options.batch, *canvas)
+        _sample_inputs(adapter, options.static_batch, *canvas)
     with warnings.catch_warnings(), torch.no_grad(), lowered_ops(adapter.model, options.flavor):
         warnings.simplefilter("ignore")
         torch.onnx.export(adapter, sample, str(path), dynamo=False, opset_version=options.opset,
@@ -220,10 +228,11 @@ def export_onnx(model: Mask2Former, path: str | Path, options: ExportOptions | N
     import onnx
 
     options = options or ExportOptions()
-    path = Path(path)
-    height, width = check_options(model, options, path)
+    path = check_output_file(path, (".onnx",))
+    check_options(options)
+    height, width = resolve_canvas(model, options)
     adapter = GraphAdapter(model, options.input, options.head).eval()
-    shape_text = "dynamic N, H, W" if options.dynamic else f"static {options.batch}x{height}x{width}"
+    shape_text = "dynamic N, H, W" if options.dynamic else f"static {options.static_batch}x{height}x{width}"
     io_shapes = _io_shapes(adapter, options, (height, width))
     seconds = {}
     with atomic_path(path) as tmp:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from . import __version__
-from .errors import M2FError
+from .errors import M2FError, M2FWarning
 
 # name -> module under m2f.commands. Order is the order shown in --help.
 COMMANDS = ("demo", "export", "infer", "inspect", "plugins", "presets", "synthetic", "train")
@@ -27,20 +28,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _notes(command: str):
+    """warnings.showwarning replacement: m2f's own warnings as one 'note:' line each, others as Python prints them."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, M2FWarning):
+            print(f"m2f {command}: note: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
-    try:
-        return args._run(args) or 0
-    except M2FError as e:
-        print(f"m2f {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"m2f {args.command}: interrupted", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.showwarning = _notes(args.command)
+        try:
+            return args._run(args) or 0
+        except M2FError as e:
+            print(f"m2f {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"m2f {args.command}: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

@@ -69,3 +69,8 @@ def first_line(error: BaseException, limit: int = 200, with_type: bool = False) 
     if not lines:
         return type(error).__name__
     return f"{type(error).__name__}: {lines[0][:limit]}" if with_type else lines[0][:limit]
+
+
+class M2FWarning(UserWarning):
+    """Something the user should know that does not stop the work (an image shrunk to fit a static canvas, ...).
+    The CLI prints these as one 'note:' line each."""

@@ -29,6 +29,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def check_output_file(path: str | Path, suffixes: tuple[str, ...]) -> Path:
+    """Check where a file is about to be written, before any slow work: not an existing folder, one of the
+    ``suffixes``, in a folder that exists and is writable. ArgumentError (one sentence) otherwise."""
+    from .errors import ArgumentError
+
+    out = Path(path)
+    if out.is_dir():
+        raise ArgumentError(f"the output {out} is an existing folder; give a file name such as "
+                            f"{out / ('model' + suffixes[0])}")
+    if out.suffix.lower() not in suffixes:
+        raise ArgumentError(f"the output should end in {' or '.join(suffixes)}, not {out.name!r}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise ArgumentError(f"cannot write {out}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ArgumentError(f"cannot write {out}: the folder {parent} is not writable")
+    return out
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

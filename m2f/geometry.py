@@ -24,3 +24,12 @@ def shortest_edge_size(height: int, width: int, short: int, max_size: int) -> tu
 def padded_size(height: int, width: int, divisibility: int = 32) -> tuple[int, int]:
     """The canvas an image is zero-padded to (bottom/right): each side rounded up to a multiple of ``divisibility``."""
     return -(-height // divisibility) * divisibility, -(-width // divisibility) * divisibility
+
+
+def fit_within(height: int, width: int, max_height: int, max_width: int) -> tuple[int, int]:
+    """The largest (h, w) with the aspect ratio of ``height`` x ``width`` that fits ``max_height`` x ``max_width``
+    (rounded with int(x + 0.5), never past the bounds); the size itself when it already fits."""
+    if height <= max_height and width <= max_width:
+        return height, width
+    scale = min(max_height / height, max_width / width)
+    return max(1, min(max_height, int(height * scale + 0.5))), max(1, min(max_width, int(width * scale + 0.5)))

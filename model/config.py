@@ -89,6 +89,9 @@ class Mask2FormerConfig:
     # Inference metadata.
     class_names: list[str] = field(default_factory=list)
     thing_ids: list[int] = field(default_factory=list)  # contiguous ids (0..K-1) of thing classes
+    # the dataset's own category id of each contiguous class (COCO: 1..200), what its evaluation tools expect;
+    # empty when unknown (results then carry the contiguous ids)
+    category_ids: list[int] = field(default_factory=list)
     pixel_mean: tuple[float, float, float] = IMAGENET_MEAN  # RGB, 0..255
     pixel_std: tuple[float, float, float] = IMAGENET_STD
     min_size_test: int = 800  # INPUT.MIN_SIZE_TEST
@@ -127,7 +130,8 @@ class Mask2FormerConfig:
         kind = bb.pop("kind", None)
         if kind not in kinds:
             raise ConfigError(f"a saved model config has backbone kind {kind!r}; this m2f knows {', '.join(kinds)}")
-        unknown = sorted(set(d) - {f.name for f in fields(cls)}) + sorted(set(bb) - {f.name for f in fields(kinds[kind])})
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        unknown += sorted(set(bb) - {f.name for f in fields(kinds[kind])})
         if unknown:
             raise ConfigError(f"a saved model config has fields this m2f does not know ({', '.join(unknown)}); it "
                               f"was written by a newer m2f: upgrade, or pass --preset/--config")
@@ -143,11 +147,15 @@ class Mask2FormerConfig:
         """Raise ConfigError with one sentence when the combination cannot build a model."""
         if self.hidden_dim % self.num_heads or self.conv_dim % self.num_heads:
             raise ConfigError(f"hidden_dim {self.hidden_dim} / conv_dim {self.conv_dim} must be divisible by "
-                             f"num_heads {self.num_heads}")
+                              f"num_heads {self.num_heads}")
         if self.conv_dim % 32:
             raise ConfigError(f"conv_dim {self.conv_dim} must be a multiple of 32 (GroupNorm with 32 groups)")
         if self.class_names and len(self.class_names) != self.num_classes:
             raise ConfigError(f"{len(self.class_names)} class names given for {self.num_classes} classes")
+        if self.category_ids and (len(self.category_ids) != self.num_classes
+                                  or len(set(self.category_ids)) != self.num_classes):
+            raise ConfigError(f"category_ids must give {self.num_classes} distinct dataset ids, one per class "
+                              f"(got {len(self.category_ids)}, {len(set(self.category_ids))} distinct)")
         bad = [i for i in self.thing_ids if not 0 <= i < self.num_classes]
         if bad:
             raise ConfigError(f"thing ids {bad} are outside 0..{self.num_classes - 1}")

@@ -150,18 +150,19 @@ def _literal(value: Any) -> Any:
     return value
 
 
-def _dataset_classes(test_sets: list, num_classes: int) -> tuple[list[str], list[int]]:
-    """Class names and thing ids of the first test dataset when it is a known one with the same class count."""
+def _dataset_classes(test_sets: list, num_classes: int) -> tuple[list[str], list[int], list[int]]:
+    """Class names, thing ids and dataset category ids of the first test dataset when it is a known one with the
+    same class count (empty lists otherwise)."""
     name = str(test_sets[0]) if test_sets else ""
     dataset = next((d for d in ("coco", "ade20k", "cityscapes") if d in name), None)
     if dataset is None:
-        return [], []
+        return [], [], []
     task = "panoptic" if "panoptic" in name else "instance" if "instance" in name or name == "coco_2017_val" \
         else "semantic"
     meta = dataset_metadata(dataset).get(task)
     if not meta or len(meta["class_names"]) != num_classes:
-        return [], []
-    return list(meta["class_names"]), list(meta["thing_ids"])
+        return [], [], []
+    return list(meta["class_names"]), list(meta["thing_ids"]), list(meta.get("category_ids", []))
 
 
 def config_from_tree(tree: dict, source: str) -> Mask2FormerConfig:
@@ -200,7 +201,7 @@ def config_from_tree(tree: dict, source: str) -> Mask2FormerConfig:
             pretrain_img_size=get("MODEL.SWIN.PRETRAIN_IMG_SIZE"),
         )
     num_classes = get("MODEL.SEM_SEG_HEAD.NUM_CLASSES")
-    names, things = _dataset_classes(list(get("DATASETS.TEST")), num_classes)
+    names, things, category_ids = _dataset_classes(list(get("DATASETS.TEST")), num_classes)
     cfg = Mask2FormerConfig(
         backbone=backbone,
         num_classes=num_classes,
@@ -216,6 +217,7 @@ def config_from_tree(tree: dict, source: str) -> Mask2FormerConfig:
         enc_layers=get("MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS"),
         class_names=names,
         thing_ids=things,
+        category_ids=category_ids,
         pixel_mean=tuple(float(x) for x in get("MODEL.PIXEL_MEAN")),
         pixel_std=tuple(float(x) for x in get("MODEL.PIXEL_STD")),
         min_size_test=get("INPUT.MIN_SIZE_TEST"),

@@ -69,6 +69,7 @@ def get_preset(name: str) -> Mask2FormerConfig:
         num_queries=200 if backbone == "swin-l" and task != "semantic" else 100,
         class_names=list(classes["class_names"]),
         thing_ids=list(classes["thing_ids"]),
+        category_ids=list(classes.get("category_ids", [])),
         min_size_test=min_size,
         max_size_test=max_size,
         semantic_on=task in ("semantic", "panoptic"),
@@ -88,6 +89,7 @@ def synthetic_r50_lite() -> Mask2FormerConfig:
         num_classes=len(meta["class_names"]), num_queries=20, hidden_dim=64, num_heads=4, dim_feedforward=256,
         dec_layers=6, conv_dim=64, mask_dim=64, enc_layers=2, enc_ffn_dim=256,
         class_names=list(meta["class_names"]), thing_ids=list(meta["thing_ids"]),
+        category_ids=list(meta["category_ids"]),
         min_size_test=192, max_size_test=320, semantic_on=True, instance_on=True, panoptic_on=True,
         name="synthetic-r50-lite",
     )

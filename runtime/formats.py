@@ -5,8 +5,10 @@
 - COCO panoptic: PNG with id -> (id % 256, id // 256 % 256, id // 65536) and a segments_info list.
 - Semantic: a label PNG (uint8, or 16-bit when there are more than 255 classes).
 - Overlays for people: a colour per class or segment, outlines, and a legend with the class names.
-Category ids are the model's contiguous ids (0..K-1); dataset ids (e.g. COCO's 1..200) are not known to a model.
-Every file is written to a temporary name and renamed, so an interrupted run never leaves a half-written file.
+Files other tools evaluate (COCO instances, panoptic segments) carry the dataset's category ids when the model's
+metadata has them (COCO 1..200, Cityscapes label ids), else the model's contiguous ids (0..K-1); both are written,
+as "category_id" and "class". Every file is written to a temporary name and renamed, so an interrupted run never
+leaves a half-written file.
 """
 from __future__ import annotations
 
@@ -48,9 +50,17 @@ def mask_bbox(mask: np.ndarray) -> list[float]:
     return [float(cols[0]), float(rows[0]), float(cols[-1] - cols[0] + 1), float(rows[-1] - rows[0] + 1)]
 
 
-def coco_instances(result: Result, image_id) -> list[dict]:
-    return [{"image_id": image_id, "category_id": i.category_id, "category": i.category, "score": round(i.score, 6),
-             "segmentation": rle_encode(i.mask), "bbox": mask_bbox(i.mask)} for i in result.instances]
+def dataset_id(contiguous: int, category_ids: list[int] | None) -> int:
+    """The dataset's category id of a class, or the contiguous id when the dataset's ids are unknown."""
+    return int(category_ids[contiguous]) if category_ids else int(contiguous)
+
+
+def coco_instances(result: Result, image_id: int, category_ids: list[int] | None = None) -> list[dict]:
+    """COCO results for one image: every instance of the result (the reference's top-k; COCO's AP needs the low
+    scores too), category ids in the dataset's numbering when known."""
+    return [{"image_id": image_id, "category_id": dataset_id(i.category_id, category_ids), "class": i.category_id,
+             "category": i.category, "score": round(i.score, 6), "segmentation": rle_encode(i.mask),
+             "bbox": mask_bbox(i.mask)} for i in result.instances]
 
 
 def panoptic_rgb(segment_ids: np.ndarray) -> np.ndarray:
@@ -71,8 +81,9 @@ def _outline(labels: np.ndarray) -> np.ndarray:
     return edge
 
 
-def overlay(image: np.ndarray, result: Result, names: list[str], task: str) -> np.ndarray:
-    """uint8 RGB [H, W + legend, 3]: the image blended with the task's result, outlines, and a legend."""
+def overlay(image: np.ndarray, result: Result, names: list[str], task: str, score_threshold: float = 0.5) -> np.ndarray:
+    """uint8 RGB [H, W + legend, 3]: the image blended with the task's result, outlines, and a legend of exactly
+    what is drawn (instances: those scoring at least ``score_threshold``, with their scores)."""
     from PIL import Image, ImageDraw
 
     colors = palette(len(names))
@@ -80,19 +91,24 @@ def overlay(image: np.ndarray, result: Result, names: list[str], task: str) -> n
     entries: dict[str, np.ndarray] = {}
     if task == "panoptic" and result.panoptic is not None:
         seg_colors = np.zeros((max([s.id for s in result.segments], default=0) + 1, 3), np.uint8)
-        for s in result.segments:  # things get a shade per instance, stuff its class colour
+        numbered: dict[str, int] = {}
+        for s in result.segments:  # things get a shade per instance (numbered in the legend), stuff its class colour
             shade = colors[s.category_id].astype(np.int32) + (37 * s.id if s.isthing else 0)
             seg_colors[s.id] = np.clip(shade % 256, 40, 255)
-            entries[s.category] = colors[s.category_id]
+            if s.isthing:
+                numbered[s.category] = numbered.get(s.category, 0) + 1
+            entries[f"{s.category} {numbered[s.category]}" if s.isthing else s.category] = seg_colors[s.id]
         painted = result.panoptic > 0
         out[painted] = 0.45 * out[painted] + 0.55 * seg_colors[result.panoptic[painted]]
         edges = _outline(result.panoptic)
     elif task == "instance":
+        shown = [i for i in result.instances if i.score >= score_threshold]
         labels = np.zeros(image.shape[:2], np.int32)
-        for k, inst in enumerate(reversed(result.instances)):  # highest score painted last, on top
-            labels[inst.mask] = len(result.instances) - k
+        for k, inst in enumerate(reversed(shown)):  # highest score painted last, on top
+            labels[inst.mask] = len(shown) - k
             out[inst.mask] = 0.45 * out[inst.mask] + 0.55 * colors[inst.category_id]
-            entries[inst.category] = colors[inst.category_id]
+        for inst in shown:
+            entries[f"{inst.category} {inst.score:.2f}"] = colors[inst.category_id]
         edges = _outline(labels)
     elif result.semantic is not None:
         out = 0.45 * out + 0.55 * colors[result.semantic]
@@ -105,7 +121,8 @@ def overlay(image: np.ndarray, result: Result, names: list[str], task: str) -> n
     canvas = Image.new("RGB", (image.shape[1] + 180, max(image.shape[0], 20 + 16 * len(entries))), (24, 24, 24))
     canvas.paste(Image.fromarray(out.astype(np.uint8)), (0, 0))
     draw = ImageDraw.Draw(canvas)
-    for k, (name, color) in enumerate(sorted(entries.items())):
+    ordered = entries.items() if task == "instance" else sorted(entries.items())  # instances: best first
+    for k, (name, color) in enumerate(ordered):
         y = 6 + 16 * k
         draw.rectangle([image.shape[1] + 6, y, image.shape[1] + 18, y + 12], fill=tuple(int(v) for v in color))
         draw.text((image.shape[1] + 24, y), name[:24], fill=(235, 235, 235))
@@ -120,13 +137,14 @@ def write_png(array: np.ndarray, path: Path) -> None:
 
 
 def write_result(result: Result, image: np.ndarray, names: list[str], out_dir: Path, stem: str,
-                 overlays: bool = True) -> dict:
-    """Per-image files; returns the paths written and the image's COCO instance records."""
+                 overlays: bool = True, category_ids: list[int] | None = None, score_threshold: float = 0.5) -> dict:
+    """Per-image files (``stem`` may name a subfolder, e.g. a video's frames); returns the files written."""
     written = {}
     if result.panoptic is not None:
         write_png(panoptic_rgb(result.panoptic), out_dir / f"{stem}.panoptic.png")
         write_json(out_dir / f"{stem}.segments.json", {"file_name": f"{stem}.panoptic.png", "segments_info": [
-            {"id": s.id, "category_id": s.category_id, "category": s.category, "isthing": s.isthing, "area": s.area,
+            {"id": s.id, "category_id": dataset_id(s.category_id, category_ids), "class": s.category_id,
+             "category": s.category, "isthing": s.isthing, "area": s.area,
              "bbox": mask_bbox(result.panoptic == s.id)} for s in result.segments]})
         written["panoptic"] = f"{stem}.panoptic.png"
     if result.semantic is not None:
@@ -135,6 +153,6 @@ def write_result(result: Result, image: np.ndarray, names: list[str], out_dir: P
         written["semantic"] = f"{stem}.semantic.png"
     if overlays:
         task = "panoptic" if result.panoptic is not None else "instance" if result.instances else "semantic"
-        write_png(overlay(image, result, names, task), out_dir / f"{stem}.overlay.png")
+        write_png(overlay(image, result, names, task, score_threshold), out_dir / f"{stem}.overlay.png")
         written["overlay"] = f"{stem}.overlay.png"
     return written

@@ -6,12 +6,13 @@ reference-exact post-processing (from raw outputs, or the host step of an in-gra
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from m2f import contract
-from m2f.errors import M2FError
+from m2f.errors import ArgumentError, M2FError, M2FWarning
 
 from . import head_decoding, postprocess
 from .backends import open_backend
@@ -22,18 +23,30 @@ from .results import Instance, Result, Segment
 TASKS = ("semantic", "instance", "panoptic")
 
 
+def check_probability(value: float | None, what: str) -> None:
+    """ArgumentError unless ``value`` is None or within [0, 1]."""
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ArgumentError(f"{what} must be between 0 and 1, not {value}")
+
+
 class Predictor:
     """Run an m2f artifact on images.
 
     model: ``.onnx`` from ``m2f export`` or a TensorRT engine with its ``.json`` sidecar. tasks: which results to
     compute (default: every task the model produces, or its head's). resize: "pil" (reference-exact) or "cv2".
     threshold / overlap_threshold override the metadata's object-mask and overlap thresholds (raw-output models).
+    score_threshold: keep only instances scoring at least this (default None: the reference's whole top-k, which
+    COCO evaluation needs). threads: CPU threads of the ONNX Runtime backend (default: m2f.threads).
     """
 
     def __init__(self, model: str | Path, tasks: list[str] | None = None, providers: list[str] | None = None,
                  plugins: str | None = None, resize: str = "pil", threshold: float | None = None,
-                 overlap_threshold: float | None = None):
-        self.backend = open_backend(model, providers=providers, plugins=plugins)
+                 overlap_threshold: float | None = None, score_threshold: float | None = None,
+                 threads: int | None = None):
+        for value, what in ((threshold, "the object-mask threshold"), (overlap_threshold, "the overlap threshold"),
+                            (score_threshold, "the score threshold")):
+            check_probability(value, what)
+        self.backend = open_backend(model, providers=providers, plugins=plugins, threads=threads)
         self.meta = meta = self.backend.meta
         self.head = meta.get("head")
         available = [self.head] if self.head else list(meta["tasks"])
@@ -48,7 +61,11 @@ class Predictor:
         self.preprocess = Preprocessor(meta, resize=resize)
         self.threshold = meta["thresholds"]["object_mask"] if threshold is None else threshold
         self.overlap = meta["thresholds"]["overlap"] if overlap_threshold is None else overlap_threshold
+        self.score_threshold = score_threshold
         self.names = meta["class_names"]
+        # the dataset's category id of each class (e.g. COCO's 1..200), for files other tools evaluate
+        self.category_ids = meta.get("category_ids") or None
+        self._fit_noted = False
 
     def predict(self, image: np.ndarray | str | Path) -> Result:
         """One image (a path, or an array: HxW gray, HxWx3 RGB, HxWx4 RGBA; uint8 or uint16) -> Result."""
@@ -69,11 +86,25 @@ class Predictor:
             done = [self._post({k: v[i] for k, v in outputs.items()}, valid, size)
                     for i, (valid, size) in enumerate(zip(prepared.valid_sizes, prepared.original_sizes))]
             t3 = time.perf_counter()
-            for r in done:
+            for r, valid, fit in zip(done, prepared.valid_sizes, prepared.fit_scales):
+                r.input_size, r.fit_scale = valid, fit
                 r.timings = {"pre": (t1 - t0) / len(chunk), "infer": (t2 - t1) / len(chunk),
                              "post": (t3 - t2) / len(chunk)}
+            self._note_fit(prepared)
             results += done
         return results
+
+    def _note_fit(self, prepared) -> None:
+        """Warn once per Predictor that images are being shrunk to fit a static canvas."""
+        shrunk = [(size, fit) for size, fit in zip(prepared.original_sizes, prepared.fit_scales) if fit < 1.0]
+        if shrunk and not self._fit_noted:
+            self._fit_noted = True
+            (h, w), fit = shrunk[0]
+            canvas = prepared.canvas
+            warnings.warn(f"a {h}x{w} image does not fit this model's static {canvas[0]}x{canvas[1]} canvas at the "
+                          f"reference scale, so it was shrunk further by {fit:.2f} (objects look smaller than the "
+                          f"model expects; results record fit_scale); export with --square or --dynamic to avoid it",
+                          M2FWarning, stacklevel=3)
 
     def _batch_size(self) -> int:
         return self.preprocess.batch if not self.meta["input"]["dynamic"] else 8
@@ -111,8 +142,10 @@ class Predictor:
                 for s in segments]
 
     def _instances(self, inst: dict) -> list[Instance]:
+        floor = -1.0 if self.score_threshold is None else self.score_threshold
         items = [Instance(int(c), self.names[int(c)], float(s), m, int(q))
-                 for c, s, m, q in zip(inst["labels"], inst["scores"], inst["masks"], inst["query_ids"])]
+                 for c, s, m, q in zip(inst["labels"], inst["scores"], inst["masks"], inst["query_ids"])
+                 if s >= floor]
         return sorted(items, key=lambda i: -i.score)
 
     def close(self) -> None:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from m2f import contract
-from m2f.errors import ArgumentError, M2FError
+from m2f.errors import ArgumentError
 
-from m2f.geometry import padded_size, shortest_edge_size
+from m2f.geometry import fit_within, padded_size, shortest_edge_size
 
 
 @dataclass
@@ -25,6 +25,9 @@ class Prepared:
     valid_sizes: list[tuple[int, int]]  # (h, w) of each resized image inside the canvas
     original_sizes: list[tuple[int, int]]
     canvas: tuple[int, int]
+    # per image: < 1 when the reference resize did not fit a static canvas and the image was shrunk further by
+    # this factor to fit (aspect ratio kept); 1.0 otherwise
+    fit_scales: list[float]
 
 
 def resize_image(image: np.ndarray, height: int, width: int, method: str = "pil") -> np.ndarray:
@@ -57,24 +60,31 @@ class Preprocessor:
         self.mean = np.asarray(meta["pixel_mean"], np.float32)
         self.std = np.asarray(meta["pixel_std"], np.float32)
 
-    def target_size(self, height: int, width: int) -> tuple[int, int]:
+    def reference_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size the reference pipeline resizes an image to (ResizeShortestEdge)."""
         return shortest_edge_size(height, width, self.short, self.max_size)
 
+    def target_size(self, height: int, width: int) -> tuple[tuple[int, int], float]:
+        """(the size the network sees, the fit scale): the reference size, shrunk further (aspect kept) by the fit
+        scale when a static canvas is too small for it, e.g. a portrait photo on a landscape canvas."""
+        h, w = self.reference_size(height, width)
+        if self.dynamic:
+            return (h, w), 1.0
+        canvas_h, canvas_w = self.static_canvas
+        return fit_within(h, w, canvas_h, canvas_w), min(1.0, canvas_h / h, canvas_w / w)
+
     def __call__(self, images: list[np.ndarray]) -> Prepared:
-        resized = [resize_image(im, *self.target_size(*im.shape[:2]), method=self.method) for im in images]
+        if not self.dynamic and len(images) > self.batch:
+            raise ArgumentError(f"{len(images)} images given to a graph with a static batch of {self.batch}")
+        targets = [self.target_size(*im.shape[:2]) for im in images]
+        fit_scales = [scale for _, scale in targets]
+        resized = [resize_image(im, *size, method=self.method) for im, (size, _) in zip(images, targets)]
         valid = [im.shape[:2] for im in resized]
         if self.dynamic:
             canvas = padded_size(max(h for h, _ in valid), max(w for _, w in valid), self.div)
             n = len(images)
         else:
             canvas, n = self.static_canvas, self.batch
-            too_big = [v for v in valid if v[0] > canvas[0] or v[1] > canvas[1]]
-            if too_big:
-                raise M2FError(f"a resized image of {too_big[0][0]}x{too_big[0][1]} does not fit this model's "
-                               f"static {canvas[0]}x{canvas[1]} canvas; export with a larger --height/--width or "
-                               f"--dynamic")
-            if len(images) > n:
-                raise M2FError(f"{len(images)} images given to a graph with a static batch of {n}")
         batch = np.zeros((n, canvas[0], canvas[1], 3), np.uint8)
         for i, im in enumerate(resized):
             batch[i, : im.shape[0], : im.shape[1]] = im
@@ -91,4 +101,4 @@ class Preprocessor:
             feeds = {contract.PIXEL_VALUES: np.ascontiguousarray(x.transpose(0, 3, 1, 2))}
             if contract.VALID_SIZE in self.meta["input"]["names"]:
                 feeds[contract.VALID_SIZE] = sizes
-        return Prepared(feeds, [tuple(v) for v in valid], [im.shape[:2] for im in images], canvas)
+        return Prepared(feeds, [tuple(v) for v in valid], [im.shape[:2] for im in images], canvas, fit_scales)

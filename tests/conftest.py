@@ -24,3 +24,16 @@ def _required_capabilities(request):
             if name in testing.required():
                 pytest.fail(f"M2F_REQUIRE={name} but {reason}")
             pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def bundled_onnx(tmp_path_factory):
+    """The bundled default model exported as the demo exports it (uint8 input, static 192x256 canvas)."""
+    pytest.importorskip("torch", reason="exporting needs PyTorch")
+    from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS
+    from m2f.export import ExportOptions, export_onnx
+    from m2f.model import load_checkpoint
+
+    model = load_checkpoint(DEFAULT_WEIGHTS, preset=DEFAULT_PRESET)
+    path = tmp_path_factory.mktemp("bundled") / "bundled.onnx"
+    return export_onnx(model, path, ExportOptions(height=192, width=256), source={"name": DEFAULT_WEIGHTS.name}).path

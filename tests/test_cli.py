@@ -78,6 +78,33 @@ def test_demo_scores_the_bundled_model(tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
     assert not list(out.glob(".*tmp*"))
     assert "look at" in capsys.readouterr().out
+    # the sample pictures the demo points users to are right: their written panoptic results, scored here against
+    # the samples' ground truth (COCO panoptic; category ids are the dataset's, as in the written segments)
+    assert _samples_pq(out) == pytest.approx(summary["samples"]["scores"]["PQ"], abs=0.01)
+    assert summary["samples"]["scores"]["PQ"] >= 70
+    instances = json.loads((out / "instances.json").read_text())
+    assert {r["image_id"] for r in instances} == {0, 1, 2} and {r["category_id"] for r in instances} <= set(range(1, 6))
+
+
+def _read_panoptic_png(path):
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(path)).astype(np.int64)
+    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+
+
+def _samples_pq(out) -> float:
+    from m2f.assets import SAMPLES, sample_annotations
+    from m2f.validate.metrics import PanopticQuality
+
+    gt = json.loads(sample_annotations().read_text())
+    pq = PanopticQuality()
+    for i, ann in enumerate(gt["annotations"]):
+        pred = json.loads((out / f"sample-{i}.segments.json").read_text())["segments_info"]
+        pq.add(_read_panoptic_png(SAMPLES / "panoptic" / ann["file_name"]), ann["segments_info"],
+               _read_panoptic_png(out / f"sample-{i}.panoptic.png"), pred)
+    return pq.result([c["id"] for c in gt["categories"] if c["isthing"]])["all"]["PQ"]
 
 
 def test_train_command_end_to_end(tmp_path, capsys):

@@ -1,11 +1,21 @@
-"""Files bundled with the package: the default model's weights and a few synthetic sample images (no torch here)."""
+"""Files bundled with the package: the default model's weights and a few held-out sample images with their ground
+truth (no torch here). See README.md beside this file for how each was made."""
 from pathlib import Path
 
 ASSETS = Path(__file__).parent
 DEFAULT_PRESET = "synthetic-r50-lite"
 DEFAULT_WEIGHTS = ASSETS / "synthetic-r50-lite.pth"
+# A COCO panoptic dataset of 3 images: `m2f synthetic -o m2f/assets/samples -n 3 --seed 2000` (the training set
+# used seed 0 and the demo's held-out set seed 1000, so the model has never seen these).
+SAMPLES = ASSETS / "samples"
+SAMPLES_SEED = 2000
 
 
 def sample_images() -> list[Path]:
-    """The bundled synthetic sample images (PNG, RGB), sorted by name."""
-    return sorted(ASSETS.glob("sample-*.png"))
+    """The bundled sample images (PNG, RGB), sorted by name."""
+    return sorted((SAMPLES / "images").glob("*.png"))
+
+
+def sample_annotations() -> Path:
+    """The samples' ground truth: COCO panoptic json (panoptic PNGs in samples/panoptic/)."""
+    return SAMPLES / "panoptic.json"

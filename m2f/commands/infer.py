@@ -1,10 +1,19 @@
-"""``m2f infer MODEL INPUT… -o OUT``: images, folders, videos and cameras through the torch-free runtime."""
+"""``m2f infer MODEL INPUT… -o OUT``: images, folders, videos and cameras through the torch-free runtime.
+
+One input that cannot be read costs only itself: it is skipped with one line on stderr and listed under "failed" in
+results.json, the rest is processed, and the exit status is 3 (0 when every input worked, 2 when none did).
+Ctrl-C and SIGTERM finish the current image or frame, then write the summaries (exit 130 / 143).
+"""
 from __future__ import annotations
 
 import signal
-from pathlib import Path
+import sys
+
+from . import args as shared
 
 HELP = "run an exported model (.onnx or TensorRT engine) on images, folders, videos or cameras"
+EXIT_SOME_FAILED = 3
+_STOP_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def add_arguments(p) -> None:
@@ -13,124 +22,134 @@ def add_arguments(p) -> None:
     p.add_argument("-o", "--output", required=True, help="folder for the results")
     p.add_argument("--task", action="append", choices=("semantic", "instance", "panoptic"),
                    help="only these tasks (repeatable; default: all the model produces)")
-    p.add_argument("--threshold", type=float, help="object-mask threshold (default: the model's metadata)")
-    p.add_argument("--overlap-threshold", type=float, help="panoptic overlap threshold (default: metadata)")
-    p.add_argument("--resize", choices=("pil", "cv2"), default="pil",
-                   help="pil: exactly the reference (default); cv2: faster, slightly different (see README)")
-    p.add_argument("--providers", help="ONNX Runtime providers, comma-separated (e.g. CUDAExecutionProvider)")
-    p.add_argument("--plugins", help="TensorRT plugin library (.so); also $M2F_PLUGINS")
+    p.add_argument("--threshold", type=shared.probability, help="object-mask threshold (default: the model's)")
+    p.add_argument("--overlap-threshold", type=shared.probability, help="panoptic overlap threshold (default: "
+                   "the model's)")
+    p.add_argument("--score-threshold", type=shared.probability, default=0.5,
+                   help="instances drawn in overlays and counted on the console (default 0.5); instances.json keeps "
+                        "the reference's whole top-k, as COCO evaluation needs")
+    shared.add_runtime(p)
     p.add_argument("--drop", choices=("none", "latest"),
                    help="video/camera frame policy when inference is late (default: latest for cameras, none for "
                         "files)")
-    p.add_argument("--max-frames", type=int, help="stop a video or camera after this many processed frames")
+    p.add_argument("--max-frames", type=shared.positive_int, help="stop a video or camera after this many frames")
     p.add_argument("--no-overlay", action="store_true", help="skip the overlay images")
-    p.add_argument("--show", action="store_true", help="show overlays in a window while running (needs a display)")
+    p.add_argument("--show", action="store_true", help="show overlays in a window while running (needs a display "
+                                                       "and OpenCV with GUI support)")
 
 
-def expand_inputs(inputs: list[str]):
-    """-> list of ("image", Path) | ("video", Path) | ("camera", int), in the order given."""
-    from m2f.errors import M2FError
-    from m2f.runtime.image_io import IMAGE_SUFFIXES
-    from m2f.runtime.stream import VIDEO_SUFFIXES
+def _open_window():
+    """A window for --show, or one sentence saying what is missing."""
+    from m2f.errors import ArgumentError, require
 
-    items = []
-    for raw in inputs:
-        if raw.isdigit():
-            items.append(("camera", int(raw)))
-            continue
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise M2FError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            items += [("image", p) for p in found]
-        elif not path.exists():
-            raise M2FError(f"input {path} does not exist")
-        elif path.suffix.lower() in VIDEO_SUFFIXES:
-            items.append(("video", path))
-        else:
-            items.append(("image", path))
-    return items
+    cv2 = require("cv2", "runtime", "--show")
+    try:
+        cv2.namedWindow("m2f")
+    except cv2.error:
+        raise ArgumentError("--show needs OpenCV with GUI support and a display; the installed OpenCV has none "
+                            "(opencv-python-headless): pip install opencv-python, or drop --show") from None
+    return cv2
+
+
+class _Stop:
+    """Ctrl-C / SIGTERM: finish the current image, then stop; the exit status says which signal."""
+
+    def __init__(self):
+        self.code = 0
+        self.previous = {s: signal.signal(s, self._handle) for s in _STOP_SIGNALS}
+
+    def _handle(self, signum, _frame):
+        self.code = _STOP_SIGNALS[signum]
+
+    def restore(self):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+def _process(items, predictor, writer, meter, args, stop, report) -> None:
+    """Run every item; a failing input is recorded and reported, never fatal."""
+    from m2f.runtime.image_io import read_image
+    from m2f.runtime.stream import frames
+
+    gui = _open_window() if args.show else None
+
+    def one(image, name, image_id, source):
+        result = predictor.predict(image)
+        entry = writer.add(image, result, name, image_id, source)
+        meter.add(result.timings)
+        if gui is not None:
+            from m2f.runtime.formats import overlay
+
+            task = "panoptic" if result.panoptic is not None else "instance" if result.instances else "semantic"
+            shown = overlay(image, result, predictor.names, task, args.score_threshold)
+            gui.imshow("m2f", gui.cvtColor(shown, gui.COLOR_RGB2BGR))
+            if gui.waitKey(1) & 0xFF == ord("q"):
+                stop.code = 130
+        return entry
+
+    for item in items:
+        if stop.code:
+            break
+        label = str(item.source) if item.kind != "camera" else f"camera {item.source}"
+        try:
+            if item.kind == "image":
+                entry = one(read_image(item.source), item.name, item.image_id, str(item.source))
+                print(f"  {item.source.name}: {entry['segments']} segments, {entry['confident_instances']} "
+                      f"instances scoring >= {args.score_threshold}")
+                continue
+            (writer.out / item.name).mkdir(exist_ok=True)
+            drop = args.drop or ("latest" if item.kind == "camera" else "none")
+            last, dropped, processed = -1, 0, 0
+            for frame in frames(str(item.source) if item.kind == "video" else item.source, drop=drop):
+                dropped += frame.index - last - 1
+                last = frame.index
+                one(frame.image, f"{item.name}/frame_{frame.index:06d}", len(writer.images) + 1,
+                    f"{label}#{frame.index}")
+                processed += 1
+                if processed % 25 == 0:
+                    print(f"  {item.name}: {meter.line(dropped)}")
+                if stop.code or (args.max_frames and processed >= args.max_frames):
+                    break
+            print(f"  {item.name}: {meter.line(dropped)}")
+        except Exception as e:  # one bad input costs only itself (corrupt file, codec, a backend error on it)
+            writer.fail(label, e)
+            report(label, e)
 
 
 def run(args) -> int:
     from m2f.errors import M2FError
     from m2f.runtime import Predictor
-    from m2f.fileio import write_json
-    from m2f.runtime.formats import coco_instances, overlay, write_result
-    from m2f.runtime.image_io import read_image
-    from m2f.runtime.stream import RateMeter, frames
+    from m2f.runtime.batch import RunWriter, expand_inputs
+    from m2f.runtime.stream import RateMeter
 
-    items = expand_inputs(args.inputs)
-    out = Path(args.output)
+    out = shared.output_folder(args.output)
+    items = expand_inputs(args.inputs, exclude=out)
+    predictor = Predictor(args.model, tasks=args.task, providers=shared.providers(args), plugins=args.plugins,
+                          resize=args.resize, threshold=args.threshold, overlap_threshold=args.overlap_threshold,
+                          threads=args.threads)
+    writer = RunWriter(out, predictor.names, predictor.category_ids, overlays=not args.no_overlay,
+                       score_threshold=args.score_threshold)
+
+    def report(label, error):
+        if len(items) > 1:
+            print(f"m2f infer: skipped {label}: {error}", file=sys.stderr)
+
+    stop, meter = _Stop(), RateMeter()
+    print(f"model {args.model}: tasks {', '.join(predictor.tasks)}; {len(items)} input(s); writing to {out}/")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise M2FError(f"cannot create the output folder {out}: {e.strerror}") from None
-    providers = args.providers.split(",") if args.providers else None
-    predictor = Predictor(args.model, tasks=args.task, providers=providers, plugins=args.plugins,
-                          resize=args.resize, threshold=args.threshold, overlap_threshold=args.overlap_threshold)
-    names = predictor.names
-    instances: list[dict] = []
-    index: list[dict] = []
-    meter = RateMeter()
-    window = None
-    if args.show:
-        import cv2
-
-        window = "m2f"
-        cv2.namedWindow(window)
-    # Ctrl-C finishes the current frame, then the summary files are written: nothing already done is lost.
-    stop = {"requested": False}
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.update(requested=True))
-
-    def handle(image, stem: str, image_id) -> None:
-        result = predictor.predict(image)
-        written = write_result(result, image, names, out, stem, overlays=not args.no_overlay)
-        records = coco_instances(result, image_id)
-        instances.extend(records)
-        index.append({"image_id": image_id, "height": result.height, "width": result.width,
-                      "instances": len(records), "segments": len(result.segments), **written})
-        meter.add(result.timings)
-        if window:
-            import cv2
-
-            shown = overlay(image, result, names, "panoptic" if result.panoptic is not None else "semantic")
-            cv2.imshow(window, cv2.cvtColor(shown, cv2.COLOR_RGB2BGR))
-            if cv2.waitKey(1) & 0xFF == ord("q"):
-                stop["requested"] = True
-
-    try:
-        print(f"model {args.model}: tasks {', '.join(predictor.tasks)}; writing to {out}/")
-        for kind, source in items:
-            if stop["requested"]:
-                break
-            if kind == "image":
-                handle(read_image(source), source.stem, source.stem)
-                print(f"  {source.name}: {index[-1]['segments']} segments, {index[-1]['instances']} instances")
-                continue
-            name = source.stem if kind == "video" else f"camera{source}"
-            (out / name).mkdir(exist_ok=True)
-            drop = args.drop or ("latest" if kind == "camera" else "none")
-            processed, last_index = 0, -1
-            dropped = 0
-            for frame in frames(str(source) if kind == "video" else source, drop=drop):
-                dropped += frame.index - last_index - 1
-                last_index = frame.index
-                handle(frame.image, f"{name}/frame_{frame.index:06d}", f"{name}/{frame.index}")
-                processed += 1
-                if processed % 25 == 0:
-                    print(f"  {name}: {meter.line(dropped)}")
-                if stop["requested"] or (args.max_frames and processed >= args.max_frames):
-                    break
-            print(f"  {name}: {meter.line(dropped)}")
+        _process(items, predictor, writer, meter, args, stop, report)
     finally:
-        signal.signal(signal.SIGINT, previous)
-        write_json(out / "instances.json", instances)
-        write_json(out / "results.json", {"model": str(args.model), "tasks": predictor.tasks, "class_names": names,
-                                          "images": index, "timing": meter.line(), "interrupted": stop["requested"]})
+        stop.restore()
+        written = writer.write_summaries({"model": str(args.model), "tasks": predictor.tasks, "timing": meter.line(),
+                                          "interrupted": bool(stop.code)})
         predictor.close()
-    print(f"{len(index)} images/frames done ({meter.line()}); see {out}/results.json, {out}/instances.json "
-          f"and the per-image files" + (" (interrupted: everything done so far is written)"
-                                        if stop["requested"] else ""))
-    return 130 if stop["requested"] else 0
+    if not writer.images and writer.failures and not stop.code:
+        first = writer.failures[0]
+        raise M2FError(first["error"] if len(items) == 1 else
+                       f"none of the {len(items)} inputs could be processed (first: {first['input']}: "
+                       f"{first['error']})" + ("" if written else f"; the earlier results in {out} were kept"))
+    failed = f"; {len(writer.failures)} input(s) failed, listed in results.json" if writer.failures else ""
+    print(f"{len(writer.images)} images/frames done{failed}; see {out}/results.json, {out}/instances.json and the "
+          f"per-image files" + (" (interrupted: everything done so far is written)" if stop.code else "")
+          + ("" if written else f" (nothing succeeded: the earlier summaries in {out} were kept)"))
+    return stop.code or (EXIT_SOME_FAILED if writer.failures else 0)

@@ -17,7 +17,8 @@ from m2f.errors import BackendError
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
-def open_backend(path: str | Path, providers: list[str] | None = None, plugins: str | None = None):
+def open_backend(path: str | Path, providers: list[str] | None = None, plugins: str | None = None,
+                 threads: int | None = None):
     path = Path(path)
     if not path.exists():
         raise BackendError(f"model {path} does not exist")
@@ -25,10 +26,10 @@ def open_backend(path: str | Path, providers: list[str] | None = None, plugins: 
     if suffix == ".onnx":
         from .onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(path, providers)
+        return OnnxRuntimeBackend(path, providers, threads)
     if suffix in ENGINE_SUFFIXES:
         from .tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend(path, plugins)
     raise BackendError(f"cannot tell what {path.name} is; give an .onnx file from 'm2f export' or a TensorRT engine "
-                   f"({', '.join(ENGINE_SUFFIXES)})")
+                       f"({', '.join(ENGINE_SUFFIXES)})")

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from m2f.errors import BackendError, first_line, require
 from m2f.contract import KEY, parse
+from m2f.errors import BackendError, first_line, require
+from m2f.threads import default_threads
 
 
 class OnnxRuntimeBackend:
@@ -17,10 +18,10 @@ class OnnxRuntimeBackend:
         missing = [p for p in providers if p not in available]
         if missing:
             raise BackendError(f"ONNX Runtime here has no {', '.join(missing)} (available: {', '.join(available)}); "
-                           f"install the matching onnxruntime package or choose another provider")
+                               f"install the matching onnxruntime package or choose another provider")
         options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = threads or default_threads()  # see m2f.threads
+        options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as e:  # ORT raises its own exception types for corrupt or foreign files

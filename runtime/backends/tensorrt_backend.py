@@ -103,8 +103,8 @@ class TensorRTBackend:
         built = self.meta.get("tensorrt", {})
         if built.get("version") and built["version"].split(".")[:2] != trt.__version__.split(".")[:2]:
             raise BackendError(f"{path.name} was built with TensorRT {built['version']} but this is TensorRT "
-                           f"{trt.__version__}; engines only run on the version that built them: rebuild it from the "
-                           f".onnx on this machine")
+                               f"{trt.__version__}; engines only run on the version that built them: rebuild it from "
+                               f"the .onnx on this machine")
         for lib in _plugin_libraries(plugins):
             ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
         logger = trt.Logger(trt.Logger.WARNING)
@@ -114,7 +114,7 @@ class TensorRTBackend:
         if self.engine is None:
             gpu = built.get("gpu", "another GPU")
             raise BackendError(f"TensorRT could not load {path.name}; it was built for {gpu}, a different TensorRT, or "
-                           f"needs a plugin library (--plugins / $M2F_PLUGINS); rebuild it on this machine")
+                               f"needs a plugin library (--plugins / $M2F_PLUGINS); rebuild it on this machine")
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         mode = trt.TensorIOMode.INPUT
@@ -135,8 +135,8 @@ class TensorRTBackend:
             self.context.set_input_shape(n, feeds[n].shape)
         unresolved = self.context.infer_shapes()
         if unresolved:
-            raise BackendError(f"TensorRT could not resolve the shapes of {unresolved} for inputs {shapes}; the engine's "
-                           f"optimisation profile may not cover this size")
+            raise BackendError(f"TensorRT could not resolve the shapes of {unresolved} for inputs {shapes}; the "
+                               f"engine's optimisation profile may not cover this size")
         for n in self.input_names + self.output_names:
             shape = tuple(self.context.get_tensor_shape(n))
             dtype = np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(n)))

@@ -32,6 +32,7 @@ def test_export_writes_model_and_metadata(exported, checkpoint):
     assert meta["source"]["sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert meta["input"]["shape"] == [1, 64, 96, 3] and meta["op_flavor"] == "portable"
     assert meta["num_classes"] == 133 and meta["class_names"][0] == "person" and meta["thing_ids"] == list(range(80))
+    assert meta["category_ids"][:3] == [1, 2, 3] and meta["category_ids"][-1] == 200  # COCO's own ids
     assert meta["tasks"] == ["semantic", "instance", "panoptic"]
     assert meta["resize"] == {"short": 800, "max": 1333, "interpolation": "bilinear"}
     assert not list(exported.parent.glob(".*tmp"))
@@ -59,7 +60,9 @@ def test_export_summary_and_progress(checkpoint, tmp_path, capsys):
 @pytest.mark.parametrize("args,message", [
     (["--opset", "11"], "opset 11 is not supported; use 17 to 20"),
     (["--height", "100", "--width", "96"], "canvas 100x96 is not a positive multiple of 32"),
-    (["--dynamic", "--height", "64"], "either --height/--width (static) or --dynamic"),
+    (["--dynamic", "--height", "64"], "--dynamic makes batch, height and width symbolic"),
+    (["--dynamic", "--batch", "2"], "give it without --batch"),
+    (["--square", "--height", "64"], "either --square or --height/--width"),
     (["--preset", "coco-panoptic-r50"], "does not fit preset coco-panoptic-r50"),
 ])
 def test_export_errors_are_one_sentence(checkpoint, tmp_path, capsys, args, message):
@@ -68,6 +71,28 @@ def test_export_errors_are_one_sentence(checkpoint, tmp_path, capsys, args, mess
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_output_is_checked_before_the_checkpoint_is_loaded(tmp_path, capsys):
+    """An output path that is a folder is refused at once (the checkpoint here does not even exist)."""
+    assert main(["export", str(tmp_path / "missing.pkl"), "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is an existing folder" in err and "missing.pkl" not in err and err.count("\n") == 1
+
+
+def test_square_canvas_takes_both_orientations(tmp_path):
+    """--square: the long test side both ways (test size 96/160 -> a 160x160 canvas), so a portrait image runs at
+    the reference scale where the landscape default (96x160) would shrink it."""
+    import numpy as np
+
+    from m2f.runtime import Predictor
+
+    from ..runtime.conftest import confident_model
+
+    summary = export_onnx(confident_model(), tmp_path / "sq.onnx", ExportOptions(square=True))
+    assert summary.inputs[0] == ("image", "uint8", [1, 160, 160, 3])
+    portrait = Predictor(summary.path).predict(np.zeros((150, 100, 3), np.uint8))
+    assert portrait.input_size == (144, 96) and portrait.fit_scale == 1.0
 
 
 def test_unwritable_output(checkpoint, tmp_path, capsys):

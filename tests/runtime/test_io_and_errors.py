@@ -103,9 +103,11 @@ def test_infer_cli_images_and_folder(tmp_path, exported, capsys):
     out = tmp_path / "out"
     assert main(["infer", str(exported[1]), str(folder), "-o", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert [im["image_id"] for im in results["images"]] == ["0", "1"] and not results["interrupted"]
+    # numeric file stems are the COCO image ids
+    assert [im["image_id"] for im in results["images"]] == [0, 1] and not results["interrupted"]
+    assert not results["failed"]
     instances = json.loads((out / "instances.json").read_text())
-    assert {r["image_id"] for r in instances} <= {"0", "1"} and all("counts" in r["segmentation"] for r in instances)
+    assert {r["image_id"] for r in instances} <= {0, 1} and all("counts" in r["segmentation"] for r in instances)
     pan = np.asarray(Image.open(out / "0.panoptic.png")).astype(np.int64)
     segs = json.loads((out / "0.segments.json").read_text())["segments_info"]
     ids = pan[..., 0] + 256 * pan[..., 1] + 65536 * pan[..., 2]
@@ -142,8 +144,8 @@ def test_video_and_interrupt_keeps_results(tmp_path, exported):
     assert proc.returncode == 130, stderr
     results = json.loads((out / "results.json").read_text())
     assert results["interrupted"] and 3 <= len(results["images"]) < 400
-    done = {im["image_id"] for im in results["images"]}
-    on_disk = {f"clip/{int(p.name[6:12])}" for p in (out / "clip").glob("*.segments.json")}
+    done = {int(im["file_name"].rsplit("#", 1)[1]) for im in results["images"]}
+    on_disk = {int(p.name[6:12]) for p in (out / "clip").glob("*.segments.json")}
     assert done == on_disk  # every finished frame is complete on disk, nothing half-written
     assert not list(out.rglob(".*tmp"))
     json.loads((out / "instances.json").read_text())
@@ -174,11 +176,38 @@ def test_frame_policies(tmp_path, drop):
     assert "1 frames" in meter.line(dropped=3) and "dropped 3" in meter.line(dropped=3)
 
 
-def test_static_canvas_too_small(tmp_path):
+def test_static_canvas_fits_every_image(tmp_path, capsys):
+    """A landscape static canvas takes square and portrait images: shrunk further to fit (aspect kept), said once
+    per run, the scale recorded. The model's test size is 96/160, so a 100x100 image is 96x96 by the reference
+    resize and 64x64 on a 64x96 canvas (scale 2/3); a 150x100 portrait is 144x96, then 64x43 (scale 64/144)."""
+    import warnings
+
+    from m2f.errors import M2FWarning
     from m2f.export import ExportOptions, export_onnx
 
     from .conftest import confident_model
 
     path = export_onnx(confident_model(), tmp_path / "s.onnx", ExportOptions(height=64, width=96)).path
-    with pytest.raises(M2FError, match="does not fit this model's static 64x96 canvas"):
-        Predictor(path).predict(np.zeros((100, 100, 3), np.uint8))
+    predictor = Predictor(path)
+    rng = np.random.default_rng(0)
+    square, portrait = (rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((100, 100, 3), (150, 100, 3)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = predictor.predict(square)
+        second = predictor.predict(portrait)
+    assert [str(w.message)[:55] for w in caught] == ["a 100x100 image does not fit this model's static 64x96 "]
+    assert caught[0].category is M2FWarning and "shrunk further by 0.67" in str(caught[0].message)
+    assert (first.input_size, second.input_size) == ((64, 64), (64, 43))
+    assert first.fit_scale == pytest.approx(2 / 3) and second.fit_scale == pytest.approx(64 / 144)
+    assert first.semantic.shape == (100, 100) and second.panoptic.shape == (150, 100)
+    landscape = predictor.predict(rng.integers(0, 256, (60, 100, 3), dtype=np.uint8))  # 96x160 -> fits? no: 64x96
+    assert landscape.input_size == (58, 96) and landscape.fit_scale == pytest.approx(96 / 160)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(square).save(folder / "a.png")
+    Image.fromarray(portrait).save(folder / "b.png")
+    assert main(["infer", str(path), str(folder), "-o", str(tmp_path / "out"), "--no-overlay"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
+    assert len(notes) == 1 and notes[0].startswith("m2f infer: note: a 100x100 image does not fit")
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [im["fit_scale"] for im in results["images"]] == [round(2 / 3, 4), round(64 / 144, 4)]
