@@ -28,13 +28,15 @@ def valid_region(valid_size: torch.Tensor, height, width) -> torch.Tensor:
 
 
 class GraphAdapter(nn.Module):
-    def __init__(self, model: Mask2Former, input_kind: str = "uint8", head: str | None = None):
+    """The model with the contract's inputs and outputs; with ``taps`` the stage taps follow the outputs."""
+
+    def __init__(self, model: Mask2Former, input_kind: str = "uint8", head: str | None = None, taps: bool = False):
         super().__init__()
         if input_kind not in contract.INPUT_KINDS:
             raise ArgumentError(f"input must be 'uint8' or 'float', not {input_kind!r}")
         if head not in (None, *contract.HEADS):
             raise ArgumentError(f"head must be one of {', '.join(contract.HEADS)}, not {head!r}")
-        self.model, self.input_kind, self.head = model, input_kind, head
+        self.model, self.input_kind, self.head, self.taps = model, input_kind, head, taps
         cfg = model.config
         self.register_buffer("mean", torch.tensor(cfg.pixel_mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(cfg.pixel_std, dtype=torch.float32).view(1, 3, 1, 1))
@@ -45,7 +47,10 @@ class GraphAdapter(nn.Module):
 
     @property
     def output_names(self) -> list[str]:
-        return contract.output_names(self.head)
+        names = contract.output_names(self.head)
+        if self.taps:
+            names += [s.name for s in contract.tap_specs(self.model.config.dec_layers)]
+        return names
 
     def forward(self, first: torch.Tensor, valid_size: torch.Tensor | None = None):
         if self.input_kind == "uint8":
@@ -55,8 +60,10 @@ class GraphAdapter(nn.Module):
         inside = valid_region(valid_size, x.shape[2], x.shape[3]) if valid_size is not None else None
         if self.input_kind == "uint8":
             x = x * inside[:, None].to(x.dtype)
-        out = self.model(x)
-        if self.head is None:
-            return out[contract.PRED_LOGITS], out[contract.PRED_MASKS]
+        out = self.model(x, return_taps=self.taps)
         logits, masks = out[contract.PRED_LOGITS], out[contract.PRED_MASKS]
-        return heads_mod.run(self.head, logits, masks, inside, self.model.config)
+        if self.head is None:
+            results = (logits, masks)
+        else:
+            results = tuple(heads_mod.run(self.head, logits, masks, inside, self.model.config))
+        return results + tuple(out["taps"].values()) if self.taps else results

@@ -43,6 +43,7 @@ class ExportOptions:
     opset: int = 17
     flavor: str = "portable"
     simplify: bool = True
+    taps: bool = False  # also output every stage's intermediate result (m2f.contract.tap_specs), for validation
 
     @property
     def static_batch(self) -> int:
@@ -113,14 +114,18 @@ def _sample_inputs(adapter: GraphAdapter, batch: int, height: int, width: int) -
 
 def _graph_sizes(model: Mask2Former, options: ExportOptions, canvas: tuple[int, int]) -> dict:
     cfg = model.config
+    channels = {f"C{k}": c for k, c in zip((2, 3, 4, 5), model.backbone.out_channels)}
+    channels.update(D=cfg.conv_dim, E=cfg.mask_dim)
     return contract.graph_sizes(None if options.dynamic else options.static_batch, None if options.dynamic else canvas,
-                                cfg.num_queries, cfg.num_classes, cfg.test_topk_per_image)
+                                cfg.num_queries, cfg.num_classes, cfg.test_topk_per_image, channels)
 
 
 def _io_shapes(adapter: GraphAdapter, options: ExportOptions, canvas: tuple[int, int]) -> dict[str, list]:
     """Every input's and output's shape from the contract: static dims as numbers, dynamic ones as names."""
     sizes = _graph_sizes(adapter.model, options, canvas)
     specs = contract.input_specs(adapter.input_kind, adapter.head) + contract.output_specs(adapter.head)
+    if adapter.taps:
+        specs += contract.tap_specs(adapter.model.config.dec_layers)
     return {s.name: contract.resolve_dims(s, sizes) for s in specs}
 
 
@@ -160,6 +165,7 @@ def build_metadata(model: Mask2Former, adapter: GraphAdapter, options: ExportOpt
                   "dynamic": options.dynamic,
                   "dynamic_range": {"multiple_of": cfg.size_divisibility} if options.dynamic else None},
         "outputs": adapter.output_names, "head": options.head,
+        "taps": [s.name for s in contract.tap_specs(cfg.dec_layers)] if options.taps else [],
         "pixel_mean": list(cfg.pixel_mean), "pixel_std": list(cfg.pixel_std),
         "resize": {"short": cfg.min_size_test, "max": cfg.max_size_test, "interpolation": "bilinear"},
         "size_divisibility": cfg.size_divisibility,
@@ -231,7 +237,7 @@ def export_onnx(model: Mask2Former, path: str | Path, options: ExportOptions | N
     path = check_output_file(path, (".onnx",))
     check_options(options)
     height, width = resolve_canvas(model, options)
-    adapter = GraphAdapter(model, options.input, options.head).eval()
+    adapter = GraphAdapter(model, options.input, options.head, options.taps).eval()
     shape_text = "dynamic N, H, W" if options.dynamic else f"static {options.static_batch}x{height}x{width}"
     io_shapes = _io_shapes(adapter, options, (height, width))
     seconds = {}

@@ -8,7 +8,13 @@ Inputs (``input_specs``):
 Outputs (``output_specs``): pred_logits float32 [N, Q, K+1] (last = no object), pred_masks float32
 [N, Q, H/4, W/4]; or one post-processing head's outputs (``m2f.export.heads`` documents their meaning).
 
-Dims are symbols resolved by ``resolve_dims``: N, H, W, H/4, W/4, Q, K+1 and k (the instance head's top-k).
+Stage taps (``tap_specs``, exported with ``--taps``): intermediate outputs named ``tap.<stage>`` after the raw or
+head outputs, in pipeline order (the order validation searches for the first stage that drifts): backbone.res2..res5,
+pixel_decoder.level0..2 (the encoder maps at 1/32, 1/16, 1/8), pixel_decoder.mask_features, then the class and mask
+predictions of the decoder, decoder.initial (from the raw query features) and decoder.layer0 .. layer{L-1}.
+
+Dims are symbols resolved by ``resolve_dims``: N, H, W, H/s and W/s for the strides s, Q, K+1, k (the instance
+head's top-k), and for taps C2..C5 (backbone channels), D (pixel-decoder channels) and E (mask channels).
 
 Metadata: a JSON document stored in an ONNX file's ``metadata_props`` under ``KEY`` and as the ``<engine>.json``
 sidecar of every engine; ``parse`` validates it for readers, ``dumps`` for writers.
@@ -49,8 +55,29 @@ HEAD_OUTPUTS = {
                    ("pan_labels", "pan_area", "pan_orig_area", "pan_mask_area"))),
 }
 HEADS = tuple(HEAD_OUTPUTS)
-# Symbolic names of the dynamic dims in exported graphs and metadata.
-DYNAMIC_DIM_NAMES = {"N": "batch", "H": "height", "W": "width", "H/4": "height/4", "W/4": "width/4"}
+
+
+TAP_PREFIX = "tap."
+_STRIDE_DIMS = {s: (f"H/{s}", f"W/{s}") for s in (4, 8, 16, 32)}
+
+
+def tap_specs(decoder_layers: int) -> tuple[TensorSpec, ...]:
+    """The stage taps of a model with ``decoder_layers`` decoder layers, in pipeline order."""
+    specs = [TensorSpec(f"{TAP_PREFIX}backbone.res{k}", "float32", ("N", f"C{k}", *_STRIDE_DIMS[2 ** k]))
+             for k in (2, 3, 4, 5)]
+    specs += [TensorSpec(f"{TAP_PREFIX}pixel_decoder.level{i}", "float32", ("N", "D", *_STRIDE_DIMS[s]))
+              for i, s in enumerate((32, 16, 8))]
+    specs.append(TensorSpec(f"{TAP_PREFIX}pixel_decoder.mask_features", "float32", ("N", "E", *_STRIDE_DIMS[4])))
+    for layer in ["initial"] + [f"layer{i}" for i in range(decoder_layers)]:
+        specs.append(TensorSpec(f"{TAP_PREFIX}decoder.{layer}.logits", "float32", ("N", "Q", "K+1")))
+        specs.append(TensorSpec(f"{TAP_PREFIX}decoder.{layer}.masks", "float32", ("N", "Q", *_STRIDE_DIMS[4])))
+    return tuple(specs)
+
+
+def tap_stage(name: str) -> str:
+    """The stage a tap output belongs to: 'tap.decoder.layer3.masks' -> 'decoder.layer3'."""
+    parts = name[len(TAP_PREFIX):].split(".")
+    return ".".join(parts[:2])
 
 
 def input_specs(kind: str, head: str | None = None) -> tuple[TensorSpec, ...]:
@@ -80,14 +107,18 @@ def resolve_dims(spec: TensorSpec, sizes: dict[str, int | str]) -> list[int | st
 
 
 def graph_sizes(batch: int | None, canvas: tuple[int, int] | None, num_queries: int, num_classes: int,
-                topk: int) -> dict[str, int | str]:
-    """The symbol table of one export: ``batch``/``canvas`` None for dynamic ones."""
+                topk: int, channels: dict[str, int] | None = None) -> dict[str, int | str]:
+    """The symbol table of one export: ``batch``/``canvas`` None for dynamic ones; ``channels`` gives the taps'
+    C2..C5, D and E."""
     sizes: dict[str, int | str] = {"Q": num_queries, "K+1": num_classes + 1, "k": min(topk, num_queries * num_classes)}
-    sizes["N"] = DYNAMIC_DIM_NAMES["N"] if batch is None else batch
-    if canvas is None:
-        sizes.update({d: DYNAMIC_DIM_NAMES[d] for d in ("H", "W", "H/4", "W/4")})
-    else:
-        sizes.update({"H": canvas[0], "W": canvas[1], "H/4": canvas[0] // 4, "W/4": canvas[1] // 4})
+    sizes["N"] = "batch" if batch is None else batch
+    for s, (h, w) in _STRIDE_DIMS.items():
+        if canvas is None:
+            sizes[h], sizes[w] = f"height/{s}", f"width/{s}"
+        else:
+            sizes[h], sizes[w] = canvas[0] // s, canvas[1] // s
+    sizes["H"], sizes["W"] = ("height", "width") if canvas is None else canvas
+    sizes.update(channels or {})
     return sizes
 
 

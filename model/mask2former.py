@@ -21,9 +21,20 @@ class SemSegHead(nn.Module):
         self.pixel_decoder = MSDeformAttnPixelDecoder(cfg, in_channels)
         self.predictor = MultiScaleMaskedTransformerDecoder(cfg, cfg.conv_dim)
 
-    def forward(self, features: dict[str, torch.Tensor], return_aux: bool = False):
+    def forward(self, features: dict[str, torch.Tensor], return_aux: bool = False, taps: dict | None = None):
         mask_features, multi_scale = self.pixel_decoder(features)
-        return self.predictor(multi_scale, mask_features, return_aux=return_aux)
+        if taps is not None:
+            taps.update({f"pixel_decoder.level{i}": x for i, x in enumerate(multi_scale)})
+            taps["pixel_decoder.mask_features"] = mask_features
+        out = self.predictor(multi_scale, mask_features, return_aux=return_aux or taps is not None)
+        if taps is not None:
+            stages = out["aux_outputs"] + [out]
+            for name, pred in zip(["initial"] + [f"layer{i}" for i in range(len(stages) - 1)], stages):
+                taps[f"decoder.{name}.logits"] = pred["pred_logits"]
+                taps[f"decoder.{name}.masks"] = pred["pred_masks"]
+            if not return_aux:
+                out = {k: v for k, v in out.items() if k != "aux_outputs"}
+        return out
 
 
 class Mask2Former(nn.Module):
@@ -43,8 +54,18 @@ class Mask2Former(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(config.pixel_std).view(-1, 1, 1), persistent=False)
 
-    def forward(self, pixel_values: torch.Tensor, return_aux: bool = False) -> dict[str, torch.Tensor]:
-        return self.sem_seg_head(self.backbone(pixel_values), return_aux=return_aux)
+    def forward(self, pixel_values: torch.Tensor, return_aux: bool = False,
+                return_taps: bool = False) -> dict[str, torch.Tensor]:
+        """With ``return_taps``, also "taps": the intermediate results of every stage in pipeline order, named as
+        ``m2f.contract.tap_specs`` names them (without the "tap." prefix): backbone.res2..res5 [N, C_k, H/2^k,
+        W/2^k], pixel_decoder.level0..2 [N, conv_dim, H/32|16|8, ...], pixel_decoder.mask_features [N, mask_dim,
+        H/4, W/4], decoder.initial / decoder.layer{i} .logits [N, Q, K+1] and .masks [N, Q, H/4, W/4]."""
+        features = self.backbone(pixel_values)
+        taps = {f"backbone.{k}": features[k] for k in ("res2", "res3", "res4", "res5")} if return_taps else None
+        out = self.sem_seg_head(features, return_aux=return_aux, taps=taps)
+        if return_taps:
+            out["taps"] = taps
+        return out
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """RGB float 0..255 [N, 3, H, W] -> (x - mean) / std."""

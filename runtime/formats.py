@@ -42,6 +42,34 @@ def rle_encode(mask: np.ndarray) -> dict:
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": "".join(chars)}
 
 
+def rle_decode(rle: dict) -> np.ndarray:
+    """The inverse of ``rle_encode``: {"size": [H, W], "counts": str} -> bool [H, W]."""
+    h, w = rle["size"]
+    runs: list[int] = []
+    chars = rle["counts"]
+    i = 0
+    while i < len(chars):  # 5 bits a character, continuation bit 0x20, sign bit 0x10 in the last one
+        x, shift, more = 0, 0, True
+        while more:
+            c = ord(chars[i]) - 48
+            x |= (c & 0x1F) << (5 * shift)
+            more = bool(c & 0x20)
+            i += 1
+            shift += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * shift)
+        if len(runs) > 2:  # from the fourth run on, counts are stored as differences to the run two before
+            x += runs[-2]
+        runs.append(x)
+    flat = np.zeros(h * w, bool)
+    position = 0
+    for j, count in enumerate(runs):
+        if j % 2:
+            flat[position:position + count] = True
+        position += count
+    return flat.reshape(w, h).T
+
+
 def mask_bbox(mask: np.ndarray) -> list[float]:
     """COCO [x, y, width, height] of a bool mask (zeros when empty)."""
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))

@@ -46,6 +46,7 @@ class Predictor:
         for value, what in ((threshold, "the object-mask threshold"), (overlap_threshold, "the overlap threshold"),
                             (score_threshold, "the score threshold")):
             check_probability(value, what)
+        self.path = Path(model)
         self.backend = open_backend(model, providers=providers, plugins=plugins, threads=threads)
         self.meta = meta = self.backend.meta
         self.head = meta.get("head")
@@ -81,18 +82,25 @@ class Predictor:
             t0 = time.perf_counter()
             prepared = self.preprocess(chunk)
             t1 = time.perf_counter()
-            outputs = self.backend.run(prepared.feeds)
+            outputs = self.backend.infer(prepared.feeds)
             t2 = time.perf_counter()
-            done = [self._post({k: v[i] for k, v in outputs.items()}, valid, size)
-                    for i, (valid, size) in enumerate(zip(prepared.valid_sizes, prepared.original_sizes))]
+            done = self.postprocess(outputs, prepared)
             t3 = time.perf_counter()
-            for r, valid, fit in zip(done, prepared.valid_sizes, prepared.fit_scales):
-                r.input_size, r.fit_scale = valid, fit
+            for r in done:
                 r.timings = {"pre": (t1 - t0) / len(chunk), "infer": (t2 - t1) / len(chunk),
                              "post": (t3 - t2) / len(chunk)}
-            self._note_fit(prepared)
             results += done
         return results
+
+    def postprocess(self, outputs: dict[str, np.ndarray], prepared) -> list[Result]:
+        """A backend's outputs for one prepared batch -> a Result per real image of the batch (padding slots of a
+        static batch dropped)."""
+        done = [self._post({k: v[i] for k, v in outputs.items()}, valid, size)
+                for i, (valid, size) in enumerate(zip(prepared.valid_sizes, prepared.original_sizes))]
+        for r, valid, fit in zip(done, prepared.valid_sizes, prepared.fit_scales):
+            r.input_size, r.fit_scale = valid, fit
+        self._note_fit(prepared)
+        return done
 
     def _note_fit(self, prepared) -> None:
         """Warn once per Predictor that images are being shrunk to fit a static canvas."""
@@ -150,3 +158,9 @@ class Predictor:
 
     def close(self) -> None:
         self.backend.close()
+
+    def __enter__(self) -> "Predictor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

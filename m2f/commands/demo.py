@@ -29,7 +29,7 @@ def add_arguments(p) -> None:
 def _require_all() -> None:
     from m2f.errors import require
 
-    for module in ("torch", "PIL", "onnx", "onnxslim", "onnxruntime", "pycocotools"):
+    for module in ("torch", "PIL", "onnx", "onnxslim", "onnxruntime", "pycocotools", "matplotlib"):
         require(module, "demo", "m2f demo")
 
 
@@ -58,37 +58,21 @@ def _export(model, out):
                        source={"name": DEFAULT_WEIGHTS.name, "format": "torch"})
 
 
-def _score(model, predictor, held_out) -> tuple[dict, dict]:
-    from m2f.validate.evaluate import evaluate_predictor, evaluate_pytorch
+def _validate(model, predictor, held_out, out):
+    """PyTorch vs ONNX Runtime on the held-out set through m2f validate's parity run: scores, tensor parity on the
+    first images, and report.json / .md / .html in the demo's folder."""
+    from m2f.validate.data import Annotated
+    from m2f.validate.parity import run_parity
+    from m2f.validate.reference import LiveReference
+    from m2f.validate.report import write_report
 
-    scores, seconds = {}, {}
-    for name, scorer in (("pytorch", lambda: evaluate_pytorch(model, held_out)),
-                         ("onnxruntime", lambda: evaluate_predictor(predictor, held_out))):
-        t0 = time.perf_counter()
-        scores[name] = scorer()
-        seconds[name] = round(time.perf_counter() - t0, 1)
-        print(f"      {name:<12} PQ {scores[name]['PQ']:.2f}  AP {scores[name]['AP']:.2f}  "
-              f"mIoU {scores[name]['mIoU']:.2f}  ({seconds[name]} s)")
-    return scores, seconds
-
-
-def _raw_error(model, predictor, images) -> float:
-    """Largest absolute difference of the raw outputs (logits and mask logits), ONNX Runtime vs PyTorch."""
-    import numpy as np
-    import torch
-
-    from m2f import contract
-    from m2f.model.reference_pipeline import preprocess
-
-    worst = 0.0
-    for image in images:
-        pixel_values, _ = preprocess(image, model.config)
-        with torch.no_grad():
-            ref = model(pixel_values)
-        got = predictor.backend.run(predictor.preprocess([image]).feeds)
-        for name in (contract.PRED_LOGITS, contract.PRED_MASKS):
-            worst = max(worst, float(np.abs(got[name] - ref[name].numpy()).max()))
-    return worst
+    report = run_parity(LiveReference(model), {str(predictor.path): predictor}, Annotated(held_out), "held-out",
+                        tensor_images=RAW_COMPARISON_IMAGES)
+    write_report(report, out, predictor.names)
+    backend = report.backends[0]
+    for name, scores in (("pytorch", backend.reference_scores), ("onnxruntime", backend.scores)):
+        print(f"      {name:<12} PQ {scores['PQ']:.2f}  AP {scores['AP']:.2f}  mIoU {scores['mIoU']:.2f}")
+    return report, backend
 
 
 def _samples(predictor, out) -> tuple[list[dict], dict]:
@@ -136,20 +120,20 @@ def run(args) -> int:
     print(f"[3/5] generating {args.held_out} held-out synthetic images (seed {HELD_OUT_SEED})")
     held_out = CocoPanoptic(generate(out / "held-out", args.held_out, seed=HELD_OUT_SEED))
 
-    print("[4/5] scoring each backend on the held-out set")
-    scores, seconds = _score(model, predictor, held_out)
-    raw_error = _raw_error(model, predictor, [held_out[i].image for i in range(min(RAW_COMPARISON_IMAGES,
-                                                                                   len(held_out)))])
+    print("[4/5] scoring PyTorch and ONNX Runtime on the held-out set (m2f validate)")
+    report, backend = _validate(model, predictor, held_out, out)
+    raw_error = max(c.max_abs for c in backend.outputs.values())
     print(f"[5/5] writing and scoring the bundled sample images in {out}/")
     files, sample_scores = _samples(predictor, out)
     summary = {
         "model": {"preset": DEFAULT_PRESET, "weights": DEFAULT_WEIGHTS.name,
                   "trained_on": "m2f synthetic -n 2000 --seed 0 (README: Reproducing the bundled model)"},
         "held_out": {"images": len(held_out), "seed": HELD_OUT_SEED},
-        **{name: dict(scores[name], seconds=seconds[name]) for name in scores},
+        "pytorch": backend.reference_scores, "onnxruntime": backend.scores,
         "max_abs_error_vs_pytorch": {"onnxruntime": raw_error},
-        "pq_difference_vs_pytorch": {"onnxruntime": round(abs(scores["onnxruntime"]["PQ"] - scores["pytorch"]["PQ"]),
+        "pq_difference_vs_pytorch": {"onnxruntime": round(abs(backend.scores["PQ"] - backend.reference_scores["PQ"]),
                                                           3)},
+        "validation": {"passed": report.passed, "report": "report.html"},
         "samples": {"files": files, "scores": sample_scores},
         "onnx": {"path": exported.path.name, "nodes": exported.nodes},
         "threads": threads,
@@ -159,6 +143,6 @@ def run(args) -> int:
     write_json(out / "summary.json", summary)
     print(json.dumps({k: summary[k] for k in ("pytorch", "onnxruntime", "max_abs_error_vs_pytorch")}, indent=1))
     print(f"samples: PQ {sample_scores['PQ']:.2f} against their ground truth")
-    print(f"look at {out}/{files[0]['overlay']} (overlay), {out}/instances.json (COCO results) and "
-          f"{out}/summary.json (scores per backend)")
+    print(f"look at {out}/{files[0]['overlay']} (overlay), {out}/instances.json (COCO results), "
+          f"{out}/report.html (PyTorch vs ONNX Runtime) and {out}/summary.json")
     return 0

@@ -1,9 +1,6 @@
-"""Backends behind one small interface: ``open_backend(path)`` -> an object with
-
-    meta: dict                          the artifact's m2f metadata (m2f.contract)
-    input_names / output_names: list[str]
-    run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]
-    close()
+"""Backends behind the one runner interface of ``base.Runner``: ``open_backend(path)`` -> a Runner with ``meta``
+(the artifact's m2f metadata, ``m2f.contract``), ``input_names`` / ``output_names``, ``input_metadata()``,
+``infer(feeds)``, ``last_inference_time()``, ``close()`` and use as a context manager.
 
 ONNX Runtime (any execution provider) for ``.onnx``; the TensorRT engine runner for ``.engine``/``.plan`` (with its
 ``<engine>.json`` sidecar). Each imports its library only when opened.

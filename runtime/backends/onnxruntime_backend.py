@@ -9,9 +9,20 @@ from m2f.contract import KEY, parse
 from m2f.errors import BackendError, first_line, require
 from m2f.threads import default_threads
 
+from .base import Runner
 
-class OnnxRuntimeBackend:
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int32)": "int32",
+              "tensor(int64)": "int64", "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(bool)": "bool"}
+
+
+class OnnxRuntimeBackend(Runner):
+    """An ONNX graph in ONNX Runtime (the runner interface of ``base.Runner``)."""
+
+    name = "onnxruntime"
+
     def __init__(self, path: Path, providers: list[str] | None = None, threads: int | None = None):
+        super().__init__()
         ort = require("onnxruntime", "runtime", "running an ONNX model")
         available = ort.get_available_providers()
         providers = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
@@ -32,8 +43,11 @@ class OnnxRuntimeBackend:
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.providers = self.session.get_providers()
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(self.output_names, self.session.run(None, {k: feeds[k] for k in self.input_names})))
+    def input_metadata(self) -> dict[str, tuple[str, list]]:
+        return {i.name: (_ORT_TYPES.get(i.type, i.type), list(i.shape)) for i in self.session.get_inputs()}
 
-    def close(self) -> None:
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self.session.run(None, feeds)))
+
+    def _release(self) -> None:
         self.session = None

@@ -1,10 +1,12 @@
 """TensorRT engine runner (TensorRT 10.x and 11.x named-tensor API; reference tensorrt-api.md §7).
 
-Device buffers are allocated once per shape, host staging buffers are pinned, copies are async on one stream, and
-static-shape engines replay a CUDA graph after the first run. CUDA through cuda-python (``cuda.bindings.runtime``),
-PyCUDA as a fallback (no graph replay: PyCUDA has no stream capture). Plugin libraries load from ``plugins``,
-``$M2F_PLUGINS`` (os.pathsep-separated) or the package's own ``plugins/lib``. Metadata comes from the
-``<engine>.json`` sidecar, which also records the TensorRT version and GPU the engine was built for.
+Buffers: one device allocation and one pinned host buffer per I/O tensor, grown only when a new input shape needs
+more bytes than the largest so far (smaller shapes reuse it), and freed on ``close()`` and when replaced. Copies are
+async on one stream; static-shape engines replay a CUDA graph after the first run. CUDA through cuda-python
+(``cuda.bindings.runtime``), PyCUDA as a fallback (no graph replay: PyCUDA has no stream capture). Plugin libraries
+load from ``plugins``, ``$M2F_PLUGINS`` (os.pathsep-separated) or the package's own ``plugins/lib``. Metadata comes
+from the ``<engine>.json`` sidecar, which also records the TensorRT version and GPU the engine was built for: an
+engine of another TensorRT version or GPU is refused with one sentence naming both.
 
 Not testable without a GPU and TensorRT: its tests are marked ``trt``/``gpu``.
 """
@@ -16,11 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from m2f.errors import BackendError, require
 from m2f.contract import parse, sidecar_path
+from m2f.errors import BackendError, require
+
+from .base import Runner
 
 
-def _plugin_libraries(plugins: str | None) -> list[Path]:
+def plugin_libraries(plugins: str | None) -> list[Path]:
+    """The plugin libraries to load: ``plugins``, then $M2F_PLUGINS, then the package's own plugins/lib/*.so."""
     paths = [plugins] if plugins else []
     paths += [p for p in os.environ.get("M2F_PLUGINS", "").split(os.pathsep) if p]
     bundled = Path(__file__).resolve().parents[2] / "plugins" / "lib"
@@ -51,105 +56,190 @@ class _Cuda:
             self.stream = self.pycuda.Stream()
             self.handle = self.stream.handle
         else:
-            self.stream = self._check(cudart.cudaStreamCreate())
+            self.stream = self.check(cudart.cudaStreamCreate())
             self.handle = int(self.stream)
 
-    def _check(self, result):
+    def check(self, result):
         err, *values = result
         if int(err) != 0:
             raise BackendError(f"CUDA call failed with {err}; is a GPU visible and the driver working?")
-        return values[0] if len(values) == 1 else values
+        return values[0] if len(values) == 1 else (values or None)
 
-    def device_alloc(self, nbytes: int) -> int:
+    def device(self) -> tuple[str, str]:
+        """(GPU name, compute capability "major.minor") of the current device."""
+        if self.cudart is None:
+            dev = self.pycuda.Context.get_device()
+            major, minor = dev.compute_capability()
+            return dev.name(), f"{major}.{minor}"
+        props = self.check(self.cudart.cudaGetDeviceProperties(self.check(self.cudart.cudaGetDevice())))
+        name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+        return name.rstrip("\x00"), f"{props.major}.{props.minor}"
+
+    def device_alloc(self, nbytes: int):
         if self.cudart is None:
             return self.pycuda.mem_alloc(nbytes)
-        return self._check(self.cudart.cudaMalloc(nbytes))
+        return self.check(self.cudart.cudaMalloc(nbytes))
 
-    def pinned(self, shape, dtype) -> np.ndarray:
+    def device_free(self, ptr) -> None:
         if self.cudart is None:
-            return self.pycuda.pagelocked_empty(shape, dtype)
-        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        ptr = self._check(self.cudart.cudaMallocHost(max(nbytes, 1)))
-        buf = (ctypes.c_byte * max(nbytes, 1)).from_address(ptr)
-        return np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+            ptr.free()
+        else:
+            self.check(self.cudart.cudaFree(ptr))
+
+    def pinned(self, nbytes: int):
+        """(pinned host buffer as a uint8 array, handle to free it)."""
+        if self.cudart is None:
+            buf = self.pycuda.pagelocked_empty(nbytes, np.uint8)
+            return buf, buf
+        ptr = self.check(self.cudart.cudaMallocHost(nbytes))
+        return np.frombuffer((ctypes.c_byte * nbytes).from_address(ptr), np.uint8), ptr
+
+    def pinned_free(self, handle) -> None:
+        if self.cudart is None:
+            handle.base.free()  # pagelocked_empty's array is a view of a HostAllocation
+        else:
+            self.check(self.cudart.cudaFreeHost(handle))
 
     def h2d(self, device, host: np.ndarray) -> None:
         if self.cudart is None:
             self.pycuda.memcpy_htod_async(device, host, self.stream)
         else:
             kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-            self._check(self.cudart.cudaMemcpyAsync(device, host.ctypes.data, host.nbytes, kind, self.stream))
+            self.check(self.cudart.cudaMemcpyAsync(device, host.ctypes.data, host.nbytes, kind, self.stream))
 
     def d2h(self, host: np.ndarray, device) -> None:
         if self.cudart is None:
             self.pycuda.memcpy_dtoh_async(host, device, self.stream)
         else:
             kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-            self._check(self.cudart.cudaMemcpyAsync(host.ctypes.data, device, host.nbytes, kind, self.stream))
+            self.check(self.cudart.cudaMemcpyAsync(host.ctypes.data, device, host.nbytes, kind, self.stream))
 
     def sync(self) -> None:
         if self.cudart is None:
             self.stream.synchronize()
         else:
-            self._check(self.cudart.cudaStreamSynchronize(self.stream))
+            self.check(self.cudart.cudaStreamSynchronize(self.stream))
+
+    def memory_used_mb(self) -> float:
+        """Device memory in use on the current GPU (every process), MB."""
+        if self.cudart is None:
+            free, total = self.pycuda.mem_get_info()
+        else:
+            free, total = self.check(self.cudart.cudaMemGetInfo())
+        return (total - free) / 2**20
+
+    def release(self) -> None:
+        if self.cudart is not None:
+            self.check(self.cudart.cudaStreamDestroy(self.stream))
 
 
-class TensorRTBackend:
+class _Buffer:
+    """One tensor's device allocation and pinned staging buffer, reused while large enough."""
+
+    def __init__(self, cuda: _Cuda):
+        self.cuda, self.capacity = cuda, 0
+        self.device = self.host = self.host_handle = None
+
+    def ensure(self, nbytes: int) -> None:
+        if nbytes <= self.capacity:
+            return
+        self.free()
+        self.device = self.cuda.device_alloc(nbytes)
+        self.host, self.host_handle = self.cuda.pinned(nbytes)
+        self.capacity = nbytes
+
+    def view(self, shape: tuple, dtype: np.dtype) -> np.ndarray:
+        return self.host[: int(np.prod(shape)) * dtype.itemsize].view(dtype).reshape(shape)
+
+    def free(self) -> None:
+        if self.capacity:
+            self.cuda.device_free(self.device)
+            self.cuda.pinned_free(self.host_handle)
+        self.device = self.host = self.host_handle = None
+        self.capacity = 0
+
+
+def check_built_for(meta: dict, engine_name: str, trt_version: str, device: tuple[str, str]) -> None:
+    """BackendError naming both when the sidecar says the engine was built by another TensorRT (major.minor) or for
+    another GPU (compute capability)."""
+    built = meta.get("tensorrt") or {}
+    if built.get("version") and built["version"].split(".")[:2] != trt_version.split(".")[:2]:
+        raise BackendError(f"{engine_name} was built with TensorRT {built['version']} but this is TensorRT "
+                           f"{trt_version}; engines only run on the version that built them: rebuild it from the "
+                           f".onnx here (m2f build)")
+    name, capability = device
+    if built.get("compute_capability") and built["compute_capability"] != capability:
+        raise BackendError(f"{engine_name} was built for {built.get('gpu', 'a GPU')} (compute capability "
+                           f"{built['compute_capability']}) but this is {name} ({capability}); engines are specific "
+                           f"to the GPU they were built on: rebuild it from the .onnx here (m2f build)")
+
+
+class TensorRTBackend(Runner):
+    """A serialized TensorRT engine with its sidecar (the runner interface of ``base.Runner``)."""
+
+    name = "tensorrt"
+
     def __init__(self, path: Path, plugins: str | None = None):
+        super().__init__()
         trt = require("tensorrt", "trt", "running a TensorRT engine")
         self.trt = trt
         sidecar = sidecar_path(path)
         self.meta = parse(sidecar.read_text() if sidecar.exists() else None, f"{path.name} (sidecar {sidecar.name})")
-        built = self.meta.get("tensorrt", {})
-        if built.get("version") and built["version"].split(".")[:2] != trt.__version__.split(".")[:2]:
-            raise BackendError(f"{path.name} was built with TensorRT {built['version']} but this is TensorRT "
-                               f"{trt.__version__}; engines only run on the version that built them: rebuild it from "
-                               f"the .onnx on this machine")
-        for lib in _plugin_libraries(plugins):
+        self.cuda = _Cuda()
+        check_built_for(self.meta, path.name, trt.__version__, self.cuda.device())
+        for lib in plugin_libraries(plugins):
             ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
         logger = trt.Logger(trt.Logger.WARNING)
         trt.init_libnvinfer_plugins(logger, "")
-        self.cuda = _Cuda()
         self.engine = trt.Runtime(logger).deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
-            gpu = built.get("gpu", "another GPU")
-            raise BackendError(f"TensorRT could not load {path.name}; it was built for {gpu}, a different TensorRT, or "
-                               f"needs a plugin library (--plugins / $M2F_PLUGINS); rebuild it on this machine")
+            raise BackendError(f"TensorRT could not load {path.name}; it needs a plugin library (--plugins / "
+                               f"$M2F_PLUGINS) or is damaged; rebuild it from the .onnx here (m2f build)")
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         mode = trt.TensorIOMode.INPUT
         self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == mode]
         self.output_names = [n for n in names if self.engine.get_tensor_mode(n) != mode]
+        self._buffers = {n: _Buffer(self.cuda) for n in names}
+        self._dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
         self._shapes: dict[str, tuple] = {}
-        self._device: dict[str, object] = {}
-        self._host: dict[str, np.ndarray] = {}
         self._graph = None
         self.static = all(-1 not in tuple(self.engine.get_tensor_shape(n)) for n in names)
 
+    def device_memory_mb(self) -> float:
+        return self.cuda.memory_used_mb()
+
+    def input_metadata(self) -> dict[str, tuple[str, list]]:
+        return {n: (self._dtypes[n].name, [d if d >= 0 else "dynamic" for d in self.engine.get_tensor_shape(n)])
+                for n in self.input_names}
+
     def _bind(self, feeds: dict[str, np.ndarray]) -> None:
-        """(Re)allocate buffers when input shapes change; addresses stay fixed otherwise (CUDA graphs rely on it)."""
-        shapes = {n: feeds[n].shape for n in self.input_names}
-        if shapes == {n: self._shapes.get(n) for n in self.input_names}:
+        """Set input shapes and tensor addresses when the input shapes change (CUDA graphs need fixed addresses)."""
+        shapes = {n: tuple(feeds[n].shape) for n in self.input_names}
+        if shapes == self._shapes:
             return
-        for n in self.input_names:
-            self.context.set_input_shape(n, feeds[n].shape)
+        for n, shape in shapes.items():
+            self.context.set_input_shape(n, shape)
         unresolved = self.context.infer_shapes()
         if unresolved:
             raise BackendError(f"TensorRT could not resolve the shapes of {unresolved} for inputs {shapes}; the "
                                f"engine's optimisation profile may not cover this size")
-        for n in self.input_names + self.output_names:
+        for n, buffer in self._buffers.items():
             shape = tuple(self.context.get_tensor_shape(n))
-            dtype = np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(n)))
-            self._host[n] = self.cuda.pinned(shape, dtype)
-            self._device[n] = self.cuda.device_alloc(max(self._host[n].nbytes, 1))
-            self.context.set_tensor_address(n, int(self._device[n]))
-        self._shapes = {n: tuple(self.context.get_tensor_shape(n)) for n in self.input_names}
+            buffer.ensure(max(int(np.prod(shape)) * self._dtypes[n].itemsize, 1))
+            self.context.set_tensor_address(n, int(buffer.device))
+        self._shapes = shapes
+        self._drop_graph()
+
+    def _drop_graph(self) -> None:
+        if self._graph is not None and self.cuda.cudart is not None:
+            self.cuda.check(self.cuda.cudart.cudaGraphExecDestroy(self._graph))
         self._graph = None
 
     def _enqueue(self) -> None:
         cudart = self.cuda.cudart
         if self._graph is not None:
-            self.cuda._check(cudart.cudaGraphLaunch(self._graph, self.cuda.stream))
+            self.cuda.check(cudart.cudaGraphLaunch(self._graph, self.cuda.stream))
             return
         if not self.context.execute_async_v3(self.cuda.handle):
             raise BackendError("TensorRT failed to run the engine (see the TensorRT log above)")
@@ -157,24 +247,31 @@ class TensorRTBackend:
             self.cuda.sync()
             mode = cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
             try:
-                self.cuda._check(cudart.cudaStreamBeginCapture(self.cuda.stream, mode))
+                self.cuda.check(cudart.cudaStreamBeginCapture(self.cuda.stream, mode))
                 self.context.execute_async_v3(self.cuda.handle)
-                graph = self.cuda._check(cudart.cudaStreamEndCapture(self.cuda.stream))
-                self._graph = self.cuda._check(cudart.cudaGraphInstantiate(graph, 0))
+                graph = self.cuda.check(cudart.cudaStreamEndCapture(self.cuda.stream))
+                self._graph = self.cuda.check(cudart.cudaGraphInstantiate(graph, 0))
+                self.cuda.check(cudart.cudaGraphDestroy(graph))
             except BackendError:
                 self._graph = None  # capture unsupported here (plugins, weight streaming): plain enqueue it is
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._bind(feeds)
         for n in self.input_names:
-            np.copyto(self._host[n], feeds[n].astype(self._host[n].dtype, copy=False))
-            self.cuda.h2d(self._device[n], self._host[n])
+            host = self._buffers[n].view(self._shapes[n], self._dtypes[n])
+            np.copyto(host, feeds[n].astype(self._dtypes[n], copy=False))
+            self.cuda.h2d(self._buffers[n].device, host)
         self._enqueue()
+        outputs = {}
         for n in self.output_names:
-            self.cuda.d2h(self._host[n], self._device[n])
+            outputs[n] = self._buffers[n].view(tuple(self.context.get_tensor_shape(n)), self._dtypes[n])
+            self.cuda.d2h(outputs[n], self._buffers[n].device)
         self.cuda.sync()
-        return {n: self._host[n].copy() for n in self.output_names}
+        return {n: a.copy() for n, a in outputs.items()}
 
-    def close(self) -> None:
+    def _release(self) -> None:
+        self._drop_graph()
+        for buffer in self._buffers.values():
+            buffer.free()
         self.context = self.engine = None
-
+        self.cuda.release()

@@ -12,7 +12,7 @@ from m2f import contract
 from m2f.export import ExportOptions, export_onnx
 from m2f.model.postprocess import postprocess
 from m2f.runtime import head_decoding
-from m2f.testing import TOLERANCES
+from m2f.validate.compare import TOLERANCES
 
 from ..model.helpers import random_model, tiny_config
 from .helpers import detectron2_padded, random_batch, session

@@ -7,7 +7,7 @@ import torch
 
 from m2f.export import ExportOptions, export_onnx
 from m2f.contract import KEY, parse
-from m2f.testing import TOLERANCES
+from m2f.validate.compare import TOLERANCES
 
 from ..model.helpers import random_model, tiny_config
 from .helpers import detectron2_padded, random_batch, session

@@ -9,7 +9,7 @@ from safetensors.torch import load_file  # noqa: E402
 
 from m2f.model import load_checkpoint  # noqa: E402
 from m2f.plugins.masked_attention import blocked_keys  # noqa: E402
-from m2f.testing import TOLERANCES  # noqa: E402
+from m2f.validate.compare import TOLERANCES  # noqa: E402
 
 TOL = TOLERANCES["model_fp32_max_abs"]
 

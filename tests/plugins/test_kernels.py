@@ -9,7 +9,8 @@ import torch
 
 from m2f.plugins import masked_attention, ms_deform_attn
 from m2f.plugins.triton_support import interpreting, triton
-from m2f.testing import TOLERANCES, has_gpu
+from m2f.testing import has_gpu
+from m2f.validate.compare import TOLERANCES
 
 
 def _devices():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from m2f.plugins import masked_attention, ms_deform_attn
-from m2f.testing import TOLERANCES
+from m2f.validate.compare import TOLERANCES
 
 
 def naive_msda(value, shapes, locations, weights):

@@ -14,7 +14,7 @@ from m2f.cli import main
 from m2f.errors import M2FError
 from m2f.errors import MetadataError
 from m2f.runtime import Predictor
-from m2f.runtime.formats import rle_encode
+from m2f.runtime.formats import rle_decode, rle_encode
 from m2f.runtime.image_io import ImageError, read_image
 
 
@@ -58,6 +58,7 @@ def test_rle_matches_pycocotools(shape):
         ours = rle_encode(m)
         ref = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
         assert ours["counts"] == ref["counts"].decode() and ours["size"] == list(ref["size"])
+        assert np.array_equal(rle_decode({"size": ref["size"], "counts": ref["counts"].decode()}), m)
 
 
 def test_model_errors(tmp_path, exported):

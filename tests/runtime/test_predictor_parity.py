@@ -10,7 +10,7 @@ from m2f.model.postprocess import panoptic_inference, postprocess
 from m2f.model.reference_pipeline import predict
 from m2f.runtime import Predictor
 from m2f.runtime import postprocess as np_post
-from m2f.testing import TOLERANCES
+from m2f.validate.compare import TOLERANCES
 
 
 

@@ -1,0 +1,83 @@
+"""m2f bench: percentiles that agree with an independent timing, a JSON record, and FLOPs that match the paper's
+tool (fvcore) on the same model."""
+import json
+import statistics
+import time
+import warnings
+
+import pytest
+
+from m2f.cli import main
+from m2f.runtime import Predictor
+from m2f.validate.bench import benchmark
+
+
+def test_bench_json_record(bundled_onnx, capsys):
+    assert main(["bench", str(bundled_onnx), "--iterations", "4", "--warmup", "1", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    (batch,) = record["batches"]
+    assert batch["batch"] == 1 and batch["runs"] == 4 and record["peak_rss_mb"] > 0
+    for stage in ("pre", "infer", "post", "e2e"):
+        s = batch["ms"][stage]
+        assert 0 <= s["min"] <= s["median"] <= s["p90"] <= s["p99"] <= s["max"], stage
+    assert batch["ms"]["e2e"]["median"] >= batch["ms"]["infer"]["median"]
+    assert batch["images_per_s"] == pytest.approx(1000 / batch["ms"]["e2e"]["median"])
+
+
+def test_end_to_end_latency_agrees_with_an_independent_timing(bundled_onnx):
+    from m2f.assets import sample_images
+    from m2f.runtime.image_io import read_image
+
+    predictor = Predictor(bundled_onnx, threads=1)
+    image = read_image(sample_images()[0])
+    record = benchmark(predictor, [1], [image], iterations=15, warmup=2)
+    independent = []
+    for _ in range(15):
+        start = time.perf_counter()
+        predictor.predict(image)
+        independent.append(time.perf_counter() - start)
+    ours, theirs = record["batches"][0]["ms"]["e2e"]["median"], 1000 * statistics.median(independent)
+    assert ours == pytest.approx(theirs, rel=0.35), (ours, theirs)  # medians of two noisy CPU samples
+
+
+def test_static_batch_is_explained(bundled_onnx, capsys):
+    assert main(["bench", str(bundled_onnx), "--batch", "2", "--iterations", "1"]) == 2
+    assert "static batch of 1, not 2" in capsys.readouterr().err
+
+
+def test_flops_match_fvcore_on_the_same_model(tmp_path):
+    """fvcore (the paper's counter) on the PyTorch model vs our count on its export, for the op types both count
+    (convolutions, linear layers and matrix products, einsum, bilinear upsampling): backbone and pixel decoder agree
+    exactly; the decoder within 1% (fvcore estimates einsums through numpy's contraction path: 983000 where the
+    product of the dims is 983040 here; a static export also folds what depends only on weights, such as the
+    initial predictions from the learned query features)."""
+    torch = pytest.importorskip("torch")
+    fvcore = pytest.importorskip("fvcore.nn", reason="fvcore is the independent reference (test extra)")
+    from m2f.export import ExportOptions, export_onnx
+    from m2f.validate.flops import count_flops
+
+    from ..runtime.conftest import confident_model
+
+    model = confident_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        analysis = fvcore.FlopCountAnalysis(model, (torch.zeros(1, 3, 96, 160),))
+        analysis.unsupported_ops_warnings(False)
+        analysis.uncalled_modules_warnings(False)
+        by_module = analysis.by_module_and_operator()
+    counted = ("conv", "linear", "matmul", "einsum", "bmm", "addmm", "upsample_bilinear2d")
+    theirs = {stage: sum(v for op, v in by_module[module].items() if op in counted) for stage, module in
+              (("backbone", "backbone"), ("pixel decoder", "sem_seg_head.pixel_decoder"),
+               ("transformer decoder", "sem_seg_head.predictor"))}
+    path = export_onnx(model, tmp_path / "m.onnx", ExportOptions(dynamic=True)).path
+    ours = {stage: cost.flops for stage, cost in count_flops(path, 96, 160).items()}
+    assert ours["backbone"] == theirs["backbone"] and ours["pixel decoder"] == theirs["pixel decoder"]
+    assert ours["transformer decoder"] == pytest.approx(theirs["transformer decoder"], rel=0.01)
+
+
+def test_estimate_names_known_gpus(bundled_onnx, capsys):
+    assert main(["bench", str(bundled_onnx), "--iterations", "1", "--warmup", "0", "--estimate", "orin-agx,t4"]) == 0
+    out = capsys.readouterr().out
+    assert "Jetson AGX Orin 64GB (GPU) fp16: at least" in out and "a roofline lower bound" in out
+    assert main(["bench", str(bundled_onnx), "--iterations", "1", "--estimate", "gtx1080"]) == 2
+    assert "unknown GPU gtx1080" in capsys.readouterr().err
