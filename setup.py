@@ -9,8 +9,12 @@ from setuptools import setup
 STAGES = ["model", "plugins", "export", "calib", "runtime", "train", "validate"]
 
 setup(
-    packages=["m2f", "m2f.assets", "m2f.commands", "m2f.datasets"] + [f"m2f.{s}" for s in STAGES],
+    packages=["m2f", "m2f.assets", "m2f.commands", "m2f.datasets", "m2f.plugins.ms_deform_attn",
+              "m2f.plugins.masked_attention"] + [f"m2f.{s}" for s in STAGES],
     package_dir={"m2f": "m2f", **{f"m2f.{s}": s for s in STAGES}},
     package_data={"m2f.model": ["presets/*.yaml"],
+                  "m2f.plugins": ["CMakeLists.txt", "README.md", "common/*"],
+                  "m2f.plugins.ms_deform_attn": ["*.cpp", "*.h", "README.md"],
+                  "m2f.plugins.masked_attention": ["*.cpp", "*.h", "README.md"],
                   "m2f.assets": ["*.pth", "*.md", "samples/*.json", "samples/images/*.png", "samples/panoptic/*.png"]},
 )

@@ -1,24 +1,27 @@
-"""Ahead-of-time build of the Triton kernels: cubin + PTX per GPU architecture and a C launcher per op and
-architecture, with no GPU needed (``triton.compile`` with an explicit target; see design §2.3).
+"""Ahead-of-time build of the Triton kernels: cubin + PTX per GPU architecture and one C launcher per kernel
+configuration, with no GPU needed (``triton.compile`` with an explicit target; see design §2.3).
 
-Layout written under the output folder, for each architecture ``sm_XX``:
-    sm_XX/<config>.cubin, sm_XX/<config>.ptx       one per kernel configuration (``aot_kernels()`` of each op file)
-    sm_XX/m2f_<op>_smXX.h, .c                      launchers: ``CUresult m2f_<config>_smXX(CUstream, pointers...,
-                                                   sizes...)``, plus ``m2f_<op>_smXX_load()`` to load every module
-                                                   up front (call it once, before launching from several threads)
-    manifest.json                                  configurations, architectures, shared memory, warps, versions
-Launchers take raw device pointers (CUdeviceptr), int32 sizes and a CUstream: no TensorRT types. They use the CUDA
-driver API (link with -lcuda).
+Layout written under the output folder:
+    sm_XX/<config>.cubin, sm_XX/<config>.ptx   one per kernel configuration (``aot_kernels()`` of each op) and arch
+    m2f_<op>.h, m2f_<op>.c                      launchers ``CUresult m2f_<config>(CUstream, pointers..., sizes...)``
+                                                with the cubins of every arch and the PTX of the newest embedded
+    m2f_kernels.h, m2f_kernels.c                their runtime (copied from plugins/common/): libcuda loaded with
+                                                dlopen, the image chosen per GPU, modules cached per CUDA context
+    manifest.json                               configurations, architectures, shared memory, warps, versions
+Launchers take raw device pointers (CUdeviceptr), int32 sizes and a CUstream: no TensorRT types. Build them with
+m2f_kernels.c and -ldl -lpthread (no -lcuda: the driver is loaded at first use).
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from string import Template
 
-from m2f.errors import M2FError, require
+from m2f.errors import ArgumentError, M2FError, require
 
 from . import masked_attention, ms_deform_attn
 from .triton_support import AotKernel, interpreting
@@ -30,7 +33,13 @@ DEFAULT_ARCHS = (87, 80, 86, 89, 90)
 SUPPORTED_ARCHS = {70: "V100", 72: "Jetson Xavier", 75: "T4, RTX 20xx", 80: "A100", 86: "A10, RTX 30xx",
                    87: "Jetson Orin", 89: "L4, RTX 40xx", 90: "H100, H200", 100: "B200", 103: "B300",
                    110: "Jetson Thor", 120: "RTX 50xx", 121: "DGX Spark"}
+COMMON = Path(__file__).parent / "common"
+RUNTIME_FILES = ("m2f_kernels.h", "m2f_kernels.c")
 _C_TYPES = {"i32": "int32_t", "fp32": "float"}
+
+
+def _template(name: str) -> Template:
+    return Template((COMMON / name).read_text())
 
 
 def compile_kernel(config: AotKernel, arch: int):
@@ -51,57 +60,49 @@ def _c_params(config: AotKernel) -> list[tuple[str, str]]:
     return params + [("int32_t", name) for name in config.extra_args]
 
 
-def launcher_source(op: str, arch: int, compiled: list[tuple[AotKernel, object]]) -> tuple[str, str]:
-    """(header, C source) of the launchers of one op for one architecture."""
-    guard = f"M2F_{op.upper()}_SM{arch}_H"
-    decls, bodies, loads = [], [], []
-    for config, kernel in compiled:
-        fn = f"m2f_{config.name}_sm{arch}"
+def _bytes(data: bytes) -> str:
+    return ",".join(str(b) for b in data)
+
+
+def launcher_source(op: str, compiled: list[tuple[AotKernel, dict[int, object]]]) -> tuple[str, str]:
+    """(header, C source) of the launchers of one op; ``compiled``: per configuration its kernel per arch."""
+    archs = sorted(next(iter(compiled))[1])
+    newest = archs[-1]
+    info = dict(op=op, archs=", ".join(f"sm_{a}" for a in archs), ptx_arch=f"sm_{newest}")
+    decls, bodies = [], []
+    for config, kernels in compiled:
         params = ", ".join(f"{t} {n}" for t, n in _c_params(config))
-        decls.append(f"/* {config.name}: {', '.join(f'{k}={v}' for k, v in config.constexprs.items())}, "
-                     f"{config.num_warps} warps */\nCUresult {fn}(CUstream stream, {params});")
-        cubin = kernel.asm["cubin"]
-        shared = int(kernel.metadata.shared)
-        data = ",".join(str(b) for b in cubin)
-        args = ", ".join([f"&{name}" for name in config.signature] + ["&global_scratch", "&profile_scratch"])
+        constexprs = ", ".join(f"{k}={v}" for k, v in config.constexprs.items())
+        decls.append(f"/* {config.name}: {constexprs}, {config.num_warps} warps */\n"
+                     f"CUresult m2f_{config.name}(CUstream stream, {params});")
+        images = [f"static const unsigned char {config.name}_sm{a}[] = {{{_bytes(kernels[a].asm['cubin'])}}};"
+                  for a in archs]
+        images.append(f"static const char {config.name}_ptx[] = {{{_bytes(kernels[newest].asm['ptx'].encode())},0}};")
+        table = ", ".join(f"{{{a}, {config.name}_sm{a}, sizeof {config.name}_sm{a}, {int(kernels[a].metadata.shared)}}}"
+                          for a in archs)
         gx, gy, gz = config.grid
-        bodies.append(f"""
-static const unsigned char {fn}_cubin[{len(cubin)}] = {{{data}}};
-static CUmodule {fn}_module;
-static CUfunction {fn}_function;
-
-static CUresult {fn}_load(void) {{
-    CUresult status;
-    if ({fn}_function) return CUDA_SUCCESS;
-    status = cuModuleLoadData(&{fn}_module, {fn}_cubin);
-    if (status != CUDA_SUCCESS) return status;
-    status = cuModuleGetFunction(&{fn}_function, {fn}_module, "{kernel.metadata.name}");
-    if (status == CUDA_SUCCESS && {shared} > 49152)
-        status = cuFuncSetAttribute({fn}_function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, {shared});
-    return status;
-}}
-
-CUresult {fn}(CUstream stream, {params}) {{
-    CUdeviceptr global_scratch = 0, profile_scratch = 0; /* Triton appends these two to every kernel */
-    void *args[] = {{{args}}};
-    unsigned int gx = (unsigned int)({gx}), gy = (unsigned int)({gy}), gz = (unsigned int)({gz});
-    CUresult status = {fn}_load();
-    if (status != CUDA_SUCCESS) return status;
-    if (gx == 0 || gy == 0 || gz == 0) return CUDA_SUCCESS;
-    return cuLaunchKernel({fn}_function, gx, gy, gz, {32 * config.num_warps}, 1, 1, {shared}, stream, args, NULL);
-}}""")
-        loads.append(f"    if ((status = {fn}_load()) != CUDA_SUCCESS) return status;")
-    header = (f"/* Generated by `m2f plugins build-kernels`: {op} kernels for sm_{arch}. Do not edit. */\n"
-              f"#ifndef {guard}\n#define {guard}\n#include <cuda.h>\n#include <stdint.h>\n\n"
-              "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n"
-              f"/* Loads every kernel module of this file into the current context; call once before launching. */\n"
-              f"CUresult m2f_{op}_sm{arch}_load(void);\n\n" + "\n\n".join(decls) +
-              "\n\n#ifdef __cplusplus\n}\n#endif\n#endif\n")
-    source = (f"/* Generated by `m2f plugins build-kernels`: {op} kernels for sm_{arch}. Do not edit. */\n"
-              f"#include \"m2f_{op}_sm{arch}.h\"\n" + "\n".join(bodies) +
-              f"\n\nCUresult m2f_{op}_sm{arch}_load(void) {{\n    CUresult status;\n" + "\n".join(loads) +
-              "\n    return CUDA_SUCCESS;\n}\n")
+        bodies.append(_template("kernel.c.in").substitute(
+            name=config.name, constexprs=constexprs, warps=config.num_warps, images="\n".join(images),
+            cubin_table=table, entry=kernels[newest].metadata.name, n_cubins=len(archs), ptx_arch=newest,
+            ptx_shared=int(kernels[newest].metadata.shared), threads=32 * config.num_warps, params=params,
+            args=", ".join([f"&{n}" for n in config.signature] + ["&global_scratch", "&profile_scratch"]),
+            gx=gx, gy=gy, gz=gz))
+    defines = "".join(f"/* from m2f.plugins.{op} */\n#define {name} ({float(value).hex()}f)\n"
+                      for name, value in getattr(OPS[op], "AOT_DEFINES", {}).items())
+    header = _template("launcher.h.in").substitute(info, guard=f"M2F_{op.upper()}_H", defines=defines,
+                                                   declarations="\n\n".join(decls))
+    source = _template("launcher.c.in").substitute(info, header=f"m2f_{op}.h", bodies="".join(bodies))
     return header, source
+
+
+def check_archs(archs) -> list[int]:
+    """ArgumentError naming any architecture the build cannot serve, with the supported ones."""
+    bad = [a for a in archs if a not in SUPPORTED_ARCHS]
+    if bad or not archs:
+        known = ", ".join(f"{a} ({gpu})" for a, gpu in SUPPORTED_ARCHS.items())
+        raise ArgumentError(f"{', '.join(f'sm_{a}' for a in bad) or 'no architecture'} is not a GPU architecture "
+                            f"this build supports; choose from {known}")
+    return list(archs)
 
 
 def build_kernels(out: str | Path, archs=DEFAULT_ARCHS, ops=tuple(OPS), progress=lambda msg: None) -> dict:
@@ -111,35 +112,39 @@ def build_kernels(out: str | Path, archs=DEFAULT_ARCHS, ops=tuple(OPS), progress
     import triton
 
     out = Path(out)
+    archs = check_archs(archs)
     unknown = [op for op in ops if op not in OPS]
     if unknown:
         raise M2FError(f"unknown op(s) {', '.join(unknown)}; choose from {', '.join(OPS)}")
     if interpreting():
         return _build_in_child(out, archs, ops)
-    manifest = {"triton": triton.__version__, "archs": [], "kernels": []}
-    for arch in archs:
-        arch_dir = out / f"sm_{arch}"
-        arch_dir.mkdir(parents=True, exist_ok=True)
-        for op in ops:
-            compiled = []
-            for config in OPS[op].aot_kernels():
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {"triton": triton.__version__, "archs": list(archs), "kernels": []}
+    for op in ops:
+        compiled = []
+        for config in OPS[op].aot_kernels():
+            kernels = {}
+            for arch in archs:
                 progress(f"sm_{arch} {config.name}")
                 try:
-                    kernel = compile_kernel(config, arch)
+                    kernels[arch] = compile_kernel(config, arch)
                 except Exception as e:  # triton raises many types; say which config failed and why
                     raise M2FError(f"compiling {config.name} for sm_{arch} failed: {e}") from None
-                (arch_dir / f"{config.name}.cubin").write_bytes(kernel.asm["cubin"])
-                (arch_dir / f"{config.name}.ptx").write_text(kernel.asm["ptx"])
-                compiled.append((config, kernel))
+                arch_dir = out / f"sm_{arch}"
+                arch_dir.mkdir(parents=True, exist_ok=True)
+                (arch_dir / f"{config.name}.cubin").write_bytes(kernels[arch].asm["cubin"])
+                (arch_dir / f"{config.name}.ptx").write_text(kernels[arch].asm["ptx"])
                 manifest["kernels"].append({"arch": arch, "op": op, "name": config.name,
-                                            "function": f"m2f_{config.name}_sm{arch}",
-                                            "constexprs": config.constexprs, "num_warps": config.num_warps,
-                                            "shared_bytes": int(kernel.metadata.shared),
-                                            "cubin_bytes": len(kernel.asm["cubin"])})
-            header, source = launcher_source(op, arch, compiled)
-            (arch_dir / f"m2f_{op}_sm{arch}.h").write_text(header)
-            (arch_dir / f"m2f_{op}_sm{arch}.c").write_text(source)
-        manifest["archs"].append(arch)
+                                            "function": f"m2f_{config.name}", "constexprs": config.constexprs,
+                                            "num_warps": config.num_warps,
+                                            "shared_bytes": int(kernels[arch].metadata.shared),
+                                            "cubin_bytes": len(kernels[arch].asm["cubin"])})
+            compiled.append((config, kernels))
+        header, source = launcher_source(op, compiled)
+        (out / f"m2f_{op}.h").write_text(header)
+        (out / f"m2f_{op}.c").write_text(source)
+    for name in RUNTIME_FILES:
+        shutil.copyfile(COMMON / name, out / name)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 

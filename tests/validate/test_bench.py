@@ -81,3 +81,15 @@ def test_estimate_names_known_gpus(bundled_onnx, capsys):
     assert "Jetson AGX Orin 64GB (GPU) fp16: at least" in out and "a roofline lower bound" in out
     assert main(["bench", str(bundled_onnx), "--iterations", "1", "--estimate", "gtx1080"]) == 2
     assert "unknown GPU gtx1080" in capsys.readouterr().err
+
+
+def test_bench_runs_without_torch(bundled_onnx):
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None; from m2f.cli import main; "
+            f"raise SystemExit(main(['bench', {str(bundled_onnx)!r}, '--iterations', '1', '--warmup', '0', "
+            "'--flops', '--json']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["flops"]["total_gflops"] > 0

@@ -25,7 +25,7 @@ import torch
 
 from m2f.errors import ArgumentError, require
 
-from .triton_support import AotKernel, jit, launchable, next_power_of_2, tl
+from ..triton_support import AotKernel, jit, launchable, next_power_of_2, tl
 
 PLUGIN_NAME = "M2fMaskedAttention"
 PLUGIN_NAMESPACE = "m2f"
@@ -36,6 +36,7 @@ PLUGIN_VERSION = "1"
 # reference: tiny negative logits round to exactly 0.5 and stay open. Kernels compare with this constant so their
 # decision does not depend on how their exp() rounds; tests check it against torch.sigmoid bit pattern by pattern.
 BLOCKED_BELOW = -1.7881390590446244e-07  # float32 -0x1.7ffffcp-23
+AOT_DEFINES = {"M2F_MASKED_ATTENTION_BLOCKED_BELOW": BLOCKED_BELOW}  # written into the C launchers' header
 
 
 def blocked_keys(mask_logits: torch.Tensor) -> torch.Tensor:
@@ -149,8 +150,9 @@ def forward_triton(
 
 
 def aot_kernels() -> list[AotKernel]:
-    """Configurations the AOT build compiles: {fp32, fp16} x head dim {32, 64} x {with mask, without}. The
-    launcher's grid is (ceil(Q / BLOCK_Q), N * M); pass scale = 1/sqrt(D) and blocked_below = BLOCKED_BELOW."""
+    """Configurations the AOT build compiles: {fp32, fp16} q/k/v/out x head dim {32, 64} x {with mask, without}; the
+    mask logits are fp32 in every configuration (the sigmoid < 0.5 decision is made in fp32). The launcher's grid is
+    (ceil(Q / BLOCK_Q), N * M); pass scale = 1/sqrt(D) and blocked_below = BLOCKED_BELOW."""
     configs = []
     for dtype in ("fp32", "fp16"):
         for head_dim in (32, 64):
@@ -159,7 +161,7 @@ def aot_kernels() -> list[AotKernel]:
                 configs.append(AotKernel(
                     name=f"masked_attention{'' if has_mask else '_nomask'}_{dtype}_d{head_dim}",
                     kernel=_masked_attention_kernel,
-                    signature={"q": ptr, "k": ptr, "v": ptr, "mask_logits": ptr, "out": ptr, "Q": "i32",
+                    signature={"q": ptr, "k": ptr, "v": ptr, "mask_logits": "*fp32", "out": ptr, "Q": "i32",
                                "S": "i32", "M": "i32", "D": "i32", "scale": "fp32", "blocked_below": "fp32"},
                     constexprs={"HAS_MASK": has_mask, "IEEE": dtype == "fp32", "BLOCK_Q": KERNEL_BLOCK_Q,
                                 "BLOCK_S": KERNEL_BLOCK_S, "BLOCK_D": head_dim},

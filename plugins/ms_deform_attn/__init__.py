@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from m2f.errors import ArgumentError, require
 
-from .triton_support import AotKernel, jit, launchable, next_power_of_2, tl
+from ..triton_support import AotKernel, jit, launchable, next_power_of_2, tl
 
 PLUGIN_NAME = "M2fMSDeformAttn"
 PLUGIN_NAMESPACE = "m2f"

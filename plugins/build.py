@@ -1,0 +1,129 @@
+"""``m2f plugins build``: the AOT kernels, then the TensorRT plugin library ``libm2f_plugins.so`` (no GPU needed).
+
+CMake builds the library when it is installed (``plugins/CMakeLists.txt``); otherwise the same compiler calls are made
+directly. The TensorRT headers come from ``tensorrt_include``, ``$TensorRT_ROOT/include`` or the usual install
+places; the CUDA headers from ``$CUDA_HOME/include`` or /usr/local/cuda/include.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from m2f.errors import ArgumentError, M2FError, first_line
+
+from .aot import DEFAULT_ARCHS, build_kernels
+
+PLUGINS = Path(__file__).parent
+LIBRARY = "libm2f_plugins.so"
+SOURCES = ("common/pluginBase.cpp", "common/libraryEntry.cpp", "ms_deform_attn/msDeformAttnPlugin.cpp",
+           "masked_attention/maskedAttentionPlugin.cpp")
+KERNEL_SOURCES = ("m2f_kernels.c", "m2f_ms_deform_attn.c", "m2f_masked_attention.c")
+_TENSORRT_GUESSES = ("/usr/include/x86_64-linux-gnu", "/usr/include/aarch64-linux-gnu", "/usr/include",
+                     "/usr/local/tensorrt/include", "/opt/tensorrt/include")
+BUILD_INFO = re.compile(rb"M2F_PLUGINS_BUILD tensorrt=(\d+)\.(\d+)\.(\d+) archs=([\d,a-z]*)")
+
+
+def find_tensorrt_include(given: str | None) -> Path:
+    candidates = [given] if given else [os.path.join(os.environ["TensorRT_ROOT"], "include")] \
+        if os.environ.get("TensorRT_ROOT") else list(_TENSORRT_GUESSES)
+    for c in candidates:
+        if c and (Path(c) / "NvInferRuntime.h").exists():
+            return Path(c)
+    where = given or "$TensorRT_ROOT/include and " + ", ".join(_TENSORRT_GUESSES)
+    raise ArgumentError(f"no TensorRT headers (NvInferRuntime.h) in {where}; give --tensorrt-include DIR or set "
+                        f"TensorRT_ROOT")
+
+
+def find_cuda_include() -> Path:
+    for c in (os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "include"), "/usr/local/cuda/include",
+              "/usr/include"):
+        if (Path(c) / "cuda.h").exists():
+            return Path(c)
+    raise ArgumentError("no CUDA headers (cuda.h) found; install the CUDA toolkit headers or set CUDA_HOME")
+
+
+def _run(cmd: list[str], what: str) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        errors = [line for line in (done.stderr or done.stdout).splitlines() if "error" in line.lower()]
+        raise M2FError(f"{what} failed: {(errors or [first_line(done.stderr or done.stdout)])[0][:300]}")
+
+
+def _compile_directly(kernels: Path, out: Path, trt: Path, cuda: Path, archs: str, sanitize: bool) -> Path:
+    """The compiler calls CMakeLists.txt makes, for machines without CMake."""
+    include = [f"-I{PLUGINS / d}" for d in ("common", "ms_deform_attn", "masked_attention")] + \
+        [f"-I{kernels}", f"-isystem{trt}", f"-isystem{cuda}"]
+    extra = ["-fsanitize=address", "-fno-omit-frame-pointer", "-g"] if sanitize else ["-O2"]
+    objects = []
+    work = out / "obj"
+    work.mkdir(parents=True, exist_ok=True)
+    for source in SOURCES:
+        objects.append(work / (Path(source).stem + ".o"))
+        _run(["g++", "-std=c++17", "-fPIC", "-fvisibility=hidden", "-fvisibility-inlines-hidden", "-Wall",
+              "-Wextra", "-Werror", f'-DM2F_PLUGINS_ARCHS="{archs}"', *extra, *include, "-c",
+              str(PLUGINS / source), "-o", str(objects[-1])], f"compiling {source}")
+    # the kernels' C does not depend on TensorRT: compiled once beside them, reused by builds for other headers
+    cached = kernels / ("obj-asan" if sanitize else "obj")
+    cached.mkdir(exist_ok=True)
+    for source in KERNEL_SOURCES:
+        objects.append(cached / (Path(source).stem + ".o"))
+        if objects[-1].exists() and objects[-1].stat().st_mtime >= (kernels / source).stat().st_mtime:
+            continue
+        _run(["gcc", "-std=c99", "-fPIC", "-fvisibility=hidden", "-Wall", "-Werror", *extra, f"-I{kernels}",
+              f"-isystem{cuda}", "-c", str(kernels / source), "-o", str(objects[-1])], f"compiling {source}")
+    link = ["-fsanitize=address"] if sanitize else \
+        [f"-Wl,--version-script={PLUGINS / 'common' / 'exports.map'}", "-Wl,--no-undefined"]
+    library = out / LIBRARY
+    _run(["g++", "-shared", "-o", str(library), *map(str, objects), *link, "-ldl", "-lpthread"], "linking")
+    return library
+
+
+def _compile_with_cmake(kernels: Path, out: Path, trt: Path, cuda: Path, archs: str, sanitize: bool) -> Path:
+    build = out / "cmake-build"
+    _run(["cmake", "-S", str(PLUGINS), "-B", str(build), f"-DM2F_KERNELS_DIR={kernels}", f"-DTENSORRT_INCLUDE={trt}",
+          f"-DCUDA_INCLUDE={cuda}", f"-DM2F_ARCHS={archs}", f"-DM2F_SANITIZE={'ON' if sanitize else 'OFF'}",
+          "-DCMAKE_BUILD_TYPE=Release"], "configuring the plugin library (cmake)")
+    _run(["cmake", "--build", str(build), "-j", str(os.cpu_count() or 2)], "building the plugin library (cmake)")
+    library = out / LIBRARY
+    shutil.copyfile(build / LIBRARY, library)
+    return library
+
+
+def build_library(out: str | Path, archs=DEFAULT_ARCHS, tensorrt_include: str | None = None,
+                  kernels: str | Path | None = None, use_cmake: bool | None = None, sanitize: bool = False,
+                  progress=lambda msg: None) -> Path:
+    """Build (or reuse, with ``kernels``) the AOT kernels for ``archs``, then the plugin library; returns its path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    trt, cuda = find_tensorrt_include(tensorrt_include), find_cuda_include()
+    if kernels is None:
+        kernels = out / "kernels"
+        build_kernels(kernels, archs, progress=progress)
+    kernels = Path(kernels)
+    cmake = shutil.which("cmake") is not None if use_cmake is None else use_cmake
+    progress(f"compiling the plugin library against {trt} ({'cmake' if cmake else 'g++'})")
+    build = _compile_with_cmake if cmake else _compile_directly
+    return build(kernels, out, trt, cuda, ",".join(map(str, archs)), sanitize)
+
+
+def build_info(library: str | Path) -> dict | None:
+    """{"tensorrt": (major, minor, patch), "archs": [...]} recorded in a library built by m2f, else None."""
+    found = BUILD_INFO.search(Path(library).read_bytes())
+    if not found:
+        return None
+    return {"tensorrt": tuple(int(found.group(i)) for i in (1, 2, 3)),
+            "archs": [a for a in found.group(4).decode().split(",") if a]}
+
+
+def check_library_for(library: str | Path, tensorrt_version: str) -> None:
+    """ArgumentError when ``library`` was built by m2f against another TensorRT major version than
+    ``tensorrt_version`` (libraries not built by m2f are not checked)."""
+    info = build_info(library)
+    if info and info["tensorrt"][0] != int(tensorrt_version.split(".")[0]):
+        built = ".".join(map(str, info["tensorrt"]))
+        raise ArgumentError(f"{Path(library).name} was built against TensorRT {built} headers but this is TensorRT "
+                            f"{tensorrt_version}; rebuild it here: m2f plugins build --tensorrt-include <its include "
+                            f"folder>")

@@ -1,0 +1,119 @@
+"""The TensorRT plugin library, without TensorRT or a GPU: compiled against the real TensorRT 10.3, 10.16 and 11.1
+headers with warnings as errors, linked with --no-undefined, exporting only getCreators and setLoggerFinder and
+needing neither libnvinfer nor libcuda; a C++ harness drives every creator and plugin method (under
+AddressSanitizer too) and its names must be the Python contract's."""
+import ctypes
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from m2f.plugins import masked_attention, ms_deform_attn
+from m2f.plugins.build import build_info, build_library, check_library_for, find_cuda_include
+
+ROOT = Path(__file__).resolve().parents[2]
+HEADERS = Path(os.environ.get("M2F_TENSORRT_HEADERS", ROOT.parent / "shared" / "third_party" / "tensorrt"))
+VERSIONS = ("10.3", "10.16", "11.1")
+HARNESS = Path(__file__).parent / "harness" / "plugin_harness.cpp"
+
+pytestmark = [
+    pytest.mark.skipif(not all((HEADERS / v / "include" / "NvInferRuntime.h").exists() for v in VERSIONS),
+                       reason=f"the TensorRT header sets are not in {HEADERS} (set M2F_TENSORRT_HEADERS)"),
+    pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler"),
+]
+
+
+def _include(version: str) -> Path:
+    return HEADERS / version / "include"
+
+
+@pytest.fixture(scope="module")
+def libraries(built_kernels, tmp_path_factory):
+    """{header version: library} built by direct compiler calls (the CMake path has its own test)."""
+    kernels, _ = built_kernels
+    return {v: build_library(tmp_path_factory.mktemp(f"trt{v}"), (87, 90), str(_include(v)), kernels=kernels,
+                             use_cmake=False) for v in VERSIONS}
+
+
+def _harness(version: str, out: Path, sanitize: bool = False) -> Path:
+    flags = ["-fsanitize=address", "-fno-omit-frame-pointer", "-g"] if sanitize else []
+    exe = out / f"harness-{version}{'-asan' if sanitize else ''}"
+    subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", *flags, f"-isystem{_include(version)}",
+                    f"-isystem{find_cuda_include()}", str(HARNESS), "-ldl", "-o", str(exe)], check=True)
+    return exe
+
+
+def _run_harness(exe: Path, library: Path) -> tuple[list[str], dict[str, list[str]]]:
+    done = subprocess.run([str(exe), str(library)], capture_output=True, text=True, timeout=120)
+    lines = done.stdout.splitlines()
+    failures = [line for line in lines if line.startswith("FAIL")]
+    assert done.returncode == 0 and not failures, (failures, done.stderr[-2000:])
+    facts: dict[str, list[str]] = {}
+    for line in lines:
+        if line.startswith("fact "):
+            key, *values = line.split()[1:]
+            facts.setdefault(key, []).append(" ".join(values))
+    return lines, facts
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_library_links_nothing_of_tensorrt_or_cuda(libraries, version):
+    library = libraries[version]
+    exported = subprocess.run(["nm", "-D", "--defined-only", str(library)], capture_output=True, text=True).stdout
+    assert sorted(line.split()[-1] for line in exported.splitlines() if " T " in line) == \
+        ["getCreators", "setLoggerFinder"]
+    undefined = subprocess.run(["nm", "-D", "--undefined-only", str(library)], capture_output=True, text=True).stdout
+    names = [line.split()[-1] for line in undefined.splitlines()]
+    assert not [n for n in names if n.startswith(("cu", "nvinfer", "getPluginRegistry", "getInferLibVersion"))]
+    needed = subprocess.run(["readelf", "-d", str(library)], capture_output=True, text=True).stdout
+    assert "libnvinfer" not in needed and "libcuda" not in needed
+    assert build_info(library) == {"tensorrt": tuple(int(x) for x in (version.split(".") + ["0"])[:3]),
+                                   "archs": ["87", "90"]}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_harness_drives_every_method(libraries, version, tmp_path):
+    _, facts = _run_harness(_harness(version, tmp_path), libraries[version])
+    # the C++ names are the Python contract's (the ONNX nodes the exporter writes must find these creators)
+    assert facts["creator"] == [
+        f"{ms_deform_attn.PLUGIN_NAME} {ms_deform_attn.PLUGIN_VERSION} {ms_deform_attn.PLUGIN_NAMESPACE} field:fused",
+        f"{masked_attention.PLUGIN_NAME} {masked_attention.PLUGIN_VERSION} {masked_attention.PLUGIN_NAMESPACE}"]
+    if shutil.which("nvidia-smi") is None:  # no driver: enqueue reports an error instead of crashing
+        assert facts["msda_enqueue"] == ["-1"] and facts["attention_enqueue"] == ["-1"]
+
+
+def test_harness_under_address_sanitizer(built_kernels, tmp_path):
+    kernels, _ = built_kernels
+    library = build_library(tmp_path / "asan", (87, 90), str(_include("10.16")), kernels=kernels, use_cmake=False,
+                            sanitize=True)
+    lines, _ = _run_harness(_harness("10.16", tmp_path, sanitize=True), library)
+    assert sum(line.startswith("ok ") for line in lines) >= 40
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="CMake is not installed")
+def test_cmake_build(built_kernels, tmp_path):
+    kernels, _ = built_kernels
+    library = build_library(tmp_path, (87, 90), str(_include("11.1")), kernels=kernels, use_cmake=True)
+    assert build_info(library)["tensorrt"] == (11, 1, 0)
+    exported = subprocess.run(["nm", "-D", "--defined-only", str(library)], capture_output=True, text=True).stdout
+    assert sum(" T " in line for line in exported.splitlines()) == 2
+
+
+def test_loads_with_dlopen_without_libcuda(libraries):
+    """ctypes.CDLL (what polygraphy --plugins does) on a machine without a GPU driver: it loads, and with no
+    TensorRT in the process it registers nothing."""
+    handle = ctypes.CDLL(str(libraries["10.16"]), mode=ctypes.RTLD_LOCAL)
+    count = ctypes.c_int32(-1)
+    handle.getCreators.restype = ctypes.c_void_p
+    handle.getCreators.argtypes = [ctypes.POINTER(ctypes.c_int32)]
+    assert handle.getCreators(ctypes.byref(count)) and count.value == 2
+
+
+def test_library_for_another_major_version_is_one_sentence(libraries):
+    from m2f.errors import ArgumentError
+
+    check_library_for(libraries["10.16"], "10.3.0")
+    with pytest.raises(ArgumentError, match=r"built against TensorRT 11\.1\.0 headers but this is TensorRT 10\.16\.1"):
+        check_library_for(libraries["11.1"], "10.16.1")
