@@ -16,5 +16,6 @@ setup(
                   "m2f.plugins": ["CMakeLists.txt", "README.md", "common/*"],
                   "m2f.plugins.ms_deform_attn": ["*.cpp", "*.h", "README.md"],
                   "m2f.plugins.masked_attention": ["*.cpp", "*.h", "README.md"],
-                  "m2f.assets": ["*.pth", "*.md", "samples/*.json", "samples/images/*.png", "samples/panoptic/*.png"]},
+                  "m2f.assets": ["*.pth", "*.md", "*.json", "samples/*.json", "samples/images/*.png",
+                                 "samples/panoptic/*.png"]},
 )

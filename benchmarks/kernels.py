@@ -85,7 +85,8 @@ def bench_masked_attention(runs: int, bandwidth: float) -> None:
         qt = torch.randn(1, m, q, d, device="cuda", dtype=torch.float16, generator=g)
         kt, vt = (torch.randn(1, m, s, d, device="cuda", dtype=torch.float16, generator=g) for _ in range(2))
         yy, xx = torch.meshgrid(torch.arange(h, device="cuda"), torch.arange(w, device="cuda"), indexing="ij")
-        cy, cx = torch.rand(q, 1, 1, device="cuda", generator=g) * h, torch.rand(q, 1, 1, device="cuda", generator=g) * w
+        cy = torch.rand(q, 1, 1, device="cuda", generator=g) * h
+        cx = torch.rand(q, 1, 1, device="cuda", generator=g) * w
         radius = torch.rand(q, 1, 1, device="cuda", generator=g) * 0.5 * min(h, w) + 2
         logits = (radius - ((yy - cy) ** 2 + (xx - cx) ** 2).sqrt()).reshape(1, q, s).float()
         out = op.forward_triton(qt, kt, vt, logits)

@@ -54,7 +54,8 @@ class GraphAdapter(nn.Module):
 
     def forward(self, first: torch.Tensor, valid_size: torch.Tensor | None = None):
         if self.input_kind == "uint8":
-            x = (first.permute(0, 3, 1, 2).to(torch.float32) - self.mean) / self.std
+            # cast before transposing: TensorRT takes UINT8 only as a network input or output (parser matrix)
+            x = (first.to(torch.float32).permute(0, 3, 1, 2) - self.mean) / self.std
         else:
             x = first
         inside = valid_region(valid_size, x.shape[2], x.shape[3]) if valid_size is not None else None

@@ -38,9 +38,9 @@ def semantic(logits, masks, inside, cfg):
 
 
 def instance(logits, masks, inside, cfg):
-    n, q, k1 = logits.shape
-    k = k1 - 1
-    probs = F.softmax(logits, dim=-1)[..., :-1].reshape(n, q * k)
+    # Q and K from the config, not the traced shape: a constant K for TopK (TensorRT wants K < 3840, checkable)
+    q, k = cfg.num_queries, cfg.num_classes
+    probs = F.softmax(logits, dim=-1)[..., :-1].flatten(1)  # [N, Q*K]
     scores, idx = probs.topk(min(cfg.test_topk_per_image, q * k), dim=1)
     query = torch.div(idx, k, rounding_mode="floor")
     labels = idx - query * k

@@ -23,12 +23,13 @@ from m2f.errors import ArgumentError
 from m2f.fileio import atomic_path, check_output_file
 from m2f.onnx_graph import describe_graph
 from m2f.model import Mask2Former
+from m2f.plugins import lowering, masked_attention, ms_deform_attn
 from m2f.geometry import padded_size
 
 from .adapter import GraphAdapter
 
 SUPPORTED_OPSETS = range(17, 21)  # LayerNormalization needs 17; the TorchScript exporter stops at 20
-FLAVORS = ("portable",)
+FLAVORS = lowering.EXPORT_FLAVORS
 
 
 @dataclass
@@ -41,7 +42,8 @@ class ExportOptions:
     batch: int | None = None  # static batch size (default 1)
     square: bool = False  # a square static canvas (the long test side, padded): every orientation fits
     opset: int = 17
-    flavor: str = "portable"
+    flavor: str = "portable"  # portable | m2f | trt-builtin (m2f.plugins.lowering)
+    tensorrt_version: str = "10.3"  # trt-builtin: the TensorRT the graph is for (picks the plugin's version)
     simplify: bool = True
     taps: bool = False  # also output every stage's intermediate result (m2f.contract.tap_specs), for validation
 
@@ -77,7 +79,7 @@ def check_options(options: ExportOptions) -> None:
         raise ArgumentError(f"opset {options.opset} is not supported; use {SUPPORTED_OPSETS[0]} to "
                             f"{SUPPORTED_OPSETS[-1]} (LayerNormalization needs 17)")
     if options.flavor not in FLAVORS:
-        raise ArgumentError(f"op flavor {options.flavor!r} is not available yet; use one of {', '.join(FLAVORS)}")
+        raise ArgumentError(f"op flavor {options.flavor!r} is not one of {', '.join(FLAVORS)}")
     if options.input not in ("uint8", "float"):
         raise ArgumentError(f"--input must be uint8 or float, not {options.input!r}")
     if options.head not in (None, *contract.HEADS):
@@ -173,7 +175,23 @@ def build_metadata(model: Mask2Former, adapter: GraphAdapter, options: ExportOpt
         "test_topk_per_image": cfg.test_topk_per_image,
         "sem_seg_postprocess_before_inference": cfg.postprocess_before_inference,
         "op_flavor": options.flavor, "opset": options.opset, "precision": "fp32", "source": source,
+        **plugin_requirements(options),
     }
+
+
+def plugin_requirements(options: ExportOptions) -> dict:
+    """What a TensorRT build of the graph needs: the plugins its nodes name and the oldest TensorRT that has them."""
+    if options.flavor == "m2f":
+        ops = (ms_deform_attn, masked_attention)
+        return {"plugins": [{"name": op.PLUGIN_NAME, "namespace": op.PLUGIN_NAMESPACE, "version": op.PLUGIN_VERSION,
+                             "library": "libm2f_plugins.so (m2f plugins build)"} for op in ops],
+                "min_tensorrt": "10.3"}
+    if options.flavor == "trt-builtin":
+        version = ms_deform_attn.trt_builtin_version(options.tensorrt_version)
+        return {"plugins": [{"name": ms_deform_attn.TRT_BUILTIN_NAME, "namespace": "", "version": version,
+                             "library": "TensorRT's libnvinfer_plugin"}],
+                "min_tensorrt": "10.11" if version == "2" else "10.0"}
+    return {"plugins": [], "min_tensorrt": "10.0"}
 
 
 def _simplify(model_proto):
@@ -181,21 +199,6 @@ def _simplify(model_proto):
 
     with contextlib.redirect_stdout(io.StringIO()):
         return onnxslim.slim(model_proto)
-
-
-@contextlib.contextmanager
-def lowered_ops(model: Mask2Former, flavor: str):
-    """Within the block, the model's special ops are lowered as ``flavor``; each module's previous lowering is
-    restored afterwards, whatever happens inside."""
-    modules = [m for m in model.modules() if hasattr(m, "flavor")]
-    previous = [m.flavor for m in modules]
-    for m in modules:
-        m.flavor = flavor
-    try:
-        yield
-    finally:
-        for m, before in zip(modules, previous):
-            m.flavor = before
 
 
 def _trace(adapter: GraphAdapter, options: ExportOptions, canvas: tuple[int, int], io_shapes: dict,
@@ -206,12 +209,22 @@ def _trace(adapter: GraphAdapter, options: ExportOptions, canvas: tuple[int, int
     div = adapter.model.config.size_divisibility
     sample = _sample_inputs(adapter, 2, 4 * div, 5 * div) if options.dynamic else \
         _sample_inputs(adapter, options.static_batch, *canvas)
-    with warnings.catch_warnings(), torch.no_grad(), lowered_ops(adapter.model, options.flavor):
+    lowering_scope = lowering.lowered(options.flavor, tensorrt_version=options.tensorrt_version,
+                                      static=not options.dynamic)
+    with warnings.catch_warnings(), torch.no_grad(), lowering_scope:
         warnings.simplefilter("ignore")
         torch.onnx.export(adapter, sample, str(path), dynamo=False, opset_version=options.opset,
                           input_names=adapter.input_names, output_names=adapter.output_names,
                           dynamic_axes=_dynamic_axes(io_shapes) if options.dynamic else None,
                           do_constant_folding=True)
+
+
+def _drop_untyped_value_info(graph) -> None:
+    """Value-info entries without an element type (onnxslim leaves an untyped duplicate for a plugin node's output;
+    ONNX Runtime refuses "data type 0"), dropped."""
+    kept = [v for v in graph.value_info if v.type.tensor_type.elem_type != 0]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
 
 
 def _finish(proto, io_shapes: dict, metadata: dict):
@@ -220,10 +233,13 @@ def _finish(proto, io_shapes: dict, metadata: dict):
 
     _declare(proto.graph.output, io_shapes)
     proto = onnx.shape_inference.infer_shapes(proto)
+    _drop_untyped_value_info(proto.graph)
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = contract.KEY, contract.dumps(metadata)
-    proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import))
+    # the IR version the standard opsets need (custom plugin domains have none); ONNX Runtime 1.31 reads up to 13
+    standard = [o for o in proto.opset_import if o.domain in ("", "ai.onnx")]
+    proto.ir_version = onnx.helper.find_min_ir_version_for(standard)
     onnx.checker.check_model(proto)
     return proto
 

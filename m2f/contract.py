@@ -28,6 +28,13 @@ from pathlib import Path
 from .errors import MetadataError
 
 # ---------------------------------------------------------------------------------------------------------------
+# Op numerics every implementation shares (PyTorch, Triton kernels, C launchers, ONNX Runtime custom ops)
+
+# Masked attention blocks a key where sigmoid(logit) < 0.5 in float32, which holds exactly for logit < this
+# constant (torch's float32 sigmoid on CPU as the reference): tiny negative logits round to 0.5 and stay open.
+MASK_BLOCKED_BELOW = -1.7881390590446244e-07  # float32 -0x1.7ffffcp-23
+
+# ---------------------------------------------------------------------------------------------------------------
 # Graph I/O
 
 IMAGE, VALID_SIZE, PIXEL_VALUES = "image", "valid_size", "pixel_values"
@@ -131,7 +138,8 @@ REQUIRED = ("format_version", "m2f_version", "tasks", "num_classes", "num_querie
             "input", "outputs", "pixel_mean", "pixel_std", "resize", "size_divisibility", "thresholds",
             "op_flavor", "opset", "precision", "source")
 # Optional keys, by the version that added them: category_ids (dataset ids per class, None when unknown), head,
-# model_name, test_topk_per_image, sem_seg_postprocess_before_inference; for engines also tensorrt (version, gpu).
+# model_name, test_topk_per_image, sem_seg_postprocess_before_inference, plugins (the plugin nodes' name, namespace,
+# version and library) and min_tensorrt (the oldest TensorRT that has them); for engines also tensorrt (version, gpu).
 
 
 def dumps(meta: dict) -> str:

@@ -23,8 +23,6 @@ class MSDeformAttn(nn.Module):
     def __init__(self, d_model: int, n_levels: int, n_heads: int, n_points: int):
         super().__init__()
         self.n_levels, self.n_heads, self.n_points = n_levels, n_heads, n_points
-        # "reference" (grid_sample, the original's CPU arithmetic) or "portable" (gather-based, for ONNX export)
-        self.flavor = "reference"
         self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
         self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
         self.value_proj = nn.Linear(d_model, d_model)
@@ -37,16 +35,10 @@ class MSDeformAttn(nn.Module):
         n, s, c = query.shape
         m, nl, p = self.n_heads, self.n_levels, self.n_points
         value = self.value_proj(src).view(n, s, m, c // m)
-        offsets = self.sampling_offsets(query).view(n, s, m, nl, p, 2)
-        weights = self.attention_weights(query).view(n, s, m, nl * p).softmax(-1).view(n, s, m, nl, p)
-        # (W_l, H_l) per level, so offsets are in pixels of their level; built with tensor ops so that traced
-        # sizes stay symbolic in an exported graph.
-        normalizer = torch.stack([torch.stack([torch.as_tensor(w), torch.as_tensor(h)]) for h, w in shapes])
-        normalizer = normalizer.to(device=query.device, dtype=query.dtype)
-        locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
-        op = ms_deform_attn.portable if self.flavor == "portable" else ms_deform_attn.reference
-        out = op(value, shapes, None, locations, weights)
-        return self.output_proj(out)
+        offsets = self.sampling_offsets(query).view(n, s, m, nl, p, 2)  # pixels of each level
+        logits = self.attention_weights(query).view(n, s, m, nl * p)
+        # the op's lowering (reference, portable gathers, or a plugin node) is m2f.plugins.lowering's setting
+        return self.output_proj(ms_deform_attn.attend(value, shapes, reference_points, offsets, logits))
 
 
 class EncoderLayer(nn.Module):

@@ -15,7 +15,8 @@ from .config import ResNetConfig
 
 
 class FrozenBatchNorm2d(nn.Module):
-    """BatchNorm with fixed statistics and affine parameters: y = x * w / sqrt(rv + eps) + (b - rm * w / sqrt(rv + eps))."""
+    """BatchNorm with fixed statistics and affine parameters:
+    y = x * w / sqrt(rv + eps) + (b - rm * w / sqrt(rv + eps))."""
 
     def __init__(self, num_features: int, eps: float = 1e-5):
         super().__init__()

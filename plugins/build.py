@@ -37,10 +37,18 @@ def find_tensorrt_include(given: str | None) -> Path:
                         f"TensorRT_ROOT")
 
 
+def _triton_cuda_include() -> str:
+    """The CUDA headers Triton's NVIDIA backend ships ("" without Triton): enough for the launchers and plugins."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("triton")
+    return str(Path(spec.origin).parent / "backends" / "nvidia" / "include") if spec and spec.origin else ""
+
+
 def find_cuda_include() -> Path:
     for c in (os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "include"), "/usr/local/cuda/include",
-              "/usr/include"):
-        if (Path(c) / "cuda.h").exists():
+              "/usr/include", _triton_cuda_include()):
+        if c and (Path(c) / "cuda.h").exists():
             return Path(c)
     raise ArgumentError("no CUDA headers (cuda.h) found; install the CUDA toolkit headers or set CUDA_HOME")
 

@@ -14,16 +14,21 @@ if not testing.has_gpu()[0]:
 _CHECKS = {"gpu": testing.has_gpu, "trt": testing.has_tensorrt}
 
 
+def require_capability(name: str) -> None:
+    """Skip (or fail, when M2F_REQUIRE names it) unless the machine has ``name`` ("gpu" or "trt"); for fixtures of a
+    wider scope, which run before the per-test check below."""
+    ok, reason = _CHECKS[name]()
+    if not ok:
+        if name in testing.required():
+            pytest.fail(f"M2F_REQUIRE={name} but {reason}")
+        pytest.skip(reason)
+
+
 @pytest.fixture(autouse=True)
 def _required_capabilities(request):
-    for name, check in _CHECKS.items():
-        if request.node.get_closest_marker(name) is None:
-            continue
-        ok, reason = check()
-        if not ok:
-            if name in testing.required():
-                pytest.fail(f"M2F_REQUIRE={name} but {reason}")
-            pytest.skip(reason)
+    for name in _CHECKS:
+        if request.node.get_closest_marker(name) is not None:
+            require_capability(name)
 
 
 @pytest.fixture(scope="session")

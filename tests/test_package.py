@@ -35,7 +35,8 @@ def test_missing_dependency_is_one_sentence():
 def test_runtime_never_imports_torch():
     """Every module under m2f.runtime, imported with torch blocked."""
     r = _run(BLOCK_TORCH + "import pkgutil, importlib, m2f.runtime as rt; "
-                           "[importlib.import_module(m.name) for m in pkgutil.walk_packages(rt.__path__, 'm2f.runtime.')]")
+                           "[importlib.import_module(m.name) "
+                           "for m in pkgutil.walk_packages(rt.__path__, 'm2f.runtime.')]")
     assert r.returncode == 0, r.stderr
 
 

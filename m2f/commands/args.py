@@ -41,6 +41,28 @@ def probability(text: str) -> float:
     return value
 
 
+def tensorrt_version(text: str) -> str:
+    """"10.3", "10.16.1", "11.1": a TensorRT release from 10.0 on."""
+    parts = text.split(".")
+    if not (1 < len(parts) <= 4 and all(p.isdigit() for p in parts)) or int(parts[0]) < 10:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TensorRT version from 10.0 on (e.g. 10.3 or 10.16)")
+    return text
+
+
+def add_plugins(p: argparse.ArgumentParser) -> None:
+    """How the two special ops are exported (m2f.plugins.lowering)."""
+    from m2f.plugins.lowering import DEFAULT_OPTIONS, EXPORT_FLAVORS
+
+    group = p.add_argument_group("plugins")
+    group.add_argument("--flavor", choices=EXPORT_FLAVORS, default="portable",
+                       help="portable: standard ONNX ops only (default); m2f: one node per op for m2f's TensorRT "
+                            "plugins (m2f plugins build); trt-builtin: deformable attention as TensorRT's own "
+                            "MultiscaleDeformableAttnPlugin_TRT (see README 'Op flavors')")
+    group.add_argument("--trt-version", type=tensorrt_version, default=DEFAULT_OPTIONS["tensorrt_version"],
+                       help="the TensorRT the graph will be built with; picks the trt-builtin plugin's version "
+                            f"(default {DEFAULT_OPTIONS['tensorrt_version']}, JetPack 6)")
+
+
 def add_threads(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=positive_int,
                    help="CPU threads for torch / ONNX Runtime (default: the free cores, see README 'CPU threads'; "

@@ -29,6 +29,7 @@ def add_arguments(p) -> None:
                    help="uint8 NHWC image + valid_size (default), or float pixel_values NCHW (HF's input)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 to 20 (default 17)")
     p.add_argument("--no-simplify", action="store_true", help="skip the onnxslim clean-up")
+    shared.add_plugins(p)
     shared.add_threads(p)
 
 
@@ -42,6 +43,12 @@ def checkpoint_fingerprint(path: Path) -> str:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+def describe_plugins(metadata: dict) -> str:
+    """The metadata's plugin list as one line (name, version, library; the oldest TensorRT)."""
+    names = ", ".join(f"{p['name']} v{p['version']} ({p['library']})" for p in metadata.get("plugins", []))
+    return f"{names or 'none'}; TensorRT >= {metadata.get('min_tensorrt', '10.0')}"
 
 
 def _restrict_task(model, task: str | None, head: str | None) -> None:
@@ -77,7 +84,7 @@ def run(args) -> int:
 
     options = ExportOptions(input=args.input, head=args.head, height=args.height, width=args.width,
                             square=args.square, dynamic=args.dynamic, batch=args.batch, opset=args.opset,
-                            simplify=not args.no_simplify)
+                            flavor=args.flavor, tensorrt_version=args.trt_version, simplify=not args.no_simplify)
     output = check_output_file(args.output, (".onnx",))  # before loading, hashing and tracing
     check_options(options)
     use_threads(args.threads)
@@ -95,5 +102,7 @@ def run(args) -> int:
           f"{options.flavor} ops; {took})")
     print("  inputs   " + format_io(summary.inputs))
     print("  outputs  " + format_io(summary.outputs))
-    print(f"next: m2f inspect {summary.path}")
+    if options.flavor != "portable":
+        print("  plugins  " + describe_plugins(summary.metadata))
+    print(f"next: m2f inspect --trt-compat {summary.path}")
     return 0

@@ -14,6 +14,12 @@ def add_arguments(p) -> None:
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow arbitrary Python objects in the file (only for files you trust)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    p.add_argument("--trt-compat", action="store_true",
+                   help="(.onnx) check every node against TensorRT's ONNX-parser operator matrix; exit 1 when a "
+                        "node would be refused")
+
+
+MAX_LISTED = 20  # compat issues printed in text mode
 
 
 def describe_backbone(cfg) -> str:
@@ -37,10 +43,14 @@ def inspect_onnx(args) -> int:
         raise MetadataError(f"{args.checkpoint} is not a readable ONNX file ({type(e).__name__})") from None
     meta = parse(next((p.value for p in proto.metadata_props if p.key == KEY), None), args.checkpoint)
     graph = describe_graph(proto)
+    issues = check_trt_compat(proto) if args.trt_compat else None
     if args.json:
-        print(json.dumps({"inputs": graph.inputs, "outputs": graph.outputs, "nodes": graph.nodes,
-                          "op_counts": graph.op_counts, "metadata": meta}, indent=2))
-        return 0
+        doc = {"inputs": graph.inputs, "outputs": graph.outputs, "nodes": graph.nodes,
+               "op_counts": graph.op_counts, "metadata": meta}
+        if issues is not None:
+            doc["trt_compat"] = [vars(i) for i in issues]
+        print(json.dumps(doc, indent=2))
+        return 1 if issues else 0
     top = ", ".join(f"{op} {n}" for op, n in graph.op_counts.items())
     rows = [
         ("onnx", f"{args.checkpoint} (opset {meta['opset']}, IR {proto.ir_version}, {meta['op_flavor']} ops, "
@@ -56,13 +66,36 @@ def inspect_onnx(args) -> int:
         ("source", f"{meta['source'].get('name')} ({meta['source'].get('format')}, sha256 "
                    f"{str(meta['source'].get('sha256'))[:16]}…), m2f {meta['m2f_version']}"),
     ]
+    if meta.get("plugins") is not None:
+        from .export import describe_plugins
+
+        rows.append(("plugins", describe_plugins(meta)))
+    if issues is not None:
+        rows.append(("trt compat", f"{len(issues)} node(s) TensorRT's parser would refuse" if issues else
+                     "every node is in TensorRT's ONNX-parser operator matrix (10.1 GA) with supported types"))
+        rows += [("", str(i)) for i in issues[:MAX_LISTED]]
+        if len(issues) > MAX_LISTED:
+            rows.append(("", f"… {len(issues) - MAX_LISTED} more (--json lists all)"))
     for k, v in rows:
         print(f"{k:<13}{v}")
-    return 0
+    return 1 if issues else 0
+
+
+def check_trt_compat(proto) -> list:
+    """Shape-inferred graph (types for every node) -> m2f.trt_compat issues."""
+    import onnx
+
+    from m2f.trt_compat import check_graph
+
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    return check_graph(inferred)
 
 
 def run(args) -> int:
-    from m2f.errors import require
+    from m2f.errors import ArgumentError, require
+
+    if args.trt_compat and not str(args.checkpoint).lower().endswith(".onnx"):
+        raise ArgumentError("--trt-compat checks an exported .onnx file; export the checkpoint first (m2f export)")
 
     if str(args.checkpoint).lower().endswith(".onnx"):
         return inspect_onnx(args)

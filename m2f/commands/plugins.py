@@ -1,6 +1,5 @@
 """``m2f plugins build-kernels`` (the AOT Triton kernels) and ``m2f plugins build`` (the TensorRT plugin library);
 neither needs a GPU."""
-from . import args as shared
 
 HELP = "build the custom-op kernels and the TensorRT plugin library for chosen GPU architectures (no GPU needed)"
 

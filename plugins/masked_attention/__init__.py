@@ -13,9 +13,11 @@ A key is blocked for a query where sigmoid(logit) < 0.5, computed in float32 (NO
 negative logit rounds to exactly 0.5 in float32 and is then not blocked). A query whose keys are all blocked
 attends to every key (the "empty-row rule"), so the result is never NaN. Scores are q·k / sqrt(D).
 
-Implementations: ``reference`` (PyTorch, exact in float64) and the Triton kernel behind ``forward_triton`` (fp32 or
-fp16 q/k/v, fp32 mask decision and accumulation, online softmax over key tiles, key tiles that no query of the
-tile may attend skipped; compiled on CUDA tensors, interpreted on CPU tensors under TRITON_INTERPRET=1).
+Implementations: ``reference`` (PyTorch, exact in float64; it exports to plain MatMul / masked Softmax / MatMul) and
+the Triton kernel behind ``forward_triton`` (fp32 or fp16 q/k/v, fp32 mask decision and accumulation, online
+softmax over key tiles, key tiles that no query of the tile may attend skipped; compiled on CUDA tensors,
+interpreted on CPU tensors under TRITON_INTERPRET=1). ``attend`` computes the op as ``m2f.plugins.lowering`` says:
+with the m2f flavor, traced for ONNX, it is one ``M2fMaskedAttention`` node (this folder's TensorRT plugin).
 """
 from __future__ import annotations
 
@@ -23,8 +25,10 @@ import math
 
 import torch
 
+from m2f.contract import MASK_BLOCKED_BELOW
 from m2f.errors import ArgumentError, require
 
+from .. import lowering
 from ..triton_support import AotKernel, jit, launchable, next_power_of_2, tl
 
 PLUGIN_NAME = "M2fMaskedAttention"
@@ -35,7 +39,7 @@ PLUGIN_VERSION = "1"
 # sigmoid(x) < 0.5 in float32 exactly where x < BLOCKED_BELOW, with torch's float32 sigmoid (CPU) as the
 # reference: tiny negative logits round to exactly 0.5 and stay open. Kernels compare with this constant so their
 # decision does not depend on how their exp() rounds; tests check it against torch.sigmoid bit pattern by pattern.
-BLOCKED_BELOW = -1.7881390590446244e-07  # float32 -0x1.7ffffcp-23
+BLOCKED_BELOW = MASK_BLOCKED_BELOW  # float32 -0x1.7ffffcp-23 (m2f.contract)
 AOT_DEFINES = {"M2F_MASKED_ATTENTION_BLOCKED_BELOW": BLOCKED_BELOW}  # written into the C launchers' header
 
 
@@ -59,6 +63,28 @@ def reference(
         blocked = blocked_keys(mask_logits)[:, None]  # shared by all heads
         scores = scores.masked_fill(blocked, float("-inf"))
     return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+
+class _PluginNode(torch.autograd.Function):
+    """``M2fMaskedAttention`` when traced for ONNX; the reference when run."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask_logits):
+        return reference(q, k, v, mask_logits)
+
+    @staticmethod
+    def symbolic(g, q, k, v, mask_logits):
+        out = g.op(f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}", q, k, v, mask_logits, plugin_version_s=PLUGIN_VERSION,
+                   plugin_namespace_s=PLUGIN_NAMESPACE)
+        out.setType(lowering.node_output_type([q, k, v], q.type().varyingSizes()))
+        return out
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask_logits: torch.Tensor | None) -> torch.Tensor:
+    """The op (module docstring), lowered as ``m2f.plugins.lowering`` says; [N, M, Q, D]."""
+    if lowering.current() == "m2f" and mask_logits is not None:
+        return _PluginNode.apply(q, k, v, mask_logits.float())
+    return reference(q, k, v, mask_logits)
 
 
 # ---------------------------------------------------------------------------------------------------------------

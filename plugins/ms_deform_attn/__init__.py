@@ -23,6 +23,9 @@ normalised locations and weights):
 Implementations here: ``reference`` (PyTorch, exact in float64), ``portable`` (ONNX-exportable gathers),
 ``fused_reference``, and the Triton kernel behind ``forward_triton`` / ``forward_triton_fused`` (fp32 or fp16 in,
 fp32 accumulation, output in the input dtype; runs compiled on CUDA tensors and interpreted on CPU tensors).
+``attend`` (the fused arguments) computes the op as ``m2f.plugins.lowering`` says: reference, portable, or, when
+traced for ONNX, one ``M2fMSDeformAttn`` node (this folder's TensorRT plugin, fused form) or TensorRT's own
+``MultiscaleDeformableAttnPlugin_TRT`` (plain form; its output [N, Lq, M, D] reshaped to [N, Lq, M*D]).
 """
 from __future__ import annotations
 
@@ -33,11 +36,15 @@ import torch.nn.functional as F
 
 from m2f.errors import ArgumentError, require
 
+from .. import lowering
 from ..triton_support import AotKernel, jit, launchable, next_power_of_2, tl
 
 PLUGIN_NAME = "M2fMSDeformAttn"
 PLUGIN_NAMESPACE = "m2f"
 PLUGIN_VERSION = "1"
+# TensorRT's own plugin of the plain contract (output [N, Lq, M, D]); its ONNX node goes in this domain
+TRT_BUILTIN_NAME = "MultiscaleDeformableAttnPlugin_TRT"
+TRT_BUILTIN_DOMAIN = "trt"
 
 Shapes = Union[torch.Tensor, Sequence[Sequence[int]]]
 
@@ -142,12 +149,97 @@ def fused_reference(
     attention_logits: torch.Tensor,
 ) -> torch.Tensor:
     """The fused variant's reference: locations and weights as the pixel decoder forms them, then ``reference``."""
-    n, lq, m, num_levels, num_points, _ = sampling_offsets.shape
     shapes = _level_shapes(value, spatial_shapes, sampling_offsets)
-    normalizer = torch.tensor([(w, h) for h, w in shapes], dtype=sampling_offsets.dtype, device=value.device)
+    locations, weights = locations_and_weights(shapes, reference_points, sampling_offsets, attention_logits)
+    return reference(value, shapes, level_start_index, locations, weights)
+
+
+def locations_and_weights(shapes: list, reference_points: torch.Tensor, sampling_offsets: torch.Tensor,
+                          attention_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The plain form's sampling_locations [N, Lq, M, L, P, 2] and attention_weights [N, Lq, M, L, P] from the fused
+    arguments: offsets divided by (W_l, H_l) of their level, softmax over L * P. The normaliser is built with tensor
+    ops from ``shapes`` (ints, or traced sizes during export, which then stay symbolic)."""
+    n, lq, m, num_levels, num_points, _ = sampling_offsets.shape
+    normalizer = torch.stack([torch.stack([torch.as_tensor(w), torch.as_tensor(h)]) for h, w in shapes])
+    normalizer = normalizer.to(device=sampling_offsets.device, dtype=sampling_offsets.dtype)
     locations = reference_points[:, :, None, :, None, :] + sampling_offsets / normalizer[None, None, None, :, None, :]
     weights = attention_logits.softmax(-1).view(n, lq, m, num_levels, num_points)
-    return reference(value, shapes, level_start_index, locations, weights)
+    return locations, weights
+
+
+def shape_tensors(shapes: list, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """int32 spatial_shapes [L, 2] and level_start_index [L] built with tensor ops from (H, W) pairs, so that
+    traced sizes stay symbolic; the start index by additions (TensorRT's parser has no int32 CumSum)."""
+    spatial = torch.stack([torch.stack([torch.as_tensor(h), torch.as_tensor(w)]) for h, w in shapes])
+    spatial = spatial.to(device=device, dtype=torch.int32)
+    areas = spatial[:, 0] * spatial[:, 1]
+    starts = [torch.zeros_like(areas[0])]
+    for level in range(len(shapes) - 1):
+        starts.append(starts[-1] + areas[level])
+    return spatial, torch.stack(starts)
+
+
+class _PluginNode(torch.autograd.Function):
+    """``M2fMSDeformAttn`` (fused form) when traced for ONNX; the fused reference when run."""
+
+    @staticmethod
+    def forward(ctx, value, spatial_shapes, level_start_index, reference_points, sampling_offsets, attention_logits):
+        shapes = [tuple(row) for row in spatial_shapes.tolist()]
+        return fused_reference(value, shapes, None, reference_points, sampling_offsets, attention_logits)
+
+    @staticmethod
+    def symbolic(g, value, spatial_shapes, level_start_index, reference_points, sampling_offsets, attention_logits):
+        out = g.op(f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}", value, spatial_shapes, level_start_index, reference_points,
+                   sampling_offsets, attention_logits, plugin_version_s=PLUGIN_VERSION,
+                   plugin_namespace_s=PLUGIN_NAMESPACE, fused_i=1)
+        n, _, m, d = value.type().varyingSizes()
+        channels = m * d if m is not None and d is not None else None
+        sizes = [n, reference_points.type().varyingSizes()[1], channels]
+        out.setType(lowering.node_output_type([value, sampling_offsets, reference_points], sizes))
+        return out
+
+
+class _TensorRTBuiltinNode(torch.autograd.Function):
+    """TensorRT's ``MultiscaleDeformableAttnPlugin_TRT`` when traced (output [N, Lq, M, D]); the reference when run."""
+
+    @staticmethod
+    def forward(ctx, value, spatial_shapes, level_start_index, sampling_locations, attention_weights, version):
+        shapes = [tuple(row) for row in spatial_shapes.tolist()]
+        out = reference(value, shapes, None, sampling_locations, attention_weights)
+        return out.view(value.shape[0], sampling_locations.shape[1], value.shape[2], value.shape[3])
+
+    @staticmethod
+    def symbolic(g, value, spatial_shapes, level_start_index, sampling_locations, attention_weights, version):
+        out = g.op(f"{TRT_BUILTIN_DOMAIN}::{TRT_BUILTIN_NAME}", value, spatial_shapes, level_start_index,
+                   sampling_locations, attention_weights, plugin_version_s=version, plugin_namespace_s="")
+        n, _, m, d = value.type().varyingSizes()
+        sizes = [n, sampling_locations.type().varyingSizes()[1], m, d]
+        out.setType(lowering.node_output_type([value, sampling_locations, attention_weights], sizes))
+        return out
+
+
+def trt_builtin_version(tensorrt_version: str) -> str:
+    """The plugin version of MultiscaleDeformableAttnPlugin_TRT to ask for: "1" (IPluginV2DynamicExt, the only one
+    up to TensorRT 10.10, JetPack 6's 10.3 included) or "2" (IPluginV3, from 10.11)."""
+    major, minor = (int(x) for x in (tensorrt_version.split(".") + ["0"])[:2])
+    return "2" if (major, minor) >= (10, 11) else "1"
+
+
+def attend(value: torch.Tensor, shapes: list, reference_points: torch.Tensor, sampling_offsets: torch.Tensor,
+           attention_logits: torch.Tensor) -> torch.Tensor:
+    """The op from the fused arguments (module docstring), lowered as ``m2f.plugins.lowering`` says; [N, Lq, M*D]."""
+    flavor = lowering.current()
+    if flavor == "m2f":
+        spatial, starts = shape_tensors(shapes, value.device)
+        return _PluginNode.apply(value, spatial, starts, reference_points, sampling_offsets, attention_logits)
+    locations, weights = locations_and_weights(shapes, reference_points, sampling_offsets, attention_logits)
+    if flavor == "trt-builtin":
+        spatial, starts = shape_tensors(shapes, value.device)
+        out = _TensorRTBuiltinNode.apply(value, spatial, starts, locations, weights,
+                                         trt_builtin_version(lowering.option("tensorrt_version")))
+        return out.flatten(2)
+    op = portable if flavor == "portable" else reference
+    return op(value, shapes, None, locations, weights)
 
 
 # ---------------------------------------------------------------------------------------------------------------

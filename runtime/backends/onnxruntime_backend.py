@@ -9,6 +9,7 @@ from m2f.contract import KEY, parse
 from m2f.errors import BackendError, first_line, require
 from m2f.threads import default_threads
 
+from .. import custom_ops
 from .base import Runner
 
 
@@ -33,8 +34,11 @@ class OnnxRuntimeBackend(Runner):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or default_threads()  # see m2f.threads
         options.inter_op_num_threads = 1
+        rewritten, library = custom_ops.prepare(path)  # plugin nodes (m2f / trt-builtin flavors) -> numpy ops
+        if library:
+            options.register_custom_ops_library(library)
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
+            self.session = ort.InferenceSession(rewritten or str(path), options, providers=providers)
         except Exception as e:  # ORT raises its own exception types for corrupt or foreign files
             first = first_line(e)
             raise BackendError(f"ONNX Runtime cannot load {path.name} ({first}); is it a complete ONNX file?") from None

@@ -5,9 +5,15 @@ import torch
 
 
 def session(path):
+    """An ONNX Runtime session on one thread; a plugin flavor's nodes run as m2f.runtime.custom_ops' numpy ops."""
+    from m2f.runtime import custom_ops
+
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    rewritten, library = custom_ops.prepare(path)
+    if library:
+        so.register_custom_ops_library(library)
+    return ort.InferenceSession(rewritten or str(path), so, providers=["CPUExecutionProvider"])
 
 
 def random_batch(n, height, width, valid, seed=0):

@@ -73,6 +73,34 @@ def test_export_errors_are_one_sentence(checkpoint, tmp_path, capsys, args, mess
     assert list(tmp_path.iterdir()) == []
 
 
+def test_export_flavor_cli(checkpoint, tmp_path, capsys):
+    """--flavor trt-builtin --trt-version 10.16: the plugin line, then inspect --trt-compat passes (exit 0)."""
+    out = tmp_path / "tb.onnx"
+    assert main(["export", str(checkpoint), "-o", str(out), "--height", "64", "--width", "96", "--flavor",
+                 "trt-builtin", "--trt-version", "10.16"]) == 0
+    text = capsys.readouterr().out
+    assert "trt-builtin ops" in text and "MultiscaleDeformableAttnPlugin_TRT v2 (TensorRT's libnvinfer_plugin); " \
+        "TensorRT >= 10.11" in text and "next: m2f inspect --trt-compat" in text
+    assert main(["inspect", str(out), "--trt-compat"]) == 0
+    assert "every node is in TensorRT's ONNX-parser operator matrix" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--flavor", "fast"], "invalid choice: 'fast'"),
+    (["--trt-version", "8.6"], "'8.6' is not a TensorRT version from 10.0 on"),
+])
+def test_flavor_options_are_checked_while_parsing(checkpoint, tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(checkpoint), "-o", str(tmp_path / "x.onnx"), *args])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_trt_compat_needs_an_onnx_file(checkpoint, capsys):
+    assert main(["inspect", str(checkpoint), "--trt-compat"]) == 2
+    assert "--trt-compat checks an exported .onnx file" in capsys.readouterr().err
+
+
 def test_output_is_checked_before_the_checkpoint_is_loaded(tmp_path, capsys):
     """An output path that is a folder is refused at once (the checkpoint here does not even exist)."""
     assert main(["export", str(tmp_path / "missing.pkl"), "-o", str(tmp_path)]) == 2

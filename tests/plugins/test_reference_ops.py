@@ -24,8 +24,9 @@ def naive_msda(value, shapes, locations, weights):
                         y = locations[b, q, h, lvl, p, 1] * hh - 0.5
                         x0, y0 = math.floor(x), math.floor(y)
                         acc = np.zeros(d)
-                        for yy, xx, wgt in ((y0, x0, (y0 + 1 - y) * (x0 + 1 - x)), (y0, x0 + 1, (y0 + 1 - y) * (x - x0)),
-                                            (y0 + 1, x0, (y - y0) * (x0 + 1 - x)), (y0 + 1, x0 + 1, (y - y0) * (x - x0))):
+                        corners = ((y0, x0, (y0 + 1 - y) * (x0 + 1 - x)), (y0, x0 + 1, (y0 + 1 - y) * (x - x0)),
+                                   (y0 + 1, x0, (y - y0) * (x0 + 1 - x)), (y0 + 1, x0 + 1, (y - y0) * (x - x0)))
+                        for yy, xx, wgt in corners:
                             if 0 <= yy < hh and 0 <= xx < ww:
                                 acc += wgt * value[b, starts[lvl] + yy * ww + xx, h]
                         out[b, q, h] += weights[b, q, h, lvl, p] * acc
