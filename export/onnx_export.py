@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -194,9 +195,42 @@ def plugin_requirements(options: ExportOptions) -> dict:
     return {"plugins": [], "min_tensorrt": "10.0"}
 
 
-def _simplify(model_proto):
+# ONNX Runtime rewrites that restructure rather than fold: their new nodes lose the exporter's scope names (which the
+# precision islands and the stage taps read), and TensorRT fuses MatMul+Add itself.
+RESTRUCTURING_OPTIMIZERS = ["MatMulAddFusion", "TransposeOptimizer"]
+
+
+def _fold_constants(model_proto):
+    """ONNX Runtime's basic graph optimisations (constant folding, redundant-node removal, Conv+BN/Add/Mul folding;
+    standard ONNX ops only), written back as a model: they fold in one pass the shape arithmetic that onnxslim
+    folds one layer per iteration (a tiny static export: 8.5 s of onnxslim before, 0.4 s + 3 s after, same result).
+    Static graphs only: a dynamic graph converges in three onnxslim iterations and comes out larger after this pass
+    (1467 vs 1089 nodes). Graphs with plugin nodes skip it too (ONNX Runtime cannot load them without m2f's ops)."""
+    import onnx
+    import onnxruntime as ort
+
+    if any(o.domain not in ("", "ai.onnx") for o in model_proto.opset_import):
+        return model_proto
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(Path(tmp) / "folded.onnx")
+        options.intra_op_num_threads = 1
+        ort.InferenceSession(model_proto.SerializeToString(), options, providers=["CPUExecutionProvider"],
+                             disabled_optimizers=RESTRUCTURING_OPTIMIZERS)
+        folded = onnx.load(options.optimized_model_filepath)
+    used = {n.domain for n in folded.graph.node}  # ONNX Runtime lists every domain it knows; keep the graph's
+    kept = [o for o in folded.opset_import if o.domain in used or o.domain in ("", "ai.onnx")]
+    del folded.opset_import[:]
+    folded.opset_import.extend(kept)
+    return folded
+
+
+def _simplify(model_proto, static: bool):
     import onnxslim
 
+    if static:
+        model_proto = _fold_constants(model_proto)
     with contextlib.redirect_stdout(io.StringIO()):
         return onnxslim.slim(model_proto)
 
@@ -268,7 +302,7 @@ def export_onnx(model: Mask2Former, path: str | Path, options: ExportOptions | N
             progress(f"[2/4] cleaning up {len(proto.graph.node)} nodes (onnxslim: constant folding, dead nodes, "
                      f"shape inference)")
             t0 = time.perf_counter()
-            proto = _simplify(proto)
+            proto = _simplify(proto, static=not options.dynamic)
             seconds["simplify"] = time.perf_counter() - t0
         else:
             progress("[2/4] clean-up skipped")

@@ -145,7 +145,7 @@ def test_failure_mid_export_leaves_nothing(tmp_path, monkeypatch):
     """A failure after tracing has started removes the temporary file and writes no output."""
     import m2f.export.onnx_export as onnx_export
 
-    def boom(proto):
+    def boom(proto, static):
         raise RuntimeError("simulated clean-up failure")
 
     monkeypatch.setattr(onnx_export, "_simplify", boom)
