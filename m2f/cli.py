@@ -12,7 +12,8 @@ from . import __version__
 from .errors import M2FError, M2FWarning
 
 # name -> module under m2f.commands. Order is the order shown in --help.
-COMMANDS = ("demo", "export", "infer", "validate", "bench", "inspect", "plugins", "presets", "synthetic", "train")
+COMMANDS = ("demo", "export", "convert", "calibrate", "build", "infer", "validate", "bench", "inspect", "plugins",
+            "presets", "synthetic", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -158,38 +158,50 @@ def may_have_plugin_nodes(path: str | Path) -> bool:
 
 def prepare(path: str | Path) -> tuple[bytes | None, str]:
     """(the graph rewritten for ONNX Runtime as bytes, or None when it has no plugin nodes; the extensions library
-    to register with the session). Needs onnx and onnxruntime-extensions."""
+    to register with the session, or ""). Needs onnx and onnxruntime-extensions for plugin graphs only."""
     if not may_have_plugin_nodes(path):
         return None, ""
     try:
         import onnx
-        from onnx import TensorProto, helper
     except ImportError as e:
         raise MissingDependencyError(f"{Path(path).name} has plugin nodes; running them in ONNX Runtime needs the "
                                      f"onnx package ({e}): pip install 'm2f[runtime]'") from None
     model = onnx.load(str(path))
     if not any(o.domain in PLUGIN_DOMAINS for o in model.opset_import):
         return None, ""
+    return prepare_model(model, Path(path).name)
+
+
+def prepare_model(model, name: str = "the graph") -> tuple[bytes, str]:
+    """``prepare`` for a loaded ModelProto (changed in place when it has plugin nodes): (bytes to give ONNX Runtime,
+    the extensions library or "")."""
+    from onnx import TensorProto, helper
+
+    if not any(o.domain in PLUGIN_DOMAINS for o in model.opset_import):
+        return model.SerializeToString(), ""
     _register()
     from onnxruntime_extensions import get_library_path
 
     types = {v.name: v.type.tensor_type.elem_type for v in
              list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)}
-    nodes = []
+    types.update({i.name: i.data_type for i in model.graph.initializer})  # constants an fp16 graph stores in fp16
+    nodes, cast = [], set()
     for node in model.graph.node:
         if node.domain not in PLUGIN_DOMAINS:
             nodes.append(node)
             continue
         if (node.domain, node.op_type) not in _REGISTERED:
-            raise MissingDependencyError(f"{Path(path).name} has a {node.domain}::{node.op_type} node, which m2f's "
+            raise MissingDependencyError(f"{name} has a {node.domain}::{node.op_type} node, which m2f's "
                                          f"ONNX Runtime ops do not implement")
         half = types.get(node.input[0]) == TensorProto.FLOAT16
         inputs = list(node.input)
         if half:  # the extensions' Python ops take no fp16: compute in fp32 between Casts
-            for i, name in enumerate(inputs):
-                if types.get(name) == TensorProto.FLOAT16:
-                    inputs[i] = f"{name}__m2f_fp32"
-                    nodes.append(helper.make_node("Cast", [name], [inputs[i]], to=TensorProto.FLOAT))
+            for i, tensor in enumerate(inputs):
+                if types.get(tensor) == TensorProto.FLOAT16:
+                    inputs[i] = f"{tensor}__m2f_fp32"
+                    if inputs[i] not in cast:  # plugin nodes share inputs (the reference points): one Cast each
+                        cast.add(inputs[i])
+                        nodes.append(helper.make_node("Cast", [tensor], [inputs[i]], to=TensorProto.FLOAT))
         output = node.output[0]
         rewritten = helper.make_node(_op_type(node), inputs, [f"{output}__m2f_fp32" if half else output],
                                      domain=EXTENSIONS_DOMAIN, name=node.name)

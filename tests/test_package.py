@@ -69,6 +69,14 @@ def test_model_and_export_do_not_import_the_runtime():
     assert r.returncode == 0, r.stderr
 
 
+def test_precision_and_engine_building_need_no_torch():
+    """Calibration, the fp16 converter and m2f build run where the fp32 ONNX is, without PyTorch."""
+    r = _import_all_with_blocked(["m2f.calib"], ["torch"])
+    assert r.returncode == 0, r.stderr
+    r = _run(BLOCK_TORCH + "import m2f.export.fp16, m2f.export.engine, m2f.commands.build, m2f.commands.convert")
+    assert r.returncode == 0, r.stderr
+
+
 def test_datasets_need_no_torch():
     r = _import_all_with_blocked(["m2f.datasets"], ["torch"])
     assert r.returncode == 0, r.stderr

@@ -101,3 +101,15 @@ def output_folder(path: str) -> Path:
     except OSError as e:
         raise ArgumentError(f"cannot create the output folder {out}: {e.strerror}") from None
     return out
+
+
+def add_sample_data(group, required: bool, default_images: int | None = None) -> None:
+    """The images a precision step measures on (calibration, fp16 sensitivity), through the runtime's own
+    pre-processing."""
+    group.add_argument("--data", required=required,
+                       help="images to measure on: a folder, a COCO json, or synthetic[:N[:SEED]]"
+                            + ("" if required else " (default: synthetic images; pass your own for your domain)"))
+    group.add_argument("--images", type=positive_int, default=default_images,
+                       help="how many of them (chosen at random with --seed when there are more)"
+                            + (f"; default {default_images}" if default_images else ""))
+    group.add_argument("--seed", type=non_negative_int, default=0, help="seed of that choice (default 0)")

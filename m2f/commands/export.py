@@ -30,6 +30,11 @@ def add_arguments(p) -> None:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 to 20 (default 17)")
     p.add_argument("--no-simplify", action="store_true", help="skip the onnxslim clean-up")
     shared.add_plugins(p)
+    precision = p.add_argument_group("precision")
+    precision.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
+                           help="fp16: export, then convert with fp32 islands chosen by a sensitivity sweep on "
+                                "--data (as m2f convert --precision fp16; int8: m2f calibrate the fp32 export)")
+    shared.add_sample_data(precision, required=False)
     shared.add_threads(p)
 
 
@@ -70,6 +75,20 @@ def _restrict_task(model, task: str | None, head: str | None) -> None:
                             f"{', '.join(model.config.tasks)})")
 
 
+def _export_fp16(model, output: Path, options, source: dict, args) -> None:
+    """fp32 export into a temporary folder, then the measured fp16 conversion to ``output``."""
+    import tempfile
+
+    from m2f.export import export_onnx
+
+    from .convert import convert_to_fp16
+
+    with tempfile.TemporaryDirectory(prefix="m2f-export-") as tmp:
+        fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", options, source=source, progress=print)
+        print(f"exported fp32 ({fp32.nodes} nodes); converting to fp16")
+        convert_to_fp16(fp32.path, output, args)
+
+
 def run(args) -> int:
     from m2f.errors import require
 
@@ -96,6 +115,9 @@ def run(args) -> int:
     _restrict_task(model, args.task, args.head)
     source = {"name": ckpt.name, "format": model.load_report.format, "config": model.load_report.config_source,
               "sha256": checkpoint_fingerprint(ckpt)}
+    if args.precision == "fp16":
+        _export_fp16(model, output, options, source, args)
+        return 0
     summary = export_onnx(model, output, options, source=source, progress=print)
     took = ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items())
     print(f"wrote {summary.path} ({summary.size_bytes / 1e6:.1f} MB, {summary.nodes} nodes, opset {args.opset}, "

@@ -229,6 +229,13 @@ def attend(value: torch.Tensor, shapes: list, reference_points: torch.Tensor, sa
            attention_logits: torch.Tensor) -> torch.Tensor:
     """The op from the fused arguments (module docstring), lowered as ``m2f.plugins.lowering`` says; [N, Lq, M*D]."""
     flavor = lowering.current()
+    if flavor in ("reference", "portable") and torch.is_autocast_enabled(value.device.type):
+        # fp16 autocast (the fp16 estimate): the coordinate math and the sampling are an fp32 island, as in m2f's
+        # fp16 ONNX (m2f.export.fp16.required_island)
+        with torch.autocast(value.device.type, enabled=False):
+            out = attend(value.float(), shapes, reference_points.float(), sampling_offsets.float(),
+                         attention_logits.float())
+        return out.to(value.dtype)
     if flavor == "m2f":
         spatial, starts = shape_tensors(shapes, value.device)
         return _PluginNode.apply(value, spatial, starts, reference_points, sampling_offsets, attention_logits)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from m2f.contract import parse, sidecar_path
+from m2f.cuda import Cuda
 from m2f.errors import BackendError, require
 
 from .base import Runner
@@ -37,106 +38,10 @@ def plugin_libraries(plugins: str | None) -> list[Path]:
     return [Path(p) for p in paths]
 
 
-class _Cuda:
-    """The few CUDA runtime calls needed, through cuda-python or PyCUDA."""
-
-    def __init__(self):
-        try:
-            from cuda.bindings import runtime as cudart
-        except ImportError:
-            try:
-                from cuda import cudart  # cuda-python < 12.9 layout
-            except ImportError:
-                cudart = None
-        self.cudart = cudart
-        if cudart is None:
-            self.pycuda = require("pycuda.driver", "trt", "running a TensorRT engine (cuda-python or pycuda)")
-            import pycuda.autoprimaryctx  # noqa: F401  (retains the primary context)
-
-            self.stream = self.pycuda.Stream()
-            self.handle = self.stream.handle
-        else:
-            self.stream = self.check(cudart.cudaStreamCreate())
-            self.handle = int(self.stream)
-
-    def check(self, result):
-        err, *values = result
-        if int(err) != 0:
-            raise BackendError(f"CUDA call failed with {err}; is a GPU visible and the driver working?")
-        return values[0] if len(values) == 1 else (values or None)
-
-    def device(self) -> tuple[str, str]:
-        """(GPU name, compute capability "major.minor") of the current device."""
-        if self.cudart is None:
-            dev = self.pycuda.Context.get_device()
-            major, minor = dev.compute_capability()
-            return dev.name(), f"{major}.{minor}"
-        props = self.check(self.cudart.cudaGetDeviceProperties(self.check(self.cudart.cudaGetDevice())))
-        name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-        return name.rstrip("\x00"), f"{props.major}.{props.minor}"
-
-    def device_alloc(self, nbytes: int):
-        if self.cudart is None:
-            return self.pycuda.mem_alloc(nbytes)
-        return self.check(self.cudart.cudaMalloc(nbytes))
-
-    def device_free(self, ptr) -> None:
-        if self.cudart is None:
-            ptr.free()
-        else:
-            self.check(self.cudart.cudaFree(ptr))
-
-    def pinned(self, nbytes: int):
-        """(pinned host buffer as a uint8 array, handle to free it)."""
-        if self.cudart is None:
-            buf = self.pycuda.pagelocked_empty(nbytes, np.uint8)
-            return buf, buf
-        ptr = self.check(self.cudart.cudaMallocHost(nbytes))
-        return np.frombuffer((ctypes.c_byte * nbytes).from_address(ptr), np.uint8), ptr
-
-    def pinned_free(self, handle) -> None:
-        if self.cudart is None:
-            handle.base.free()  # pagelocked_empty's array is a view of a HostAllocation
-        else:
-            self.check(self.cudart.cudaFreeHost(handle))
-
-    def h2d(self, device, host: np.ndarray) -> None:
-        if self.cudart is None:
-            self.pycuda.memcpy_htod_async(device, host, self.stream)
-        else:
-            kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-            self.check(self.cudart.cudaMemcpyAsync(device, host.ctypes.data, host.nbytes, kind, self.stream))
-
-    def d2h(self, host: np.ndarray, device) -> None:
-        if self.cudart is None:
-            self.pycuda.memcpy_dtoh_async(host, device, self.stream)
-        else:
-            kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-            self.check(self.cudart.cudaMemcpyAsync(host.ctypes.data, device, host.nbytes, kind, self.stream))
-
-    def sync(self) -> None:
-        if self.cudart is None:
-            self.stream.synchronize()
-        else:
-            self.check(self.cudart.cudaStreamSynchronize(self.stream))
-
-    def memory_used_mb(self) -> float:
-        """Device memory in use on the current GPU (every process), MB."""
-        if self.cudart is None:
-            free, total = self.pycuda.mem_get_info()
-        else:
-            free, total = self.check(self.cudart.cudaMemGetInfo())
-        return (total - free) / 2**20
-
-    def release(self) -> None:
-        if self.cudart is not None:
-            self.check(self.cudart.cudaStreamDestroy(self.stream))
-
-
 class _Buffer:
     """One tensor's device allocation and pinned staging buffer, reused while large enough."""
 
-    def __init__(self, cuda: _Cuda):
+    def __init__(self, cuda: Cuda):
         self.cuda, self.capacity = cuda, 0
         self.device = self.host = self.host_handle = None
 
@@ -185,7 +90,7 @@ class TensorRTBackend(Runner):
         self.trt = trt
         sidecar = sidecar_path(path)
         self.meta = parse(sidecar.read_text() if sidecar.exists() else None, f"{path.name} (sidecar {sidecar.name})")
-        self.cuda = _Cuda()
+        self.cuda = Cuda()
         check_built_for(self.meta, path.name, trt.__version__, self.cuda.device())
         for lib in plugin_libraries(plugins):
             ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)

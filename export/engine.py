@@ -1,0 +1,351 @@
+"""ONNX -> TensorRT engine (``m2f build``), on the TensorRT Python API of 10.x and 11.x.
+
+Two ways to a precision (design §2.4):
+
+- strongly typed (TensorRT 10 and 11): the precision is in the ONNX (``m2f convert`` / ``m2f calibrate`` wrote fp16
+  tensors or Q/DQ nodes); the builder gets no precision flags and runs what the graph says.
+- builder flags (TensorRT 10 only): an fp32 ONNX with ``--precision fp16|int8|best`` sets BuilderFlag.FP16 / INT8,
+  INT8 with TensorRT's implicit entropy calibrator (IInt8EntropyCalibrator2 over ``--calib`` images, cache file).
+  TensorRT 11 removed both; asking for it there is refused with one sentence.
+
+Everything that does not need TensorRT -- the build plan, optimisation profiles from the metadata, shape flags, the
+sidecar, the equivalent trtexec command line -- is plain Python and unit-tested; ``build_engine`` is the thin part
+that calls TensorRT (tests marked ``trt``/``gpu``).
+"""
+from __future__ import annotations
+
+import hashlib
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from m2f.contract import dumps
+from m2f.errors import ArgumentError, M2FError
+
+PRECISIONS = ("fp32", "fp16", "int8", "best")
+MB = 1 << 20
+DEFAULT_MAX_BATCH = 1  # of a dynamic graph's default profile
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """How TensorRT is asked for the precision: strongly typed (the ONNX decides) or builder flags (TensorRT 10)."""
+
+    strongly_typed: bool
+    flags: tuple[str, ...] = ()  # BuilderFlag names
+    calibrator: bool = False  # implicit INT8 calibration (TensorRT 10)
+    precision: str = "fp32"  # what the engine computes in, for the sidecar
+
+
+def plan_build(graph_precision: str, requested: str | None, trt_major: int, has_calibration: bool) -> BuildPlan:
+    """The build for an ONNX of ``graph_precision`` (its metadata) when ``requested`` (None: as the graph says)."""
+    if requested is not None and requested not in PRECISIONS:
+        raise ArgumentError(f"--precision {requested} is not one of {', '.join(PRECISIONS)}")
+    if graph_precision != "fp32":
+        if requested not in (None, graph_precision):
+            raise ArgumentError(f"the ONNX is already {graph_precision} (its precision is in the graph); build it "
+                                f"without --precision, or start from the fp32 export")
+        return BuildPlan(True, precision=graph_precision)
+    if requested in (None, "fp32"):
+        return BuildPlan(True, precision="fp32")
+    if trt_major >= 11:
+        command = "m2f calibrate model.onnx --data ..." if requested in ("int8", "best") else \
+            "m2f convert model.onnx --precision fp16"
+        raise ArgumentError(f"TensorRT {trt_major} removed builder precision flags and implicit calibration; put the "
+                            f"precision into the ONNX first ({command}) and build that")
+    flags = {"fp16": ("FP16",), "int8": ("INT8",), "best": ("FP16", "INT8")}[requested]
+    if "INT8" in flags and not has_calibration:
+        raise ArgumentError(f"--precision {requested} on an fp32 ONNX needs --calib (images for TensorRT's entropy "
+                            f"calibrator), or calibrate the ONNX with m2f calibrate and build that")
+    return BuildPlan(False, flags, "INT8" in flags, requested)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shapes
+
+Profile = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]  # input -> (min, opt, max)
+
+
+def parse_shapes(text: str, flag: str) -> dict[str, tuple[int, ...]]:
+    """trtexec's form ``image:1x800x1344x3,valid_size:1x2`` -> {"image": (1, 800, 1344, 3), ...}."""
+    shapes = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, _, dims = item.rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.split("x"))
+        except ValueError:
+            shape = ()
+        if not name or not shape or min(shape) < 1:
+            raise ArgumentError(f"{flag} {item!r} is not NAME:DxDx... with positive sizes (e.g. image:1x800x1344x3)")
+        shapes[name] = shape
+    return shapes
+
+
+def _padded(size: int, multiple: int) -> int:
+    return -(-size // multiple) * multiple
+
+
+def _input_shape(meta: dict, name: str, batch: int, height: int, width: int) -> tuple[int, ...]:
+    if name == "valid_size":
+        return (batch, 2)
+    if meta["input"]["kind"] == "uint8":
+        return (batch, height, width, 3)
+    return (batch, 3, height, width)
+
+
+def default_profile(meta: dict, max_batch: int = DEFAULT_MAX_BATCH) -> Profile:
+    """Optimisation profile of a dynamic graph from its metadata: canvases from one ``size_divisibility`` block up
+    to the square of the longest test side, optimised for the landscape test size (e.g. 800x1344 for COCO); batch 1
+    to ``max_batch``. A static graph has none (empty dict)."""
+    if not meta["input"].get("dynamic"):
+        return {}
+    div, short, longest = meta["size_divisibility"], meta["resize"]["short"], meta["resize"]["max"]
+    opt_hw = (_padded(short, div), _padded(longest, div))
+    max_side = _padded(longest, div)
+    return {name: (_input_shape(meta, name, 1, div, div), _input_shape(meta, name, 1, *opt_hw),
+                   _input_shape(meta, name, max_batch, max_side, max_side)) for name in meta["input"]["names"]}
+
+
+def profile(meta: dict, min_shapes: str | None = None, opt_shapes: str | None = None, max_shapes: str | None = None,
+            max_batch: int = DEFAULT_MAX_BATCH) -> Profile:
+    """``default_profile`` with trtexec-style overrides; a static graph refuses them. valid_size follows the image's
+    batch when only the image is given."""
+    given = {k: parse_shapes(v, f"--{k}-shapes") for k, v in
+             (("min", min_shapes), ("opt", opt_shapes), ("max", max_shapes)) if v}
+    base = default_profile(meta, max_batch)
+    if not base:
+        if given:
+            raise ArgumentError("the ONNX has static shapes, so --min/--opt/--max-shapes do not apply; export it "
+                                "with --dynamic for a range of sizes")
+        return {}
+    names = meta["input"]["names"]
+    result = {n: list(base[n]) for n in names}
+    for position, kind in enumerate(("min", "opt", "max")):
+        for name, shape in given.get(kind, {}).items():
+            if name not in names:
+                raise ArgumentError(f"--{kind}-shapes names {name}, which is not an input of the graph "
+                                    f"({', '.join(names)})")
+            if len(shape) != len(base[name][0]):
+                raise ArgumentError(f"--{kind}-shapes {name} has {len(shape)} dims; it needs "
+                                    f"{len(base[name][0])} (e.g. {'x'.join(map(str, base[name][1]))})")
+            result[name][position] = shape
+            if name != "valid_size" and "valid_size" in names and "valid_size" not in given.get(kind, {}):
+                result["valid_size"][position] = (shape[0], 2)
+    for name, (lo, opt, hi) in result.items():
+        if not all(a <= b <= c for a, b, c in zip(lo, opt, hi)):
+            raise ArgumentError(f"{name}: min {'x'.join(map(str, lo))}, opt {'x'.join(map(str, opt))} and max "
+                                f"{'x'.join(map(str, hi))} are not ordered min <= opt <= max in every dim")
+    return {n: tuple(tuple(s) for s in v) for n, v in result.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What is written next to the engine, and how to reproduce it with trtexec
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(MB), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class BuildOptions:
+    precision: str | None = None  # None: as the ONNX says
+    min_shapes: str | None = None
+    opt_shapes: str | None = None
+    max_shapes: str | None = None
+    max_batch: int = DEFAULT_MAX_BATCH
+    plugins: list[Path] = field(default_factory=list)
+    timing_cache: Path | None = None
+    workspace_mb: int | None = None
+    calib_cache: Path | None = None  # TensorRT 10 implicit INT8: the calibrator's cache file
+    dla_core: int | None = None
+
+
+def sidecar(meta: dict, *, trt_version: str, gpu: str, compute_capability: str, plan: BuildPlan, profiles: Profile,
+            plugins: list[Path], onnx_path: Path) -> str:
+    """The engine's ``<engine>.json``: the ONNX's metadata with the engine's precision and a ``tensorrt`` record."""
+    meta = dict(meta)
+    meta["precision"] = plan.precision
+    meta["tensorrt"] = {
+        "version": trt_version, "gpu": gpu, "compute_capability": compute_capability,
+        "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.flags),
+        "profiles": {n: {"min": list(s[0]), "opt": list(s[1]), "max": list(s[2])} for n, s in profiles.items()},
+        "flavor": meta["op_flavor"],
+        "plugins": [{"path": str(p), "sha256": sha256(p)} for p in plugins],
+        "onnx": {"name": onnx_path.name, "sha256": sha256(onnx_path)},
+    }
+    return dumps(meta)
+
+
+def trtexec_command(onnx_path: Path, engine: Path, plan: BuildPlan, profiles: Profile, options: BuildOptions) -> str:
+    """The trtexec line that builds the same engine (flag names of TensorRT 10.x/11.x trtexec)."""
+    args = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine}"]
+    if plan.strongly_typed:
+        args.append("--stronglyTyped")
+    args += [f"--{flag.lower()}" for flag in plan.flags]
+    if plan.calibrator and options.calib_cache:
+        args.append(f"--calib={options.calib_cache}")
+    for kind, index in (("min", 0), ("opt", 1), ("max", 2)):
+        if profiles:
+            args.append(f"--{kind}Shapes=" + ",".join(f"{n}:{'x'.join(map(str, s[index]))}"
+                                                     for n, s in profiles.items()))
+    args += [f"--dynamicPlugins={p}" for p in options.plugins]
+    if options.timing_cache:
+        args.append(f"--timingCacheFile={options.timing_cache}")
+    if options.workspace_mb:
+        args.append(f"--memPoolSize=workspace:{options.workspace_mb}M")
+    if options.dla_core is not None:
+        args += [f"--useDLACore={options.dla_core}", "--allowGPUFallback"]
+    return shlex.join(args)
+
+
+def parser_error(errors: list[tuple[str, str, str]], flavor: str) -> str:
+    """One sentence from the ONNX parser's errors [(node name, op type, description)], naming the first node and
+    suggesting what to change."""
+    node, op, desc = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    if op.startswith("M2f") or "plugin" in desc.lower():
+        hint = ("load m2f's plugin library with --plugins (m2f plugins build), or export --flavor portable"
+                if flavor == "m2f" else "export with --flavor portable")
+    else:
+        hint = f"check the graph with m2f inspect --trt-compat; a different --flavor than {flavor} may avoid it"
+    return f"TensorRT's ONNX parser refused node {node} ({op}): {desc}{more}; {hint}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The TensorRT part (needs TensorRT and a GPU)
+
+
+def _progress_monitor(trt, report: Callable[[str], None]):
+    """An IProgressMonitor printing each build phase once (TensorRT 10.0+)."""
+
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)
+
+        def phase_start(self, parent_phase, phase_name, num_steps):
+            if parent_phase is None:
+                report(f"      {phase_name} ({num_steps} steps)")
+
+        def step_complete(self, phase_name, step):
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name):
+            pass
+
+    return Monitor()
+
+
+def _entropy_calibrator(trt, batches: Iterable[dict], cache: Path | None, input_names: list[str]):
+    """TensorRT 10's IInt8EntropyCalibrator2 over ``batches`` (feed dicts of numpy arrays), with a cache file."""
+    import numpy as np
+
+    from m2f.cuda import Cuda
+
+    class Calibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self):
+            trt.IInt8EntropyCalibrator2.__init__(self)
+            self.cuda, self.batches, self.buffers = Cuda(), iter(batches), {}
+
+        def get_batch_size(self):
+            return 1
+
+        def get_batch(self, names):
+            feeds = next(self.batches, None)
+            if feeds is None:
+                return None
+            pointers = []
+            for name in names:
+                host = np.ascontiguousarray(feeds[name])
+                if name not in self.buffers:
+                    self.buffers[name] = self.cuda.device_alloc(host.nbytes)
+                self.cuda.h2d(self.buffers[name], host)
+                pointers.append(int(self.buffers[name]))
+            self.cuda.sync()
+            return pointers
+
+        def read_calibration_cache(self):
+            return cache.read_bytes() if cache and cache.exists() else None
+
+        def write_calibration_cache(self, data):
+            if cache:
+                cache.write_bytes(bytes(data))
+
+    return Calibrator()
+
+
+def build_engine(onnx_path: Path, output: Path, meta: dict, options: BuildOptions,
+                 calibration: Iterable[dict] | None = None, progress: Callable[[str], None] = lambda s: None) -> dict:
+    """Build ``output`` (and its sidecar) from ``onnx_path``; returns {"plan", "profiles", "trtexec", "seconds"}."""
+    import time
+
+    from m2f.cuda import Cuda
+    from m2f.errors import require
+    from m2f.fileio import atomic_path
+
+    trt = require("tensorrt", "trt", "m2f build")
+    major = int(trt.__version__.split(".")[0])
+    plan = plan_build(meta["precision"], options.precision, major, calibration is not None)
+    profiles = profile(meta, options.min_shapes, options.opt_shapes, options.max_shapes, options.max_batch)
+    logger = trt.Logger(trt.Logger.WARNING)
+    trt.init_libnvinfer_plugins(logger, "")
+    registry = trt.get_plugin_registry()
+    for lib in options.plugins:
+        if registry.load_library(str(lib)) is None:
+            raise M2FError(f"TensorRT could not load the plugin library {lib} (built for another TensorRT major, or "
+                           f"its plugins are already registered)")
+    builder = trt.Builder(logger)
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    progress(f"[1/3] parsing {onnx_path.name}")
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [parser.get_error(i) for i in range(parser.num_errors)]
+        raise M2FError(parser_error([(e.node_name(), e.node_operator(), e.desc()) for e in errors], meta["op_flavor"]))
+    config = builder.create_builder_config()
+    if options.workspace_mb:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb * MB)
+    for flag in plan.flags:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    if plan.calibrator:
+        config.int8_calibrator = _entropy_calibrator(trt, calibration, options.calib_cache, meta["input"]["names"])
+    if options.dla_core is not None:
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = options.dla_core
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+    if profiles:
+        opt_profile = builder.create_optimization_profile()
+        for name, (lo, opt, hi) in profiles.items():
+            opt_profile.set_shape(name, lo, opt, hi)
+        config.add_optimization_profile(opt_profile)
+    cache = None
+    if options.timing_cache:
+        data = options.timing_cache.read_bytes() if options.timing_cache.exists() else b""
+        cache = config.create_timing_cache(data)
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    config.progress_monitor = _progress_monitor(trt, progress)
+    progress(f"[2/3] building ({plan.precision}, {'strongly typed' if plan.strongly_typed else 'builder flags'})")
+    t0 = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise M2FError("TensorRT could not build the engine (its log above says why); try --workspace with more MB "
+                       "or another --flavor")
+    seconds = time.perf_counter() - t0
+    gpu, capability = Cuda().device()
+    progress(f"[3/3] writing {output} and {output.name}.json")
+    from m2f.contract import sidecar_path
+
+    with atomic_path(output) as tmp:
+        tmp.write_bytes(bytes(serialized))
+    with atomic_path(sidecar_path(output)) as tmp:
+        tmp.write_text(sidecar(meta, trt_version=trt.__version__, gpu=gpu, compute_capability=capability,
+                               plan=plan, profiles=profiles, plugins=options.plugins, onnx_path=onnx_path))
+    if cache is not None:
+        with atomic_path(options.timing_cache) as tmp:
+            tmp.write_bytes(bytes(cache.serialize()))
+    return {"plan": plan, "profiles": profiles, "seconds": seconds,
+            "trtexec": trtexec_command(onnx_path, output, plan, profiles, options)}
