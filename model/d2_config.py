@@ -2,9 +2,11 @@
 
 ``load_d2_config(path)`` follows ``_BASE_`` chains (relative to each file), merges them as yacs does (child keys
 override), honours every value that shapes the model or its inference, ignores training-only sections, and stops
-with one sentence on a MODEL key it does not know (it might change the architecture) or on a value it cannot build
-(another meta-architecture, a deformable ResNet, …). Python tags such as ``!!python/object/apply:eval`` (used for
-training sizes) are read as inert text, never evaluated.
+with one sentence on a MODEL key outside detectron2's schema (it might change the architecture) or on a value it
+cannot build (another meta-architecture, a deformable ResNet, …). The full config a training run dumps
+(``output/config.yaml``: every default key of detectron2, DeepLab and Mask2Former, no ``_BASE_``) loads as it is.
+Python tags such as ``!!python/object/apply:eval`` (used for training sizes) are read as inert text, never
+evaluated; ``!!python/tuple`` (older yacs dumps) is read as a list.
 """
 from __future__ import annotations
 
@@ -93,7 +95,23 @@ def _inert(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> _Inert:
     return _Inert(f"!!python/{suffix} {value}")
 
 
+def _tuple(loader: yaml.SafeLoader, node: yaml.Node) -> list:
+    """``!!python/tuple`` (older yacs dumps write tuples so): a plain sequence, nothing to evaluate."""
+    return loader.construct_sequence(node)
+
+
 _Loader.add_multi_constructor("tag:yaml.org,2002:python/", _inert)
+_Loader.add_constructor("tag:yaml.org,2002:python/tuple", _tuple)
+
+
+def detectron2_keys() -> frozenset[str]:
+    """Every key of the config a detectron2 training run dumps (get_cfg() + add_deeplab_config +
+    add_maskformer2_config; m2f/assets/detectron2_config_keys.json, made by tools/detectron2_config_keys.py)."""
+    import json
+
+    from m2f.assets import DETECTRON2_CONFIG_KEYS
+
+    return frozenset(json.loads(DETECTRON2_CONFIG_KEYS.read_text()))
 
 
 def _read_yaml(path: Path) -> dict:
@@ -168,11 +186,16 @@ def _dataset_classes(test_sets: list, num_classes: int) -> tuple[list[str], list
 def config_from_tree(tree: dict, source: str) -> Mask2FormerConfig:
     """Map a merged detectron2 config mapping onto Mask2FormerConfig (see module docstring)."""
     flat = {k: _literal(v) for k, v in _flatten(tree).items()}
-    unknown = [k for k in flat if k.startswith("MODEL.") and k not in _DEFAULTS and k not in _IGNORED_MODEL_KEYS]
+    # Keys of detectron2's schema that m2f does not read belong to other meta-architectures (RPN, ROI heads, FPN,
+    # RetinaNet, DeepLab's head, ...) or to training, so a dumped config (every key) loads; the keys that shape this
+    # model are read below and honoured or refused by value. Only keys outside the schema stop loading.
+    known = detectron2_keys()
+    unknown = [k for k in flat if k.startswith("MODEL.") and k not in known and k not in _DEFAULTS
+               and k not in _IGNORED_MODEL_KEYS]
     if unknown:
         raise ConfigError(
-            f"{source} sets {', '.join(unknown[:3])}, which m2f does not know; such a key may change the "
-            f"architecture, so loading stops (remove it if it does not)"
+            f"{source} sets {', '.join(unknown[:3])}, which is not in detectron2's or Mask2Former's config schema; "
+            f"such a key may change the architecture, so loading stops (remove it if it does not)"
         )
     get = lambda key: flat.get(key, _DEFAULTS[key])  # noqa: E731
     for key, allowed in _REQUIRED.items():

@@ -5,6 +5,7 @@ from pathlib import Path
 ASSETS = Path(__file__).parent
 DEFAULT_PRESET = "synthetic-r50-lite"
 DEFAULT_WEIGHTS = ASSETS / "synthetic-r50-lite.pth"
+DETECTRON2_CONFIG_KEYS = ASSETS / "detectron2_config_keys.json"  # tools/detectron2_config_keys.py
 # A COCO panoptic dataset of 3 images: `m2f synthetic -o m2f/assets/samples -n 3 --seed 2000` (the training set
 # used seed 0 and the demo's held-out set seed 1000, so the model has never seen these).
 SAMPLES = ASSETS / "samples"

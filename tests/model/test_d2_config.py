@@ -1,5 +1,10 @@
-"""detectron2 YAML configs as the Mask2Former repo ships them: _BASE_ chains, python tags, strict unknown keys."""
+"""detectron2 YAML configs as the Mask2Former repo ships them (_BASE_ chains, python tags, strict unknown keys) and as
+every training run dumps them (data/dumped_config_*.yaml: written by yacs' ``cfg.dump()`` from the real detectron2
+get_cfg() + add_deeplab_config + add_maskformer2_config and the official COCO panoptic R50 / Swin-T configs, with
+the datasets renamed to a custom ``my_robot_panoptic_*``)."""
+import dataclasses
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -145,7 +150,7 @@ def _child(configs, text):
 
 
 @pytest.mark.parametrize("text,match", [
-    ("MODEL:\n  MASK_FORMER:\n    NEW_ARCH_KNOB: 3\n", r"MODEL\.MASK_FORMER\.NEW_ARCH_KNOB, which m2f does not know"),
+    ("MODEL:\n  MASK_FORMER:\n    NEW_ARCH_KNOB: 3\n", r"MODEL\.MASK_FORMER\.NEW_ARCH_KNOB, which is not in detectron2's"),
     ("MODEL:\n  META_ARCHITECTURE: GeneralizedRCNN\n", r"META_ARCHITECTURE is 'GeneralizedRCNN'"),
     ("MODEL:\n  RESNETS:\n    STRIDE_IN_1X1: True\n", "STRIDE_IN_1X1 True"),
     ("MODEL:\n  SEM_SEG_HEAD:\n    PIXEL_DECODER_NAME: BasePixelDecoder\n", "MSDeformAttnPixelDecoder"),
@@ -195,3 +200,41 @@ def test_pkl_plus_yaml_is_all_a_user_needs(configs, tmp_path):
     with pytest.raises(CheckpointError, match=r"does not fit config .*: the checkpoint has 7 classes where the "
                                               r"config has 150"):
         load_checkpoint(tmp_path / "model_final.pkl", config=configs / "maskformer2_R50_bs16_160k.yaml")
+
+
+DATA = Path(__file__).parent / "data"
+DUMPED = {"r50": "coco-panoptic-r50", "swin_t": "coco-panoptic-swin-t"}
+
+
+def _without_dataset(cfg):
+    return dataclasses.replace(cfg, class_names=[], thing_ids=[], category_ids=[], name="")
+
+
+@pytest.mark.parametrize("name", sorted(DUMPED))
+def test_dumped_config_reproduces_the_model(name):
+    """All ~260 keys of a dumped config (ANCHOR_GENERATOR, RPN, ROI_HEADS, FPN, RETINANET, DeepLab's ASPP, ...): the
+    keys of other architectures are ignored and the model is exactly the preset's (classes aside: the dataset is a
+    custom one)."""
+    cfg = load_d2_config(DATA / f"dumped_config_{name}.yaml")
+    assert _without_dataset(cfg) == _without_dataset(get_preset(DUMPED[name]))
+    assert cfg.num_classes == 133 and cfg.class_names == []
+
+
+def test_dumped_config_with_python_tuples(tmp_path):
+    """Older yacs versions dump tuples as ``!!python/tuple``."""
+    text = (DATA / "dumped_config_r50.yaml").read_text()
+    text = text.replace("  TEST:\n  - my_robot_panoptic_val", "  TEST: !!python/tuple\n  - my_robot_panoptic_val")
+    text = text.replace("  TRAIN:\n  - my_robot_panoptic_train", "  TRAIN: !!python/tuple\n  - my_robot_panoptic_train")
+    assert text.count("!!python/tuple") == 2
+    path = tmp_path / "dumped_config_r50.yaml"
+    path.write_text(text)
+    assert load_d2_config(path) == load_d2_config(DATA / "dumped_config_r50.yaml")
+
+
+def test_dumped_config_still_refuses_keys_outside_the_schema(tmp_path):
+    text = (DATA / "dumped_config_r50.yaml").read_text()
+    assert "\n  MASK_FORMER:\n" in text
+    path = tmp_path / "config.yaml"
+    path.write_text(text.replace("\n  MASK_FORMER:\n", "\n  MASK_FORMER:\n    QUERY_ROUTING: 2\n"))
+    with pytest.raises(ConfigError, match=r"MODEL\.MASK_FORMER\.QUERY_ROUTING, which is not in detectron2's"):
+        load_d2_config(path)
