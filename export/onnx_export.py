@@ -47,6 +47,8 @@ class ExportOptions:
     tensorrt_version: str = "10.3"  # trt-builtin: the TensorRT the graph is for (picks the plugin's version)
     simplify: bool = True
     taps: bool = False  # also output every stage's intermediate result (m2f.contract.tap_specs), for validation
+    thing_classes: tuple[str, ...] = ()  # names or ids: exactly these are things (contract.resolve_thing_ids)
+    stuff_classes: tuple[str, ...] = ()  # names or ids that are stuff
 
     @property
     def static_batch(self) -> int:
@@ -162,7 +164,7 @@ def build_metadata(model: Mask2Former, adapter: GraphAdapter, options: ExportOpt
         "format_version": contract.FORMAT_VERSION, "m2f_version": m2f.__version__, "model_name": cfg.name,
         "tasks": cfg.tasks, "num_classes": cfg.num_classes, "num_queries": cfg.num_queries,
         "class_names": cfg.class_names or [f"class_{i}" for i in range(cfg.num_classes)],
-        "thing_ids": cfg.thing_ids, "category_ids": cfg.category_ids or None,
+        **thing_metadata(cfg, options), "category_ids": cfg.category_ids or None,
         "input": {"names": adapter.input_names, "kind": adapter.input_kind, "layout": _LAYOUTS[adapter.input_kind],
                   "shape": shape,
                   "dynamic": options.dynamic,
@@ -178,6 +180,14 @@ def build_metadata(model: Mask2Former, adapter: GraphAdapter, options: ExportOpt
         "op_flavor": options.flavor, "opset": options.opset, "precision": "fp32", "source": source,
         **plugin_requirements(options),
     }
+
+
+def thing_metadata(cfg, options: ExportOptions) -> dict:
+    """thing_ids and where they come from (the config, every class when the dataset is unknown, or the options)."""
+    names = cfg.class_names or [f"class_{i}" for i in range(cfg.num_classes)]
+    ids, source = contract.resolve_thing_ids(names, cfg.num_classes, cfg.thing_ids, options.thing_classes,
+                                             options.stuff_classes)
+    return {"thing_ids": ids, "thing_source": source}
 
 
 def plugin_requirements(options: ExportOptions) -> dict:

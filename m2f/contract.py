@@ -142,6 +142,44 @@ REQUIRED = ("format_version", "m2f_version", "tasks", "num_classes", "num_querie
 # version and library) and min_tensorrt (the oldest TensorRT that has them); for engines also tensorrt (version, gpu).
 
 
+TASKS = ("semantic", "instance", "panoptic")  # a raw-output graph serves all three; a head serves its own
+THINGS_FROM_CONFIG = "config"
+THINGS_DEFAULT = "every class (the dataset's thing/stuff split is not known)"
+
+
+def resolve_thing_ids(class_names: list[str], num_classes: int, known: list[int], thing_classes=(),
+                      stuff_classes=()) -> tuple[list[int], str]:
+    """(thing class ids, where they come from). ``known``: the config's thing ids ([] when the dataset is not one m2f
+    knows: then every class is a thing); ``thing_classes`` makes exactly those classes things, ``stuff_classes``
+    makes those stuff (names or ids; ArgumentError naming an unknown one)."""
+    from .errors import ArgumentError
+
+    def ids(specs, flag: str) -> set[int]:
+        out = set()
+        for spec in specs:
+            if str(spec).isdigit() and int(spec) < num_classes:
+                out.add(int(spec))
+            elif spec in class_names:
+                out.add(class_names.index(spec))
+            else:
+                raise ArgumentError(f"{flag} {spec!r} is neither a class name of this model nor an id below "
+                                    f"{num_classes}")
+        return out
+
+    things = set(known) if known else set(range(num_classes))
+    source = THINGS_FROM_CONFIG if known else THINGS_DEFAULT
+    if thing_classes:
+        things, source = ids(thing_classes, "--thing-classes"), "--thing-classes"
+    if stuff_classes:
+        stuff = ids(stuff_classes, "--stuff-classes")
+        if thing_classes and stuff & things:
+            raise ArgumentError("--thing-classes and --stuff-classes name the same class "
+                                f"{class_names[min(stuff & things)] if class_names else min(stuff & things)}")
+        things -= stuff
+        source = f"{source if thing_classes else ''}{' and ' if thing_classes else ''}--stuff-classes"
+    return sorted(things), source
+
+
 def dumps(meta: dict) -> str:
     missing = [k for k in REQUIRED if k not in meta]
     if missing:

@@ -37,12 +37,15 @@ class Predictor:
     threshold / overlap_threshold override the metadata's object-mask and overlap thresholds (raw-output models).
     score_threshold: keep only instances scoring at least this (default None: the reference's whole top-k, which
     COCO evaluation needs). threads: CPU threads of the ONNX Runtime backend (default: m2f.threads).
+    thing_classes / stuff_classes (names or ids) override which classes are things (m2f.contract.resolve_thing_ids);
+    by default the metadata's split, every class a thing when the model's dataset is unknown.
     """
 
     def __init__(self, model: str | Path, tasks: list[str] | None = None, providers: list[str] | None = None,
                  plugins: str | None = None, resize: str = "pil", threshold: float | None = None,
                  overlap_threshold: float | None = None, score_threshold: float | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, thing_classes: tuple[str, ...] = (),
+                 stuff_classes: tuple[str, ...] = ()):
         for value, what in ((threshold, "the object-mask threshold"), (overlap_threshold, "the overlap threshold"),
                             (score_threshold, "the score threshold")):
             check_probability(value, what)
@@ -50,8 +53,8 @@ class Predictor:
         self.backend = open_backend(model, providers=providers, plugins=plugins, threads=threads)
         self.meta = meta = self.backend.meta
         self.head = meta.get("head")
-        available = [self.head] if self.head else list(meta["tasks"])
-        self.tasks = list(tasks or available)
+        available = [self.head] if self.head else list(contract.TASKS)  # raw outputs serve every task
+        self.tasks = list(tasks or ([self.head] if self.head else meta["tasks"]))
         bad = [t for t in self.tasks if t not in available]
         if bad:
             raise M2FError(f"{Path(model).name} does not produce {', '.join(bad)} results (it has "
@@ -64,6 +67,15 @@ class Predictor:
         self.overlap = meta["thresholds"]["overlap"] if overlap_threshold is None else overlap_threshold
         self.score_threshold = score_threshold
         self.names = meta["class_names"]
+        # which classes are things: the metadata's split unless the caller overrides it; every class when the dataset
+        # is unknown (also for metadata written before thing_source existed, which left thing_ids empty then)
+        source = meta.get("thing_source", contract.THINGS_FROM_CONFIG)
+        known = [] if source == contract.THINGS_DEFAULT else list(meta["thing_ids"])
+        if thing_classes or stuff_classes or not known:
+            self.thing_ids, self.thing_source = contract.resolve_thing_ids(
+                self.names, meta["num_classes"], known, thing_classes, stuff_classes)
+        else:
+            self.thing_ids, self.thing_source = known, source
         # the dataset's category id of each class (e.g. COCO's 1..200), for files other tools evaluate
         self.category_ids = meta.get("category_ids") or None
         self._fit_noted = False
@@ -120,7 +132,7 @@ class Predictor:
     def _post(self, out: dict[str, np.ndarray], valid, size) -> Result:
         meta = self.meta
         r = Result(height=size[0], width=size[1])
-        things = set(meta["thing_ids"])
+        things = set(self.thing_ids)
         if self.head == "semantic":
             r.semantic = head_decoding.semantic(out["sem_seg"], valid, size)
         elif self.head == "panoptic":
@@ -139,8 +151,10 @@ class Predictor:
                                                      self.threshold, self.overlap)
                 r.panoptic, r.segments = seg, self._segments(seg, segments)
             if "instance" in self.tasks:
-                inst = postprocess.instance(logits, masks, valid, size, meta["test_topk_per_image"],
-                                            "panoptic" in meta["tasks"], things)
+                # the reference keeps only thing classes when panoptic inference is on: in the config, or asked for
+                panoptic_on = "panoptic" in meta["tasks"] or "panoptic" in self.tasks
+                inst = postprocess.instance(logits, masks, valid, size, meta["test_topk_per_image"], panoptic_on,
+                                            things)
                 r.instances = self._instances(inst)
         return r
 

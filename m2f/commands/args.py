@@ -113,3 +113,19 @@ def add_sample_data(group, required: bool, default_images: int | None = None) ->
                        help="how many of them (chosen at random with --seed when there are more)"
                             + (f"; default {default_images}" if default_images else ""))
     group.add_argument("--seed", type=non_negative_int, default=0, help="seed of that choice (default 0)")
+
+
+def add_classes(p: argparse.ArgumentParser) -> None:
+    """Which classes are things (countable objects: instances, one panoptic segment each) and which are stuff."""
+    group = p.add_argument_group("classes (default: the config's split; every class a thing when the dataset is "
+                                 "not one m2f knows)")
+    group.add_argument("--thing-classes", action="append", default=[], metavar="NAMES",
+                       help="comma-separated class names or ids that are things (exactly these)")
+    group.add_argument("--stuff-classes", action="append", default=[], metavar="NAMES",
+                       help="comma-separated class names or ids that are stuff (amorphous regions)")
+
+
+def class_lists(args) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(thing classes, stuff classes) from ``add_classes``' options."""
+    split = lambda values: tuple(v.strip() for text in values for v in text.split(",") if v.strip())  # noqa: E731
+    return split(args.thing_classes), split(args.stuff_classes)

@@ -30,6 +30,7 @@ def add_arguments(p) -> None:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 to 20 (default 17)")
     p.add_argument("--no-simplify", action="store_true", help="skip the onnxslim clean-up")
     shared.add_plugins(p)
+    shared.add_classes(p)
     precision = p.add_argument_group("precision")
     precision.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
                            help="fp16: export, then convert with fp32 islands chosen by a sensitivity sweep on "
@@ -57,22 +58,18 @@ def describe_plugins(metadata: dict) -> str:
 
 
 def _restrict_task(model, task: str | None, head: str | None) -> None:
-    """Advertise only ``task`` (and check the head's task is produced)."""
+    """Advertise only ``task``, or add the head's task. Any task will do: the raw outputs serve all three, also for
+    a model whose config turned on only semantic inference (its semantic post-processing order is kept)."""
     import dataclasses
 
-    from m2f.errors import ArgumentError
-
     cfg = model.config
+    keep_order = {"sem_seg_postprocess_before_inference": cfg.postprocess_before_inference}
     if task:
-        if task not in cfg.tasks:
-            raise ArgumentError(f"this model's config does not produce {task} results (it has "
-                                f"{', '.join(cfg.tasks)}); pick one of those")
         model.config = dataclasses.replace(
             cfg, semantic_on=task == "semantic", instance_on=task == "instance", panoptic_on=task == "panoptic",
-            sem_seg_postprocess_before_inference=cfg.postprocess_before_inference)
+            **keep_order)
     if head and head not in model.config.tasks:
-        raise ArgumentError(f"--head {head} needs a model that produces {head} results (this one has "
-                            f"{', '.join(model.config.tasks)})")
+        model.config = dataclasses.replace(model.config, **{f"{head}_on": True}, **keep_order)
 
 
 def _export_fp16(model, output: Path, options, source: dict, args) -> None:
@@ -95,15 +92,18 @@ def run(args) -> int:
     for module in ("torch", "onnx", "onnxslim"):
         require(module, "export", "m2f export")
     from m2f.export import ExportOptions, export_onnx
-    from m2f.export.onnx_export import check_options
+    from m2f.contract import THINGS_FROM_CONFIG
+    from m2f.export.onnx_export import check_options, thing_metadata
     from m2f.fileio import check_output_file
     from m2f.model import load_checkpoint
     from m2f.onnx_graph import format_io
     from m2f.threads import use_threads
 
+    things, stuff = shared.class_lists(args)
     options = ExportOptions(input=args.input, head=args.head, height=args.height, width=args.width,
                             square=args.square, dynamic=args.dynamic, batch=args.batch, opset=args.opset,
-                            flavor=args.flavor, tensorrt_version=args.trt_version, simplify=not args.no_simplify)
+                            flavor=args.flavor, tensorrt_version=args.trt_version, simplify=not args.no_simplify,
+                            thing_classes=things, stuff_classes=stuff)
     output = check_output_file(args.output, (".onnx",))  # before loading, hashing and tracing
     check_options(options)
     use_threads(args.threads)
@@ -113,6 +113,10 @@ def run(args) -> int:
     for note in model.load_report.notes:
         print(f"note: {note}")
     _restrict_task(model, args.task, args.head)
+    thing_split = thing_metadata(model.config, options)  # names checked before tracing
+    if thing_split["thing_source"] != THINGS_FROM_CONFIG:
+        print(f"note: thing classes from {thing_split['thing_source']}: {len(thing_split['thing_ids'])} of "
+              f"{model.config.num_classes}")
     source = {"name": ckpt.name, "format": model.load_report.format, "config": model.load_report.config_source,
               "sha256": checkpoint_fingerprint(ckpt)}
     if args.precision == "fp16":

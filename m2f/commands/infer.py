@@ -29,6 +29,7 @@ def add_arguments(p) -> None:
                    help="instances drawn in overlays and counted on the console (default 0.5); instances.json keeps "
                         "the reference's whole top-k, as COCO evaluation needs")
     shared.add_runtime(p)
+    shared.add_classes(p)
     p.add_argument("--drop", choices=("none", "latest"),
                    help="video/camera frame policy when inference is late (default: latest for cameras, none for "
                         "files)")
@@ -124,9 +125,10 @@ def run(args) -> int:
 
     out = shared.output_folder(args.output)
     items = expand_inputs(args.inputs, exclude=out)
+    things, stuff = shared.class_lists(args)
     predictor = Predictor(args.model, tasks=args.task, providers=shared.providers(args), plugins=args.plugins,
                           resize=args.resize, threshold=args.threshold, overlap_threshold=args.overlap_threshold,
-                          threads=args.threads)
+                          threads=args.threads, thing_classes=things, stuff_classes=stuff)
     writer = RunWriter(out, predictor.names, predictor.category_ids, overlays=not args.no_overlay,
                        score_threshold=args.score_threshold)
 
