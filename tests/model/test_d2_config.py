@@ -150,7 +150,7 @@ def _child(configs, text):
 
 
 @pytest.mark.parametrize("text,match", [
-    ("MODEL:\n  MASK_FORMER:\n    NEW_ARCH_KNOB: 3\n", r"MODEL\.MASK_FORMER\.NEW_ARCH_KNOB, which is not in detectron2's"),
+    ("MODEL:\n  MASK_FORMER:\n    NEW_ARCH_KNOB: 3\n", r"MASK_FORMER\.NEW_ARCH_KNOB, which is not in detectron2.s"),
     ("MODEL:\n  META_ARCHITECTURE: GeneralizedRCNN\n", r"META_ARCHITECTURE is 'GeneralizedRCNN'"),
     ("MODEL:\n  RESNETS:\n    STRIDE_IN_1X1: True\n", "STRIDE_IN_1X1 True"),
     ("MODEL:\n  SEM_SEG_HEAD:\n    PIXEL_DECODER_NAME: BasePixelDecoder\n", "MSDeformAttnPixelDecoder"),
