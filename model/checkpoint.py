@@ -18,7 +18,7 @@ import torch
 
 from m2f.errors import CheckpointError
 
-from . import hf
+from . import hf, mmdet
 from .checkpoint_io import RawCheckpoint, read_checkpoint
 from .config import Mask2FormerConfig, ResNetConfig, SwinConfig
 from .mask2former import Mask2Former
@@ -178,6 +178,22 @@ def _guess_metadata(arch: Mask2FormerConfig, report: LoadReport) -> Mask2FormerC
     return _with_metadata(arch, get_preset(name))
 
 
+def _mmdet_metadata(arch: Mask2FormerConfig, meta: dict, report: LoadReport) -> Mask2FormerConfig:
+    """An mmdetection checkpoint's architecture with its own class names and thing/stuff split when its meta has
+    them (test sizes and thresholds from the model-zoo preset with as many classes, as without a config)."""
+    names, things = mmdet.class_split(meta, arch.num_classes)
+    if not names:
+        return _guess_metadata(arch, report)
+    cfg = _guess_metadata(arch, LoadReport(format="", config_source=""))  # sizes, thresholds; not its notes
+    sizes = f"from preset {cfg.name}" if cfg.name != "inferred" else "m2f's defaults"
+    report.notes.append(f"class names and the thing/stuff split ({len(things)} things) from the checkpoint's meta; "
+                        f"test sizes and thresholds {sizes} (pass --preset or --config if they differ)")
+    same = names == cfg.class_names
+    return dataclasses.replace(cfg, class_names=names, thing_ids=things, category_ids=cfg.category_ids if same else [],
+                               semantic_on=True, panoptic_on=cfg.panoptic_on or len(things) < len(names),
+                               instance_on=cfg.instance_on or bool(things))
+
+
 def _check_swin_index(tensors: dict, name: str, window: int) -> None:
     if not torch.equal(tensors[name].long(), relative_position_index(window)):
         raise CheckpointError(f"'{name}' does not match a {window}x{window} window")
@@ -215,6 +231,8 @@ def assign_weights(model: Mask2Former, tensors: dict[str, torch.Tensor], source:
 def _detectron2_names(raw: RawCheckpoint) -> tuple[dict, list[str]]:
     if raw.format == "huggingface":
         return hf.to_detectron2_names(raw.tensors)
+    if raw.format == "mmdetection":
+        return mmdet.to_detectron2_names(raw.tensors)
     tensors = dict(raw.tensors)
     for rx, repl in _LEGACY_RENAMES:
         for k in [k for k in tensors if rx.match(k)]:
@@ -249,6 +267,9 @@ def resolve_config(raw: RawCheckpoint, tensors: dict, preset: str | None,
             guessed = _guess_metadata(arch, report)
             names = cfg.class_names or guessed.class_names
             cfg = dataclasses.replace(_with_metadata(cfg, guessed), class_names=names)
+    elif raw.mmdet_meta is not None:
+        return _mmdet_metadata(arch, raw.mmdet_meta, report), dataclasses.replace(
+            report, config_source="inferred from weights and the mmdetection meta")
     else:
         return _guess_metadata(arch, report), dataclasses.replace(report, config_source="inferred from weights")
     diffs = architecture_differences(cfg, arch)
@@ -264,7 +285,7 @@ def resolve_config(raw: RawCheckpoint, tensors: dict, preset: str | None,
 
 def load_checkpoint(path: str | Path, preset: str | None = None,
                     config: "str | Path | Mask2FormerConfig | None" = None, trust: bool = False) -> Mask2Former:
-    """Load a detectron2 (.pkl/.pth), safetensors or HuggingFace Mask2Former as an eval-mode model.
+    """Load a detectron2 (.pkl/.pth), safetensors, HuggingFace or mmdetection Mask2Former as an eval-mode model.
 
     The returned module's ``forward(pixel_values)`` takes float32 [N, 3, H, W] (normalised, zero-padded to a
     multiple of 32) and returns {"pred_logits": [N, Q, K+1], "pred_masks": [N, Q, H/4, W/4]}. It carries

@@ -49,10 +49,11 @@ class RawCheckpoint:
     """What a file holds: tensors under their stored names, the format, and a HuggingFace config if any."""
 
     tensors: dict[str, torch.Tensor]
-    format: str  # "detectron2-pkl" | "torch" | "safetensors" | "huggingface"
+    format: str  # "detectron2-pkl" | "torch" | "safetensors" | "huggingface" | "mmdetection"
     path: Path
     hf_config: dict | None = None
     m2f_config: dict | None = None  # Mask2FormerConfig.to_dict() saved by m2f train (torch files only)
+    mmdet_meta: dict | None = None  # an mmdetection checkpoint's "meta" (classes in "dataset_meta")
     notes: list[str] = field(default_factory=list)
 
 
@@ -70,17 +71,12 @@ def _to_tensors(state: dict, path: Path) -> dict[str, torch.Tensor]:
 
 
 def _unwrap(obj, path: Path) -> dict:
-    """A detectron2 file keeps the state dict under "model"; mmdet under "state_dict" (not supported yet)."""
+    """A detectron2 file keeps the state dict under "model"; mmdetection and Lightning under "state_dict"."""
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} does not hold a dict of weights (found {type(obj).__name__})")
     if "model" in obj and isinstance(obj["model"], dict):
         return obj["model"]
     if "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        if any(k.startswith(("panoptic_head.", "panoptic_fusion_head.")) for k in obj["state_dict"]):
-            raise CheckpointError(
-                f"{path} is an mmdetection Mask2Former checkpoint, which m2f does not read yet; "
-                f"use the detectron2 or HuggingFace release of the same model"
-            )
         return obj["state_dict"]
     return obj
 
@@ -160,8 +156,11 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> RawCheckpoint:
     if suffix in (".pth", ".pt", ".bin", ".ckpt"):
         data = _read_torch(path, trust)
         own = data.get("m2f_config") if isinstance(data, dict) else None
-        return RawCheckpoint(_to_tensors(_unwrap(data, path), path), "torch", path,
-                             m2f_config=own if isinstance(own, dict) else None)
+        tensors = _to_tensors(_unwrap(data, path), path)
+        if any(k.startswith("panoptic_head.") for k in tensors):
+            meta = data.get("meta") if isinstance(data.get("meta"), dict) else None
+            return RawCheckpoint(tensors, "mmdetection", path, mmdet_meta=meta)
+        return RawCheckpoint(tensors, "torch", path, m2f_config=own if isinstance(own, dict) else None)
     if suffix == ".safetensors":
         return RawCheckpoint(_to_tensors(_read_safetensors(path), path), "safetensors", path)
     raise CheckpointError(
