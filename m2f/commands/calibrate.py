@@ -61,22 +61,27 @@ def print_summary(summary) -> None:
     print(f"next: m2f validate CKPT {summary.path} --data ...   (accuracy against fp32 / PyTorch)")
 
 
-def run(args) -> int:
+def model_and_output(args, command: str):
+    """The fp32 input model and a different output .onnx, checked before any work (shared with m2f convert)."""
     from pathlib import Path
 
     from m2f.errors import ArgumentError, require
-
-    for module in ("onnx", "onnxruntime"):
-        require(module, "export", "m2f calibrate")
-    from m2f.calib import calibrate
     from m2f.fileio import check_output_file
 
+    for module in ("onnx", "onnxruntime"):
+        require(module, "export", command)
     model = Path(args.model)
     if not model.is_file():
         raise ArgumentError(f"{model} does not exist; give the fp32 .onnx that m2f export wrote")
     output = check_output_file(args.output, (".onnx",))
     if output.resolve() == model.resolve():
-        raise ArgumentError("--output is the input model; write the int8 graph to another file")
-    summary = calibrate(model, output, calibration_options(args), progress=print)
-    print_summary(summary)
+        raise ArgumentError("--output is the input model; write the new graph to another file")
+    return model, output
+
+
+def run(args) -> int:
+    from m2f.calib import calibrate
+
+    model, output = model_and_output(args, "m2f calibrate")
+    print_summary(calibrate(model, output, calibration_options(args), progress=print))
     return 0

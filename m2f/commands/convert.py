@@ -43,20 +43,9 @@ def convert_to_fp16(model, output, args) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
+    from m2f.errors import ArgumentError
 
-    from m2f.errors import ArgumentError, require
-
-    for module in ("onnx", "onnxruntime"):
-        require(module, "export", "m2f convert")
-    from m2f.fileio import check_output_file
-
-    model = Path(args.model)
-    if not model.is_file():
-        raise ArgumentError(f"{model} does not exist; give the fp32 .onnx that m2f export wrote")
-    output = check_output_file(args.output, (".onnx",))
-    if output.resolve() == model.resolve():
-        raise ArgumentError("--output is the input model; write the converted graph to another file")
+    model, output = calibration.model_and_output(args, "m2f convert")
     if args.precision == "fp16":
         convert_to_fp16(model, output, args)
         return 0
