@@ -227,7 +227,7 @@ def _progress_monitor(trt, report: Callable[[str], None]):
         def __init__(self):
             trt.IProgressMonitor.__init__(self)
 
-        def phase_start(self, parent_phase, phase_name, num_steps):
+        def phase_start(self, phase_name, parent_phase, num_steps):  # IProgressMonitor::phaseStart's order
             if parent_phase is None:
                 report(f"      {phase_name} ({num_steps} steps)")
 
@@ -322,6 +322,8 @@ def build_engine(onnx_path: Path, output: Path, meta: dict, options: BuildOption
         for name, (lo, opt, hi) in profiles.items():
             opt_profile.set_shape(name, lo, opt, hi)
         config.add_optimization_profile(opt_profile)
+        if plan.calibrator:  # implicit calibration of a dynamic network runs at one profile's shapes
+            config.set_calibration_profile(opt_profile)
     cache = None
     if options.timing_cache:
         data = options.timing_cache.read_bytes() if options.timing_cache.exists() else b""
