@@ -1,11 +1,17 @@
-"""INT8 by calibration, written into the ONNX as explicit Q/DQ (works on TensorRT 10 and 11):
+"""Precision measured on images, written into the ONNX (works on TensorRT 10 and 11).
 
-    data.py        the calibration images, through the runtime's pre-processing
-    statistics.py  one ONNX Runtime pass: |x| maximum and histogram per tensor, cached
-    ranges.py      minmax / percentile / entropy thresholds from those histograms
-    quantize.py    which nodes get Q/DQ, and the insertion (onnxruntime.quantization, configured for TensorRT)
+INT8 by calibration, as explicit Q/DQ:
+
+    data.py         the calibration images, through the runtime's pre-processing
+    statistics.py   one ONNX Runtime pass: |x| maximum and histogram per tensor, cached
+    ranges.py       minmax / percentile / entropy thresholds from those histograms
+    quantize.py     which nodes get Q/DQ, and the insertion (onnxruntime.quantization, configured for TensorRT)
 
 ``calibrate(...)`` runs them in order and writes the int8 ONNX with its metadata (``m2f calibrate``).
+
+FP16 with measured fp32 islands: sensitivity.py (the per-block sweep and its table) and fp16.py
+(``convert_fp16``, ``m2f convert --precision fp16``); the graph rewrite itself is ``m2f.export.fp16``.
+session.py opens the ONNX Runtime sessions both use.
 """
 from __future__ import annotations
 
