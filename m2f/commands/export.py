@@ -106,6 +106,10 @@ def run(args) -> int:
                             thing_classes=things, stuff_classes=stuff)
     output = check_output_file(args.output, (".onnx",))  # before loading, hashing and tracing
     check_options(options)
+    if args.precision == "fp16" and args.data:  # a wrong --data is said before the export, not after it
+        from m2f.validate.data import open_images
+
+        open_images(args.data)
     use_threads(args.threads)
     ckpt = Path(args.checkpoint)
     print(f"loading {ckpt}")
