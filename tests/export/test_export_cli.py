@@ -65,7 +65,7 @@ def test_export_summary_and_progress(checkpoint, tmp_path, capsys):
     (["--square", "--height", "64"], "either --square or --height/--width"),
     (["--preset", "coco-panoptic-r50"], "does not fit preset coco-panoptic-r50"),
     (["--precision", "fp16", "--data", "/no/such/images"], "--data /no/such/images does not exist"),
-    (["--thing-classes", "1,boat"], "'boat' is neither a class name of this model nor an id below"),
+    (["--thing-classes", "1,zeppelin"], "'zeppelin' is neither a class name of this model nor an id below"),
 ])
 def test_export_errors_are_one_sentence(checkpoint, tmp_path, capsys, args, message):
     out = tmp_path / "bad.onnx"
