@@ -52,14 +52,8 @@ def default_cache(model_path: Path, fingerprint: str) -> Path:
     return model_path.with_name(f"{model_path.name}.calib-{fingerprint}.npz")
 
 
-def _metadata(proto, options: CalibrationOptions, selection, images: int) -> dict:
-    from m2f.contract import KEY, parse
-
-    meta = parse(next((p.value for p in proto.metadata_props if p.key == KEY), None), "the input model")
-    if meta["precision"] != "fp32":
-        from m2f.errors import ArgumentError
-
-        raise ArgumentError(f"the input model is already {meta['precision']}; calibrate the fp32 export")
+def _int8_metadata(meta: dict, options: CalibrationOptions, selection, images: int) -> dict:
+    meta = dict(meta)
     meta["precision"] = "int8"
     meta["calibration"] = {"method": options.method, "images": images, "data": options.data, "seed": options.seed,
                            "quantized_nodes": len(selection.nodes), "excluded": selection.excluded,
@@ -67,22 +61,35 @@ def _metadata(proto, options: CalibrationOptions, selection, images: int) -> dic
     return meta
 
 
-def calibrate(model_path: str | Path, output: str | Path, options: CalibrationOptions,
-              progress: Callable[[str], None] = lambda s: None) -> CalibrationSummary:
-    """fp32 m2f ONNX -> int8 Q/DQ ONNX at ``output`` (written atomically, metadata kept and updated)."""
+@dataclass
+class Prepared:
+    """An fp32 model with the statistics of its quantisable tensors on the calibration images."""
+
+    proto: object  # onnx.ModelProto
+    meta: dict
+    selection: object  # m2f.calib.quantize.Selection
+    data: object  # m2f.calib.data.CalibrationSet
+    amax: dict[str, float]  # per activation tensor, by options.method
+    seconds: dict[str, float]
+
+
+def prepare(model_path: Path, options: CalibrationOptions, progress: Callable[[str], None] = lambda s: None,
+            step: str = "[1/3]") -> Prepared:
+    """Load the fp32 model (ArgumentError for any other precision), choose the quantisable nodes and collect (or
+    reuse from the cache) their input statistics."""
     import onnx
 
-    from m2f.contract import KEY, dumps, parse
-    from m2f.fileio import atomic_path, check_output_file
-    from m2f.trt_compat import check_graph
+    from m2f.contract import KEY, parse
+    from m2f.errors import ArgumentError
 
     from .data import CalibrationSet
-    from .quantize import amax_table, quantize, select
+    from .quantize import amax_table, select
     from .statistics import Statistics, cache_key, collect
 
-    model_path, output = Path(model_path), check_output_file(output, (".onnx",))
     proto = onnx.load(str(model_path))
     meta = parse(next((p.value for p in proto.metadata_props if p.key == KEY), None), model_path.name)
+    if meta["precision"] != "fp32":
+        raise ArgumentError(f"{model_path.name} is already {meta['precision']}; start from the fp32 export")
     selection = select(proto, options.exclude)
     data = CalibrationSet.open(meta, options.data, options.images, options.seed)
     cache = options.cache or default_cache(model_path, data.fingerprint)
@@ -90,27 +97,52 @@ def calibrate(model_path: str | Path, output: str | Path, options: CalibrationOp
     seconds = {}
     stats = Statistics.load(cache, key) if cache.exists() else None
     if stats is None:
-        progress(f"[1/3] statistics of {len(selection.activations)} tensors over {len(data.indices)} images")
+        progress(f"{step} statistics of {len(selection.activations)} tensors over {len(data.indices)} images")
         t0 = time.perf_counter()
         stats = collect(model_path, selection.activations, data, key, options.threads,
                         progress=lambda done, total: progress(f"      batch {done}/{total}"))
         stats.save(cache)
         seconds["statistics"] = time.perf_counter() - t0
     else:
-        progress(f"[1/3] statistics from {cache} (same model and images)")
+        progress(f"{step} statistics from {cache} (same model and images)")
+    amax = amax_table(stats, selection.activations, options.method, options.percentile)
+    return Prepared(proto, meta, selection, data, amax, seconds)
+
+
+def with_metadata(proto, meta: dict):
+    """``proto`` with ``meta`` as its only m2f metadata entry, checked by onnx.checker."""
+    import onnx
+
+    from m2f.contract import KEY, dumps
+
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = KEY, dumps(meta)
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def calibrate(model_path: str | Path, output: str | Path, options: CalibrationOptions,
+              progress: Callable[[str], None] = lambda s: None) -> CalibrationSummary:
+    """fp32 m2f ONNX -> int8 Q/DQ ONNX at ``output`` (written atomically, metadata kept and updated)."""
+    import onnx
+
+    from m2f.fileio import atomic_path, check_output_file
+    from m2f.trt_compat import check_graph
+
+    from .quantize import quantize
+
+    model_path, output = Path(model_path), check_output_file(output, (".onnx",))
+    prepared = prepare(model_path, options, progress)
+    selection, seconds = prepared.selection, prepared.seconds
     progress(f"[2/3] {options.method} ranges, Q/DQ on {len(selection.nodes)} nodes")
     t0 = time.perf_counter()
-    quantized = quantize(proto, selection, amax_table(stats, selection.activations, options.method,
-                                                      options.percentile))
-    meta = _metadata(proto, options, selection, len(data.indices))
-    del quantized.metadata_props[:]
-    entry = quantized.metadata_props.add()
-    entry.key, entry.value = KEY, dumps(meta)
-    onnx.checker.check_model(quantized)
+    quantized = with_metadata(quantize(prepared.proto, selection, prepared.amax),
+                              _int8_metadata(prepared.meta, options, selection, len(prepared.data.indices)))
     seconds["quantize"] = time.perf_counter() - t0
     progress(f"[3/3] writing {output}")
     issues = check_graph(onnx.shape_inference.infer_shapes(quantized))
     with atomic_path(output) as tmp:
         onnx.save(quantized, str(tmp))
-    return CalibrationSummary(output, len(selection.nodes), selection.excluded, len(data.indices), "statistics"
-                              not in seconds, seconds, issues)
+    return CalibrationSummary(output, len(selection.nodes), selection.excluded, len(prepared.data.indices),
+                              "statistics" not in seconds, seconds, issues)

@@ -1,8 +1,13 @@
 """fp32 m2f ONNX -> fp16 with measured fp32 islands (``m2f convert --precision fp16``, ``m2f export --precision
 fp16``): the sensitivity sweep (m2f.calib.sensitivity) on calibration images, the conversion (m2f.export.fp16),
-checks, metadata, and the sensitivity table beside the model."""
+checks, metadata, and the sensitivity table beside the model.
+
+``convert_best`` (``m2f convert --precision best``): INT8 Q/DQ on the blocks whose int8 version measures safe, fp16
+everywhere else but the fp32 islands; the Q/DQ scales become fp16 too, which ONNX allows from opset 19."""
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -10,6 +15,7 @@ from typing import Callable
 from .sensitivity import SWEEP_IMAGES, Sweep
 
 DEFAULT_DATA = "synthetic:16:1"
+MIN_OPSET_BEST = 19  # QuantizeLinear / DequantizeLinear with fp16 scales
 
 
 @dataclass
@@ -45,12 +51,13 @@ def convert_fp16(model_path: str | Path, output: str | Path, data: str = DEFAULT
     """Measure, convert and write ``output`` atomically (its metadata: precision fp16 and the islands)."""
     import onnx
 
-    from m2f.contract import KEY, dumps, parse
+    from m2f.contract import KEY, parse
     from m2f.errors import ArgumentError
     from m2f.export.fp16 import block_of, to_fp16
     from m2f.fileio import atomic_path, check_output_file
     from m2f.trt_compat import check_graph
 
+    from . import with_metadata
     from .sensitivity import sweep
 
     model_path, output = Path(model_path), check_output_file(output, (".onnx",))
@@ -63,18 +70,83 @@ def convert_fp16(model_path: str | Path, output: str | Path, data: str = DEFAULT
     progress(f"[2/3] converting: fp32 islands {', '.join(table.islands) or 'none'}")
     islands = set(table.islands)
     conversion = to_fp16(model, {n.name for n in model.graph.node if block_of(n.name) in islands})
-    half = conversion.model
+    meta["precision"] = "fp16"
+    meta["fp16"] = {"islands": table.islands, "data": data, "images": images,
+                    "whole_graph": {"flips": table.whole.flips, "decisions": table.whole.decisions}}
+    half = with_metadata(conversion.model, meta)
     onnx.checker.check_model(half, full_check=True)
     _check_unique_names(half)
-    meta["precision"] = "fp16"
-    meta["fp16"] = {"islands": table.islands, "data": data, "images": table.images or images,
-                    "whole_graph": {"flips": table.whole.flips, "prob_change": table.whole.prob_change}}
-    del half.metadata_props[:]
-    entry = half.metadata_props.add()
-    entry.key, entry.value = KEY, dumps(meta)
     progress(f"[3/3] writing {output}")
     with atomic_path(output) as tmp:
         onnx.save(half, str(tmp))
     table.images, table.data = images, data
     return Fp16Summary(output, table, conversion.fp16_nodes, conversion.fp32_nodes, conversion.casts,
                        table.write(output), check_graph(half))
+
+
+@dataclass
+class BestSummary:
+    path: Path
+    int8: Sweep  # its last row: the written graph
+    fp16: Sweep
+    quantized: int
+    tables: list[Path]
+    trt_issues: list
+
+
+def _opset(model_path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def convert_best(model_path: str | Path, output: str | Path, options, sweep_images: int = SWEEP_IMAGES,
+                 progress: Callable[[str], None] = lambda s: None) -> BestSummary:
+    """fp32 -> INT8 where its block measures safe, fp16 elsewhere, fp32 islands (``options``: CalibrationOptions)."""
+    import onnx
+
+    from m2f.errors import ArgumentError
+    from m2f.export.fp16 import block_of, to_fp16
+    from m2f.fileio import atomic_path, check_output_file
+    from m2f.trt_compat import check_graph
+
+    from . import _int8_metadata, prepare, with_metadata
+    from .quantize import quantize
+    from .sensitivity import int8_sweep, sweep, whole_graph
+
+    model_path, output = Path(model_path), check_output_file(output, (".onnx",))
+    opset = _opset(model_path)
+    if opset < MIN_OPSET_BEST:
+        raise ArgumentError(f"--precision best stores fp16 Q/DQ scales, which need opset {MIN_OPSET_BEST} or newer; "
+                            f"{model_path.name} has opset {opset}: export it again with --opset {MIN_OPSET_BEST}")
+    prepared = prepare(model_path, options, progress, step="[1/4]")
+    feeds = list(itertools.islice(prepared.data, sweep_images))
+    progress(f"[2/4] int8 sensitivity of each block on {len(feeds)} images")
+    int8 = int8_sweep(prepared.proto, feeds, prepared.selection, prepared.amax, options.threads, progress)
+    unsafe = set(int8.islands)
+    selection = prepared.selection
+    selection = dataclasses.replace(
+        selection, nodes=[n for n in selection.nodes if block_of(n) not in unsafe],
+        excluded={**selection.excluded, **{n: "int8 measured sensitive" for n in selection.nodes
+                                           if block_of(n) in unsafe}})
+    progress(f"[3/4] fp16 sensitivity of each block on {len(feeds)} images")
+    fp16 = sweep(prepared.proto, feeds, options.threads, progress)
+    islands = set(fp16.islands)
+    quantized = quantize(prepared.proto, selection, prepared.amax)
+    best = to_fp16(quantized, {n.name for n in quantized.graph.node if block_of(n.name) in islands}).model
+    whole_graph(int8, best, feeds, options.threads)
+    meta = _int8_metadata(prepared.meta, options, selection, len(prepared.data.indices))
+    meta["precision"] = "best"
+    meta["fp16"] = {"islands": fp16.islands, "images": len(feeds)}
+    meta["calibration"]["int8_sensitive_blocks"] = sorted(unsafe)
+    best = with_metadata(best, meta)
+    onnx.checker.check_model(best, full_check=True)
+    _check_unique_names(best)
+    progress(f"[4/4] writing {output}")
+    with atomic_path(output) as tmp:
+        onnx.save(best, str(tmp))
+    for table in (int8, fp16):
+        table.images, table.data = len(feeds), options.data
+    return BestSummary(output, int8, fp16, len(selection.nodes), [*int8.write(output), *fp16.write(output)],
+                       check_graph(best))
