@@ -7,6 +7,7 @@ fp32 graph measured in the same run: PQ / AP / mIoU, and the time and peak memor
     fp16 autocast      the PyTorch model under torch.autocast(cpu, float16) with the same deformable-sampling island:
                        fp16 *arithmetic* in GEMMs and convolutions (an estimate of what TensorRT computes)
     int8 <method>      m2f calibrate --method <method> (Q/DQ), ONNX Runtime CPU
+    best               m2f convert --precision best on an opset-19 export (int8 where measured safe, fp16 elsewhere)
 
     python benchmarks/precision.py [--held-out 100] [--calib-images 32] [--threads 2]
 """
@@ -67,6 +68,13 @@ def main() -> None:
         models = {"fp32 ONNX": fp32, "fp16 ONNX (storage)": Path(tmp) / "fp16.onnx"}
         cost["fp16 ONNX (storage)"] = _m2f("convert", str(fp32), "--precision", "fp16", "-o",
                                            str(models["fp16 ONNX (storage)"]), *threads)
+        fp32_opset19 = Path(tmp) / "fp32-opset19.onnx"  # best's fp16 Q/DQ scales need opset 19
+        _m2f("export", str(DEFAULT_WEIGHTS), "--preset", DEFAULT_PRESET, "--height", "192", "--width", "256",
+             "--opset", "19", "-o", str(fp32_opset19), *threads)
+        models["best (int8 where safe + fp16)"] = Path(tmp) / "best.onnx"
+        cost["best (int8 where safe + fp16)"] = _m2f("convert", str(fp32_opset19), "--precision", "best", "--data",
+                                                     CALIBRATION_DATA, "--images", str(args.calib_images), "-o",
+                                                     str(models["best (int8 where safe + fp16)"]), *threads)
         for method in ("minmax", "percentile", "entropy"):
             name = f"int8 {method}"
             models[name] = Path(tmp) / f"int8-{method}.onnx"

@@ -65,8 +65,10 @@ def convert_fp16(model_path: str | Path, output: str | Path, data: str = DEFAULT
     meta = parse(next((p.value for p in model.metadata_props if p.key == KEY), None), model_path.name)
     if meta["precision"] != "fp32":
         raise ArgumentError(f"{model_path.name} is already {meta['precision']}; convert the fp32 export")
+    feeds = _feeds(meta, data, images, seed)
+    images = len(feeds)  # fewer when the data has fewer
     progress(f"[1/3] fp16 sensitivity of each block on {images} images of {data}")
-    table = sweep(model, _feeds(meta, data, images, seed), threads, progress)
+    table = sweep(model, feeds, threads, progress)
     progress(f"[2/3] converting: fp32 islands {', '.join(table.islands) or 'none'}")
     islands = set(table.islands)
     conversion = to_fp16(model, {n.name for n in model.graph.node if block_of(n.name) in islands})
