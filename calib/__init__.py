@@ -74,9 +74,9 @@ class Prepared:
 
 
 def prepare(model_path: Path, options: CalibrationOptions, progress: Callable[[str], None] = lambda s: None,
-            step: str = "[1/3]") -> Prepared:
-    """Load the fp32 model (ArgumentError for any other precision), choose the quantisable nodes and collect (or
-    reuse from the cache) their input statistics."""
+            step: str = "[1/3]", proto=None) -> Prepared:
+    """Load the fp32 model (unless the caller has: ``proto``; ArgumentError for any other precision), choose the
+    quantisable nodes and collect (or reuse from the cache) their input statistics."""
     import onnx
 
     from m2f.contract import KEY, parse
@@ -86,7 +86,7 @@ def prepare(model_path: Path, options: CalibrationOptions, progress: Callable[[s
     from .quantize import amax_table, select
     from .statistics import Statistics, cache_key, collect
 
-    proto = onnx.load(str(model_path))
+    proto = proto if proto is not None else onnx.load(str(model_path))
     meta = parse(next((p.value for p in proto.metadata_props if p.key == KEY), None), model_path.name)
     if meta["precision"] != "fp32":
         raise ArgumentError(f"{model_path.name} is already {meta['precision']}; start from the fp32 export")
@@ -99,7 +99,7 @@ def prepare(model_path: Path, options: CalibrationOptions, progress: Callable[[s
     if stats is None:
         progress(f"{step} statistics of {len(selection.activations)} tensors over {len(data.indices)} images")
         t0 = time.perf_counter()
-        stats = collect(model_path, selection.activations, data, key, options.threads,
+        stats = collect(proto, selection.activations, data, key, options.threads,
                         progress=lambda done, total: progress(f"      batch {done}/{total}"))
         stats.save(cache)
         seconds["statistics"] = time.perf_counter() - t0

@@ -58,7 +58,7 @@ def convert_fp16(model_path: str | Path, output: str | Path, data: str = DEFAULT
     from m2f.trt_compat import check_graph
 
     from . import with_metadata
-    from .sensitivity import sweep
+    from .sensitivity import sweep, whole_graph
 
     model_path, output = Path(model_path), check_output_file(output, (".onnx",))
     model = onnx.load(str(model_path))
@@ -72,6 +72,7 @@ def convert_fp16(model_path: str | Path, output: str | Path, data: str = DEFAULT
     progress(f"[2/3] converting: fp32 islands {', '.join(table.islands) or 'none'}")
     islands = set(table.islands)
     conversion = to_fp16(model, {n.name for n in model.graph.node if block_of(n.name) in islands})
+    whole_graph(table, conversion.model, feeds, threads)
     meta["precision"] = "fp16"
     meta["fp16"] = {"islands": table.islands, "data": data, "images": images,
                     "whole_graph": {"flips": table.whole.flips, "decisions": table.whole.decisions}}
@@ -96,13 +97,6 @@ class BestSummary:
     trt_issues: list
 
 
-def _opset(model_path: Path) -> int:
-    import onnx
-
-    model = onnx.load(str(model_path), load_external_data=False)
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
 def convert_best(model_path: str | Path, output: str | Path, options, sweep_images: int = SWEEP_IMAGES,
                  progress: Callable[[str], None] = lambda s: None) -> BestSummary:
     """fp32 -> INT8 where its block measures safe, fp16 elsewhere, fp32 islands (``options``: CalibrationOptions)."""
@@ -118,11 +112,12 @@ def convert_best(model_path: str | Path, output: str | Path, options, sweep_imag
     from .sensitivity import int8_sweep, sweep, whole_graph
 
     model_path, output = Path(model_path), check_output_file(output, (".onnx",))
-    opset = _opset(model_path)
+    proto = onnx.load(str(model_path))
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < MIN_OPSET_BEST:
         raise ArgumentError(f"--precision best stores fp16 Q/DQ scales, which need opset {MIN_OPSET_BEST} or newer; "
                             f"{model_path.name} has opset {opset}: export it again with --opset {MIN_OPSET_BEST}")
-    prepared = prepare(model_path, options, progress, step="[1/4]")
+    prepared = prepare(model_path, options, progress, step="[1/4]", proto=proto)
     feeds = list(itertools.islice(prepared.data, sweep_images))
     progress(f"[2/4] int8 sensitivity of each block on {len(feeds)} images")
     int8 = int8_sweep(prepared.proto, feeds, prepared.selection, prepared.amax, options.threads, progress)

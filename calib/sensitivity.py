@@ -44,7 +44,7 @@ class BlockCost:
 class Sweep:
     precision: str = "fp16"
     blocks: list[BlockCost] = field(default_factory=list)
-    whole: BlockCost | None = None  # the final graph (every non-island block fp16)
+    whole: BlockCost | None = None  # the graph that was written (whole_graph)
     images: int = 0
     data: str = ""
     seconds: float = 0.0
@@ -163,8 +163,8 @@ def whole_graph(result: Sweep, converted, feeds: list[dict], threads: int | None
 def sweep(model, feeds: list[dict], threads: int | None = None,
           progress: Callable[[str], None] = lambda s: None) -> Sweep:
     """fp16: every block of ``model`` (fp32 onnx.ModelProto) alone in fp16 on ``feeds`` (graph input dicts); blocks
-    whose every node is a required island (m2f.export.fp16.required_island) are not measured. The final
-    conversion (every block but the islands) is measured as the last row."""
+    whose every node is a required island (m2f.export.fp16.required_island) are not measured. The caller measures
+    the graph it writes with ``whole_graph``."""
     from m2f.export.fp16 import block_of, required_island, to_fp16
 
     blocks: dict[str, list[str]] = {}
@@ -177,11 +177,7 @@ def sweep(model, feeds: list[dict], threads: int | None = None,
     def convert(block: str):
         return to_fp16(model, {n.name for n in model.graph.node if block_of(n.name) != block}).model
 
-    result = measure(model, feeds, blocks, convert, required, threads, progress, "fp16")
-    islands = set(result.islands)
-    whole_graph(result, to_fp16(model, {n.name for n in model.graph.node if block_of(n.name) in islands}).model,
-                feeds, threads)
-    return result
+    return measure(model, feeds, blocks, convert, required, threads, progress, "fp16")
 
 
 def int8_sweep(model, feeds: list[dict], selection, amax: dict[str, float], threads: int | None = None,

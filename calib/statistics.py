@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from m2f.errors import M2FError
-from m2f.fileio import atomic_path
+from m2f.fileio import atomic_path, hash_file
 
 BINS = 2048  # TensorRT's entropy calibration histogram size
 CACHE_VERSION = 1
@@ -76,22 +76,19 @@ def _rebin(counts: np.ndarray, old_top: float, new_top: float) -> np.ndarray:
 
 def cache_key(model_path: Path, data_fingerprint: str, tensors: list[str]) -> str:
     digest = hashlib.sha256()
-    with open(model_path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+    hash_file(digest, model_path)
     digest.update(data_fingerprint.encode())
     digest.update("\n".join(sorted(tensors)).encode())
     return digest.hexdigest()
 
 
-def collect(model_path: Path, tensors: list[str], batches, key: str, threads: int | None = None,
+def collect(model, tensors: list[str], batches, key: str, threads: int | None = None,
             progress: Callable[[int, int], None] = lambda done, total: None) -> Statistics:
-    """Run the graph over ``batches`` (an iterable of feed dicts with ``len``) and gather ``tensors``' statistics."""
-    import onnx
-
+    """Run ``model`` (onnx.ModelProto, not modified) over ``batches`` (an iterable of feed dicts with ``len``) and
+    gather ``tensors``' statistics."""
     from .session import open_session
 
-    session = open_session(onnx.load(str(model_path)), threads, tensors)
+    session = open_session(model, threads, tensors)
     stats = Statistics(key=key)
     total = len(batches)
     for done, feeds in enumerate(batches, 1):

@@ -14,7 +14,6 @@ that calls TensorRT (tests marked ``trt``/``gpu``).
 """
 from __future__ import annotations
 
-import hashlib
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Callable, Iterable
 
 from m2f.contract import dumps
 from m2f.errors import ArgumentError, M2FError
+from m2f.fileio import sha256_file
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
 MB = 1 << 20
@@ -143,14 +143,6 @@ def profile(meta: dict, min_shapes: str | None = None, opt_shapes: str | None = 
 # What is written next to the engine, and how to reproduce it with trtexec
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(MB), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass
 class BuildOptions:
     precision: str | None = None  # None: as the ONNX says
@@ -175,8 +167,8 @@ def sidecar(meta: dict, *, trt_version: str, gpu: str, compute_capability: str, 
         "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.flags),
         "profiles": {n: {"min": list(s[0]), "opt": list(s[1]), "max": list(s[2])} for n, s in profiles.items()},
         "flavor": meta["op_flavor"],
-        "plugins": [{"path": str(p), "sha256": sha256(p)} for p in plugins],
-        "onnx": {"name": onnx_path.name, "sha256": sha256(onnx_path)},
+        "plugins": [{"path": str(p), "sha256": sha256_file(p)} for p in plugins],
+        "onnx": {"name": onnx_path.name, "sha256": sha256_file(onnx_path)},
     }
     return dumps(meta)
 

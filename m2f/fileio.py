@@ -1,4 +1,5 @@
-"""Writing files so that a reader never sees half of one (stdlib only; the runtime uses it too).
+"""Writing files so that a reader never sees half of one, and fingerprinting them (stdlib only; the runtime uses it
+too).
 
 Every file m2f writes (ONNX graphs, engines, checkpoints, datasets, results) goes to a temporary name in the same
 folder and is renamed onto its final name only once it is complete; on any failure, Ctrl-C included, the temporary
@@ -7,6 +8,7 @@ file is removed and whatever was at the final name before is left untouched.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -60,3 +62,19 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, obj, indent: int | None = 1) -> None:
     write_text(path, json.dumps(obj, indent=indent))
+
+
+HASH_BLOCK = 1 << 20  # bytes read at a time while hashing
+
+
+def hash_file(digest, path: str | Path) -> None:
+    """Feed the bytes of ``path`` into ``digest`` (a hashlib object), a block at a time."""
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(HASH_BLOCK), b""):
+            digest.update(block)
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    hash_file(digest, path)
+    return digest.hexdigest()

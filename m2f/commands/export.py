@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from m2f.fileio import hash_file
+
 from . import args as shared
 
 HELP = "export a checkpoint to ONNX (static or dynamic shapes, optional GPU-side post-processing head)"
@@ -45,9 +47,7 @@ def checkpoint_fingerprint(path: Path) -> str:
         p for p in path.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
     digest = hashlib.sha256()
     for f in files:
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        hash_file(digest, f)
     return digest.hexdigest()
 
 

@@ -333,12 +333,11 @@ KERNEL_BLOCK_Q = 32  # queries per program; also the AOT build's configuration
 
 def _shape_tensors(value: torch.Tensor, spatial_shapes: Shapes, level_start_index, sampled: torch.Tensor):
     shapes = _level_shapes(value, spatial_shapes, sampled)
-    shapes_t = torch.tensor(shapes, dtype=torch.int32, device=value.device).reshape(-1, 2)
-    starts = torch.tensor([0] + [h * w for h, w in shapes][:-1], dtype=torch.int64).cumsum(0).to(torch.int32)
+    shapes_t, starts = shape_tensors(shapes, value.device)
     if level_start_index is not None and not torch.equal(torch.as_tensor(level_start_index).cpu().to(torch.int32),
-                                                         starts):
+                                                         starts.cpu()):
         raise ArgumentError(f"level_start_index {list(level_start_index)} does not match spatial_shapes {shapes}")
-    return shapes_t, starts.to(value.device)
+    return shapes_t, starts
 
 
 def _launch(value, shapes_t, starts, locations, weights, reference_points, fused: bool) -> torch.Tensor:

@@ -84,15 +84,22 @@ def naive_masked_attention(q, k, v, logits):
     return out
 
 
-@pytest.mark.parametrize("with_mask", [True, False])
-def test_masked_attention_matches_naive(with_mask):
-    rng = np.random.default_rng(1)
+def masked_attention_case(seed: int, with_mask: bool):
+    """float64 q, k, v [N=2, M=3, *, D=8] (5 queries, 13 keys) and mask logits [2, 5, 13] (or None) with the two
+    rows the threshold must get right: every key blocked, and logits that round to sigmoid 0.5 in float32."""
+    rng = np.random.default_rng(seed)
     n, m, nq, s, d = 2, 3, 5, 13, 8
     q, k, v = (rng.standard_normal(shape) for shape in ((n, m, nq, d), (n, m, s, d), (n, m, s, d)))
     logits = rng.standard_normal((n, nq, s)) * 2 if with_mask else None
     if with_mask:
         logits[0, 1] = -5.0  # every key blocked: the row must attend to all keys
         logits[1, 2] = -1e-9  # sigmoid rounds to 0.5 in float32: NOT blocked (threshold is on sigmoid, not sign)
+    return q, k, v, logits
+
+
+@pytest.mark.parametrize("with_mask", [True, False])
+def test_masked_attention_matches_naive(with_mask):
+    q, k, v, logits = masked_attention_case(1, with_mask)
     ref = naive_masked_attention(q, k, v, logits)
     t = lambda a: None if a is None else torch.from_numpy(a)  # noqa: E731
     got = masked_attention.reference(t(q), t(k), t(v), t(logits))

@@ -11,7 +11,7 @@ from m2f.errors import MissingDependencyError
 from m2f.runtime import custom_ops
 from m2f.validate.compare import TOLERANCES
 
-from ..plugins.test_reference_ops import naive_masked_attention, naive_msda
+from ..plugins.test_reference_ops import masked_attention_case, naive_masked_attention, naive_msda
 
 TOL = TOLERANCES["op_fp32_vs_fp64"]
 SHAPES = [(5, 7), (3, 4), (2, 2), (1, 1)]
@@ -57,13 +57,8 @@ def test_msda_fused_matches_float64():
 
 @pytest.mark.parametrize("with_mask", [True, False])
 def test_masked_attention_matches_float64(with_mask):
-    rng = np.random.default_rng(2)
-    n, m, nq, s, d = 2, 3, 5, 13, 8
-    q, k, v = (rng.standard_normal(shape) for shape in ((n, m, nq, d), (n, m, s, d), (n, m, s, d)))
-    logits = rng.standard_normal((n, nq, s)) * 2 if with_mask else None
+    q, k, v, logits = masked_attention_case(2, with_mask)
     if with_mask:
-        logits[0, 1] = -5.0  # every key blocked: the row attends to all keys
-        logits[1, 2] = -1e-9  # sigmoid rounds to 0.5 in float32: not blocked
         logits[1, 3, :4] = np.nextafter(np.float32(contract.MASK_BLOCKED_BELOW), np.float32(-1))  # just blocked
     ref = naive_masked_attention(q, k, v, logits)
     f32 = lambda a: None if a is None else a.astype(np.float32)  # noqa: E731
