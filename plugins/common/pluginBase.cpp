@@ -33,6 +33,44 @@ char const* typeName(DataType type) noexcept
     }
 }
 
+std::vector<int32_t> ranksOf(DynamicPluginTensorDesc const* tensors, int32_t n)
+{
+    std::vector<int32_t> ranks;
+    for (int32_t i = 0; i < n; ++i)
+    {
+        ranks.push_back(tensors[i].desc.dims.nbDims);
+    }
+    return ranks;
+}
+
+std::vector<int32_t> ranksOf(DimsExprs const* tensors, int32_t n)
+{
+    std::vector<int32_t> ranks;
+    for (int32_t i = 0; i < n; ++i)
+    {
+        ranks.push_back(tensors[i].nbDims);
+    }
+    return ranks;
+}
+
+std::string wrongRank(std::vector<int32_t> const& ranks, int32_t const* want, char const* hint)
+{
+    for (size_t i = 0; i < ranks.size(); ++i)
+    {
+        if (ranks[i] != want[i])
+        {
+            return "input " + std::to_string(i) + " has rank " + std::to_string(ranks[i]) + "; it must have rank "
+                + std::to_string(want[i]) + hint;
+        }
+    }
+    return "";
+}
+
+bool isLinearTensor(int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept
+{
+    return pos >= 0 && pos < nbInputs + nbOutputs && inOut[pos].desc.format == TensorFormat::kLINEAR;
+}
+
 bool FieldReader::readInt(char const* name, int32_t fallback, int32_t low, int32_t high, int32_t& value,
     std::string& error) const noexcept
 {

@@ -34,6 +34,18 @@ inline bool isKernelFloat(nvinfer1::DataType type) noexcept
 //! A readable name of a data type for messages.
 char const* typeName(nvinfer1::DataType type) noexcept;
 
+//! The ranks (dimension counts) of `n` tensors, for the plugins' input checks at build and shape time.
+std::vector<int32_t> ranksOf(nvinfer1::DynamicPluginTensorDesc const* tensors, int32_t n);
+std::vector<int32_t> ranksOf(nvinfer1::DimsExprs const* tensors, int32_t n);
+
+//! "" when every input i has rank want[i] (the caller has checked the input count), else one sentence naming the
+//! first that does not, ending with `hint`.
+std::string wrongRank(std::vector<int32_t> const& ranks, int32_t const* want, char const* hint);
+
+//! Whether `pos` is one of the node's tensors and in the linear format, the only one m2f's kernels read.
+bool isLinearTensor(
+    int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept;
+
 //! Reads int32 attributes out of a PluginFieldCollection; unknown fields are ignored (the ONNX parser passes only
 //! the names of getFieldNames()), known ones are checked for type, length and range.
 class FieldReader

@@ -16,6 +16,7 @@ namespace
 constexpr char const* kNAME = "M2fMaskedAttention";
 constexpr int32_t kMAX_HEAD_DIM = 64;
 constexpr int32_t kMASK = 3; // position of mask_logits among the inputs
+constexpr int32_t kRANKS[4] = {4, 4, 4, 3}; // q, k, v [N, M, *, D]; mask_logits [N, Q, S]
 
 using Launcher = CUresult (*)(CUstream, CUdeviceptr, CUdeviceptr, CUdeviceptr, CUdeviceptr, CUdeviceptr, int32_t,
     int32_t, int32_t, int32_t, float, float, int32_t);
@@ -34,23 +35,14 @@ CUdeviceptr device(void const* pointer)
 }
 
 //! One sentence when the inputs are not q, k, v [N, M, *, D] (and mask logits [N, Q, S]); "" when they are.
-std::string checkRanks(int32_t const* ranks, int32_t nbInputs, int32_t nbOutputs)
+std::string checkRanks(std::vector<int32_t> const& ranks, int32_t nbOutputs)
 {
-    if (nbOutputs != 1 || nbInputs < 3 || nbInputs > 4)
+    if (nbOutputs != 1 || ranks.size() < 3 || ranks.size() > 4)
     {
         return "takes q, k, v and optionally mask_logits (3 or 4 inputs) and has one output; got "
-            + std::to_string(nbInputs) + " inputs";
+            + std::to_string(ranks.size()) + " inputs";
     }
-    for (int32_t i = 0; i < nbInputs; ++i)
-    {
-        int32_t const want = i == kMASK ? 3 : 4;
-        if (ranks[i] != want)
-        {
-            return "input " + std::to_string(i) + " has rank " + std::to_string(ranks[i]) + "; it must have rank "
-                + std::to_string(want);
-        }
-    }
-    return "";
+    return wrongRank(ranks, kRANKS, "");
 }
 } // namespace
 
@@ -78,12 +70,7 @@ int32_t MaskedAttentionPlugin::configurePlugin(
     DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept
 {
     (void) out;
-    int32_t ranks[4] = {};
-    for (int32_t i = 0; i < nbInputs && i < 4; ++i)
-    {
-        ranks[i] = in[i].desc.dims.nbDims;
-    }
-    std::string const problem = checkRanks(ranks, nbInputs, nbOutputs);
+    std::string const problem = checkRanks(ranksOf(in, nbInputs), nbOutputs);
     if (!problem.empty())
     {
         reportError(kNAME, problem);
@@ -105,12 +92,7 @@ int32_t MaskedAttentionPlugin::getOutputShapes(DimsExprs const* inputs, int32_t 
     (void) shapeInputs;
     (void) nbShapeInputs;
     (void) exprBuilder;
-    int32_t ranks[4] = {};
-    for (int32_t i = 0; i < nbInputs && i < 4; ++i)
-    {
-        ranks[i] = inputs[i].nbDims;
-    }
-    std::string const problem = checkRanks(ranks, nbInputs, nbOutputs);
+    std::string const problem = checkRanks(ranksOf(inputs, nbInputs), nbOutputs);
     if (!problem.empty())
     {
         reportError(kNAME, problem);
@@ -123,7 +105,7 @@ int32_t MaskedAttentionPlugin::getOutputShapes(DimsExprs const* inputs, int32_t 
 bool MaskedAttentionPlugin::supportsFormatCombination(
     int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept
 {
-    if (pos < 0 || pos >= nbInputs + nbOutputs || inOut[pos].desc.format != TensorFormat::kLINEAR)
+    if (!isLinearTensor(pos, inOut, nbInputs, nbOutputs))
     {
         return false;
     }

@@ -60,36 +60,22 @@ AsciiChar const* MSDeformAttnPlugin::getPluginVersion() const noexcept
     return "1";
 }
 
-std::string MSDeformAttnPlugin::checkInputs(int32_t const* ranks, int32_t nbInputs) const
+std::string MSDeformAttnPlugin::checkInputs(std::vector<int32_t> const& ranks) const
 {
-    int32_t const expected = mFused ? kFUSED_INPUTS : kPLAIN_INPUTS;
-    int32_t const* want = mFused ? kFUSED_RANKS : kPLAIN_RANKS;
-    if (nbInputs != expected)
+    size_t const expected = mFused ? kFUSED_INPUTS : kPLAIN_INPUTS;
+    if (ranks.size() != expected)
     {
         return std::string("the ") + (mFused ? "fused" : "plain") + " form takes " + std::to_string(expected)
-            + " inputs, not " + std::to_string(nbInputs);
+            + " inputs, not " + std::to_string(ranks.size());
     }
-    for (int32_t i = 0; i < nbInputs; ++i)
-    {
-        if (ranks[i] != want[i])
-        {
-            return "input " + std::to_string(i) + " has rank " + std::to_string(ranks[i]) + "; it must have rank "
-                + std::to_string(want[i]) + " (see the plugin's README)";
-        }
-    }
-    return "";
+    return wrongRank(ranks, mFused ? kFUSED_RANKS : kPLAIN_RANKS, " (see the plugin's README)");
 }
 
 int32_t MSDeformAttnPlugin::configurePlugin(
     DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept
 {
     (void) out;
-    int32_t ranks[kFUSED_INPUTS] = {};
-    for (int32_t i = 0; i < nbInputs && i < kFUSED_INPUTS; ++i)
-    {
-        ranks[i] = in[i].desc.dims.nbDims;
-    }
-    std::string const problem = nbOutputs != 1 ? "the plugin has one output" : checkInputs(ranks, nbInputs);
+    std::string const problem = nbOutputs != 1 ? "the plugin has one output" : checkInputs(ranksOf(in, nbInputs));
     if (!problem.empty())
     {
         reportError(kNAME, problem);
@@ -110,12 +96,8 @@ int32_t MSDeformAttnPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbI
 {
     (void) shapeInputs;
     (void) nbShapeInputs;
-    int32_t ranks[kFUSED_INPUTS] = {};
-    for (int32_t i = 0; i < nbInputs && i < kFUSED_INPUTS; ++i)
-    {
-        ranks[i] = inputs[i].nbDims;
-    }
-    std::string const problem = nbOutputs != 1 ? "the plugin has one output" : checkInputs(ranks, nbInputs);
+    std::string const problem
+        = nbOutputs != 1 ? "the plugin has one output" : checkInputs(ranksOf(inputs, nbInputs));
     if (!problem.empty())
     {
         reportError(kNAME, problem);
@@ -133,7 +115,7 @@ int32_t MSDeformAttnPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbI
 bool MSDeformAttnPlugin::supportsFormatCombination(
     int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept
 {
-    if (pos < 0 || pos >= nbInputs + nbOutputs || inOut[pos].desc.format != TensorFormat::kLINEAR)
+    if (!isLinearTensor(pos, inOut, nbInputs, nbOutputs))
     {
         return false;
     }

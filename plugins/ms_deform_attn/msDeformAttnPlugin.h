@@ -43,7 +43,7 @@ public:
 
 private:
     //! One sentence when the inputs do not have the ranks and count of this form ("" when they do).
-    std::string checkInputs(int32_t const* ranks, int32_t nbInputs) const;
+    std::string checkInputs(std::vector<int32_t> const& ranks) const;
 
     int32_t mFused;
     nvinfer1::PluginField mField{};

@@ -180,6 +180,20 @@ DynamicPluginTensorDesc dynamic(std::vector<int64_t> const& dims, DataType type,
     return d;
 }
 
+//! Whether the plugin accepts every position of `io` (its inputs, then one output) as given.
+bool acceptsAll(IPluginV3OneBuild* build, std::vector<DynamicPluginTensorDesc> const& io)
+{
+    int32_t const nbInputs = static_cast<int32_t>(io.size()) - 1;
+    for (int32_t pos = 0; pos <= nbInputs; ++pos)
+    {
+        if (!build->supportsFormatCombination(pos, io.data(), nbInputs, 1))
+        {
+            return false;
+        }
+    }
+    return true;
+}
+
 // ---- helpers -----------------------------------------------------------------------------------------------------
 
 IPluginCreatorV3One* findCreator(IPluginCreatorInterface* const* creators, int32_t n, char const* name)
@@ -292,12 +306,7 @@ void msDeformAttn(IPluginCreatorV3One* creator)
         dynamic({3, 2}, DataType::kINT32), dynamic({3}, DataType::kINT32), dynamic({2, 21, 3, 2}, DataType::kHALF),
         dynamic({2, 21, 8, 3, 4, 2}, DataType::kHALF), dynamic({2, 21, 8, 12}, DataType::kHALF),
         dynamic({2, 21, 256}, DataType::kHALF)};
-    bool all = true;
-    for (int32_t pos = 0; pos < 7; ++pos)
-    {
-        all = all && build->supportsFormatCombination(pos, io.data(), 6, 1);
-    }
-    check(all, "msda fp16 linear combination accepted");
+    check(acceptsAll(build, io), "msda fp16 linear combination accepted");
     io[4].desc.type = DataType::kFLOAT;
     check(!build->supportsFormatCombination(4, io.data(), 6, 1), "msda mixed float types rejected");
     io[4].desc.type = DataType::kHALF;
@@ -370,12 +379,7 @@ void maskedAttention(IPluginCreatorV3One* creator)
     std::vector<DynamicPluginTensorDesc> io = {dynamic({1, 8, 100, 32}, DataType::kHALF),
         dynamic({1, 8, 300, 32}, DataType::kHALF), dynamic({1, 8, 300, 32}, DataType::kHALF),
         dynamic({1, 100, 300}, DataType::kFLOAT), dynamic({1, 8, 100, 32}, DataType::kHALF)};
-    bool all = true;
-    for (int32_t pos = 0; pos < 5; ++pos)
-    {
-        all = all && build->supportsFormatCombination(pos, io.data(), 4, 1);
-    }
-    check(all, "attention fp16 q/k/v with fp32 mask accepted");
+    check(acceptsAll(build, io), "attention fp16 q/k/v with fp32 mask accepted");
     io[3].desc.type = DataType::kHALF;
     check(!build->supportsFormatCombination(3, io.data(), 4, 1), "attention fp16 mask refused (threshold is fp32)");
     io[3].desc.type = DataType::kFLOAT;
