@@ -79,7 +79,7 @@ def prepare(model_path: Path, options: CalibrationOptions, progress: Callable[[s
     quantisable nodes and collect (or reuse from the cache) their input statistics."""
     import onnx
 
-    from m2f.contract import KEY, parse
+    from m2f.contract import read_onnx
     from m2f.errors import ArgumentError
 
     from .data import CalibrationSet
@@ -87,7 +87,7 @@ def prepare(model_path: Path, options: CalibrationOptions, progress: Callable[[s
     from .statistics import Statistics, cache_key, collect
 
     proto = proto if proto is not None else onnx.load(str(model_path))
-    meta = parse(next((p.value for p in proto.metadata_props if p.key == KEY), None), model_path.name)
+    meta = read_onnx(proto, model_path.name)
     if meta["precision"] != "fp32":
         raise ArgumentError(f"{model_path.name} is already {meta['precision']}; start from the fp32 export")
     selection = select(proto, options.exclude)
@@ -113,11 +113,9 @@ def with_metadata(proto, meta: dict):
     """``proto`` with ``meta`` as its only m2f metadata entry, checked by onnx.checker."""
     import onnx
 
-    from m2f.contract import KEY, dumps
+    from m2f.contract import write_onnx
 
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = KEY, dumps(meta)
+    write_onnx(proto, meta)
     onnx.checker.check_model(proto)
     return proto
 

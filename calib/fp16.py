@@ -51,7 +51,7 @@ def convert_fp16(model_path: str | Path, output: str | Path, data: str = DEFAULT
     """Measure, convert and write ``output`` atomically (its metadata: precision fp16 and the islands)."""
     import onnx
 
-    from m2f.contract import KEY, parse
+    from m2f.contract import read_onnx
     from m2f.errors import ArgumentError
     from m2f.export.fp16 import block_of, to_fp16
     from m2f.fileio import atomic_path, check_output_file
@@ -62,7 +62,7 @@ def convert_fp16(model_path: str | Path, output: str | Path, data: str = DEFAULT
 
     model_path, output = Path(model_path), check_output_file(output, (".onnx",))
     model = onnx.load(str(model_path))
-    meta = parse(next((p.value for p in model.metadata_props if p.key == KEY), None), model_path.name)
+    meta = read_onnx(model, model_path.name)
     if meta["precision"] != "fp32":
         raise ArgumentError(f"{model_path.name} is already {meta['precision']}; convert the fp32 export")
     feeds = _feeds(meta, data, images, seed)

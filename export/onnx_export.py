@@ -278,9 +278,7 @@ def _finish(proto, io_shapes: dict, metadata: dict):
     _declare(proto.graph.output, io_shapes)
     proto = onnx.shape_inference.infer_shapes(proto)
     _drop_untyped_value_info(proto.graph)
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = contract.KEY, contract.dumps(metadata)
+    contract.write_onnx(proto, metadata)
     # the IR version the standard opsets need (custom plugin domains have none); ONNX Runtime 1.31 reads up to 13
     standard = [o for o in proto.opset_import if o.domain in ("", "ai.onnx")]
     proto.ir_version = onnx.helper.find_min_ir_version_for(standard)

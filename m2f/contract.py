@@ -208,6 +208,18 @@ def parse(text: str | None, artifact: str) -> dict:
     return meta
 
 
+def read_onnx(model, artifact: str) -> dict:
+    """The validated metadata of a loaded ONNX ``model`` (onnx.ModelProto); ``artifact`` names it in messages."""
+    return parse(next((p.value for p in model.metadata_props if p.key == KEY), None), artifact)
+
+
+def write_onnx(model, meta: dict) -> None:
+    """Make ``meta`` the only m2f metadata entry of ``model`` (onnx.ModelProto, changed in place)."""
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = KEY, dumps(meta)
+
+
 def sidecar_path(engine: str | Path) -> Path:
     """Where an engine's metadata lives: ``<engine>.json`` beside it."""
     return Path(str(engine) + ".json")

@@ -162,7 +162,7 @@ def count_flops(path: str | Path, height: int, width: int, batch: int = 1) -> di
     import onnx
 
     model = onnx.load(str(path))
-    meta = contract.parse(next((p.value for p in model.metadata_props if p.key == contract.KEY), None), str(path))
+    meta = contract.read_onnx(model, str(path))
     if not meta["input"]["dynamic"]:
         shape = meta["input"]["shape"]
         canvas = (shape[1], shape[2]) if meta["input"]["kind"] == "uint8" else (shape[2], shape[3])

@@ -43,7 +43,7 @@ def run(args) -> int:
 
     import onnx
 
-    from m2f.contract import KEY, parse
+    from m2f.contract import read_onnx
     from m2f.errors import ArgumentError
     from m2f.export.engine import BuildOptions, build_engine
     from m2f.fileio import check_output_file
@@ -56,7 +56,7 @@ def run(args) -> int:
         if not Path(lib).is_file():
             raise ArgumentError(f"plugin library {lib} does not exist; build it with m2f plugins build")
     proto = onnx.load(str(model), load_external_data=False)
-    meta = parse(next((p.value for p in proto.metadata_props if p.key == KEY), None), model.name)
+    meta = read_onnx(proto, model.name)
     options = BuildOptions(precision=args.precision, min_shapes=args.min_shapes, opt_shapes=args.opt_shapes,
                            max_shapes=args.max_shapes, max_batch=args.max_batch,
                            plugins=[Path(p) for p in args.plugins],

@@ -32,7 +32,7 @@ def describe_backbone(cfg) -> str:
 
 def inspect_onnx(args) -> int:
     from m2f.errors import require
-    from m2f.contract import KEY, parse
+    from m2f.contract import read_onnx
     from m2f.errors import MetadataError
     from m2f.onnx_graph import describe_graph, format_io
 
@@ -41,7 +41,7 @@ def inspect_onnx(args) -> int:
         proto = onnx.load(args.checkpoint, load_external_data=False)
     except Exception as e:  # onnx raises DecodeError and others for foreign bytes
         raise MetadataError(f"{args.checkpoint} is not a readable ONNX file ({type(e).__name__})") from None
-    meta = parse(next((p.value for p in proto.metadata_props if p.key == KEY), None), args.checkpoint)
+    meta = read_onnx(proto, args.checkpoint)
     graph = describe_graph(proto)
     issues = check_trt_compat(proto) if args.trt_compat else None
     if args.json:
