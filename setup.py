@@ -6,7 +6,7 @@ Metadata and dependencies live in pyproject.toml; only the folder mapping is her
 """
 from setuptools import setup
 
-STAGES = ["model", "plugins", "export", "calib", "runtime", "train", "validate"]
+STAGES = ["model", "plugins", "export", "calib", "runtime", "serving", "train", "validate"]
 
 setup(
     packages=["m2f", "m2f.assets", "m2f.commands", "m2f.datasets", "m2f.plugins.ms_deform_attn",

@@ -13,7 +13,7 @@ from .errors import M2FError, M2FWarning
 
 # name -> module under m2f.commands. Order is the order shown in --help.
 COMMANDS = ("demo", "export", "convert", "calibrate", "build", "infer", "validate", "bench", "inspect", "plugins",
-            "presets", "synthetic", "train")
+            "triton-repo", "serve", "presets", "synthetic", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"m2f {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"m2f.commands.{name}")
+        module = importlib.import_module(f"m2f.commands.{name.replace('-', '_')}")
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)

@@ -223,3 +223,20 @@ def write_onnx(model, meta: dict) -> None:
 def sidecar_path(engine: str | Path) -> Path:
     """Where an engine's metadata lives: ``<engine>.json`` beside it."""
     return Path(str(engine) + ".json")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The served model (Triton Inference Server): what ``m2f serve`` and ``m2f triton-repo``'s ensemble take and give.
+# Every tensor is BYTES with one element per request (Triton's batch dimension in front when batching).
+
+SERVED_IMAGE = "encoded_image"  # the bytes of one image file (PNG, JPEG, …), decoded by the server
+SERVED_RESULT = "result_json"  # UTF-8 JSON: sizes, segments, instances (masks as COCO RLE), timings
+SERVED_PANOPTIC = "panoptic_png"  # COCO panoptic PNG (id = R + 256 G + 256^2 B); empty when not computed
+SERVED_SEMANTIC = "semantic_png"  # class ids as an 8- or 16-bit grey PNG; empty when not computed
+SERVED_ERROR = "error"  # m2f serve only: empty, or one sentence saying why this request was refused
+SERVED_OUTPUTS = (SERVED_RESULT, SERVED_PANOPTIC, SERVED_SEMANTIC)
+# the model config parameter (config.pbtxt ``parameters``) that carries the metadata JSON to clients
+METADATA_PARAMETER = "m2f_metadata"
+# between the repository's pre-processing, network and post-processing models: the graph inputs above, plus
+ORIGINAL_SIZE = "original_size"  # int32 [2]: (h, w) of the decoded image
+FIT_SCALE = "fit_scale"  # float32 [1]: Result.fit_scale

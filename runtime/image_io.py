@@ -39,20 +39,51 @@ def to_rgb8(array: np.ndarray) -> np.ndarray:
 
 def read_image(path: str | Path) -> np.ndarray:
     """uint8 RGB [H, W, 3] from a file, EXIF orientation applied."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     try:
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                array = np.asarray(im).astype(np.uint32)
-                return to_rgb8((array >> 8).clip(0, 255).astype(np.uint8) if array.max() > 255
-                               else array.astype(np.uint8))
-            if im.mode not in ("RGB", "L", "RGBA"):
-                im = im.convert("RGBA" if "A" in im.getbands() or "transparency" in im.info else "RGB")
-            return to_rgb8(np.asarray(im))
+            return _pil_to_rgb8(im)
     except FileNotFoundError:
         raise ImageError(f"image {path} does not exist") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ImageError(f"cannot read image {path}: {e.__class__.__name__} ({str(e)[:120]})") from None
+
+
+def decode_image(data: bytes, max_pixels: int | None = None, what: str = "the image") -> np.ndarray:
+    """uint8 RGB [H, W, 3] from an encoded image in memory (PNG, JPEG, … as a file would hold it).
+
+    max_pixels: refuse larger images from their header, before decoding them (a server's guard against a small
+    file that decodes to gigabytes)."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise ImageError(f"{what} is empty (0 bytes); send the bytes of an encoded image file (PNG, JPEG, …)")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageError(f"{what} is {height}x{width} = {width * height} pixels, more than the {max_pixels} "
+                                 f"this server accepts; send a smaller image")
+            return _pil_to_rgb8(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
+        kind = "not an image PIL can read" if isinstance(e, UnidentifiedImageError) else \
+            f"a broken image: {e.__class__.__name__} ({str(e)[:120]})"
+        raise ImageError(f"{what} ({len(data)} bytes) is {kind}; send the bytes of an encoded image file (PNG, "
+                         f"JPEG, …)") from None
+
+
+def _pil_to_rgb8(im) -> np.ndarray:
+    """An open PIL image -> uint8 RGB [H, W, 3]: EXIF orientation, 16-bit, palette and CMYK handled."""
+    from PIL import ImageOps
+
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(im).astype(np.uint32)
+        return to_rgb8((array >> 8).clip(0, 255).astype(np.uint8) if array.max() > 255 else array.astype(np.uint8))
+    if im.mode not in ("RGB", "L", "RGBA"):
+        im = im.convert("RGBA" if "A" in im.getbands() or "transparency" in im.info else "RGB")
+    return to_rgb8(np.asarray(im))

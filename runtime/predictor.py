@@ -21,6 +21,12 @@ from .preprocess import Preprocessor
 from .results import Instance, Result, Segment
 
 TASKS = ("semantic", "instance", "panoptic")
+SERVER_SCHEMES = ("http://", "grpc://")
+
+
+def is_server_url(model) -> bool:
+    """True for a served model, ``http://HOST:PORT/MODEL`` or ``grpc://HOST:PORT/MODEL``."""
+    return isinstance(model, str) and model.startswith(SERVER_SCHEMES)
 
 
 def check_probability(value: float | None, what: str) -> None:
@@ -32,7 +38,9 @@ def check_probability(value: float | None, what: str) -> None:
 class Predictor:
     """Run an m2f artifact on images.
 
-    model: ``.onnx`` from ``m2f export`` or a TensorRT engine with its ``.json`` sidecar. tasks: which results to
+    model: ``.onnx`` from ``m2f export``, a TensorRT engine with its ``.json`` sidecar, or a served model's URL
+    (``http://HOST:PORT/MODEL``, ``grpc://HOST:PORT/MODEL``: ``m2f serve`` or a repository from ``m2f triton-repo``;
+    the server then does pre- and post-processing with its own settings, see ``m2f.serving.client``). tasks: which results to
     compute (default: every task the model produces, or its head's). resize: "pil" (reference-exact) or "cv2".
     threshold / overlap_threshold override the metadata's object-mask and overlap thresholds (raw-output models).
     score_threshold: keep only instances scoring at least this (default None: the reference's whole top-k, which
@@ -49,15 +57,40 @@ class Predictor:
         for value, what in ((threshold, "the object-mask threshold"), (overlap_threshold, "the overlap threshold"),
                             (score_threshold, "the score threshold")):
             check_probability(value, what)
-        self.path = Path(model)
-        self.backend = open_backend(model, providers=providers, plugins=plugins, threads=threads)
-        self.meta = meta = self.backend.meta
+        if is_server_url(model):  # a served model does pre- and post-processing on the server
+            from m2f.serving.client import ServedModel
+
+            self.path, self.remote = str(model), ServedModel(str(model), threshold, overlap_threshold, resize,
+                                                             thing_classes, stuff_classes)
+            self.backend = self.remote
+        else:
+            self.path, self.remote = Path(model), None
+            self.backend = open_backend(model, providers=providers, plugins=plugins, threads=threads)
+        self._configure(self.backend.meta, self.path, tasks, resize, threshold, overlap_threshold, score_threshold,
+                        thing_classes, stuff_classes)
+
+    @classmethod
+    def host_steps(cls, meta: dict, resize: str = "pil", **options) -> "Predictor":
+        """Pre- and post-processing for the graph ``meta`` describes, without a backend: for a server whose network
+        runs elsewhere (Triton's Python backend around an ONNX Runtime or TensorRT model). ``options``: those of
+        the constructor after ``resize``."""
+        self = cls.__new__(cls)
+        self.path, self.remote, self.backend = meta.get("model_name", "model"), None, None
+        self._configure(meta, self.path, options.get("tasks"), resize, options.get("threshold"),
+                        options.get("overlap_threshold"), options.get("score_threshold"),
+                        options.get("thing_classes", ()), options.get("stuff_classes", ()))
+        return self
+
+    def _configure(self, meta: dict, model, tasks, resize, threshold, overlap_threshold, score_threshold,
+                   thing_classes, stuff_classes) -> None:
+        """Everything the host steps need from the metadata and the caller's options."""
+        self.meta = meta
         self.head = meta.get("head")
         available = [self.head] if self.head else list(contract.TASKS)  # raw outputs serve every task
         self.tasks = list(tasks or ([self.head] if self.head else meta["tasks"]))
         bad = [t for t in self.tasks if t not in available]
         if bad:
-            raise M2FError(f"{Path(model).name} does not produce {', '.join(bad)} results (it has "
+            raise M2FError(f"{Path(str(model)).name} does not produce {', '.join(bad)} results (it has "
                            f"{', '.join(available)}); pick from those or export another head")
         if self.head and (threshold is not None and self.head == "panoptic"):
             raise M2FError("the panoptic head has its object-mask threshold built in; re-export without --head to "
@@ -87,6 +120,8 @@ class Predictor:
     def predict_batch(self, images: list) -> list[Result]:
         """Several images; batched up to the model's batch size. Result.timings: per-image share of each stage."""
         arrays = [read_image(im) if isinstance(im, (str, Path)) else to_rgb8(im) for im in images]
+        if self.remote is not None:
+            return [self._keep_asked(r) for r in self.remote.predict_batch(arrays)]
         step = self._batch_size()
         results: list[Result] = []
         for start in range(0, len(arrays), step):
@@ -158,6 +193,18 @@ class Predictor:
                 r.instances = self._instances(inst)
         return r
 
+    def _keep_asked(self, result: Result) -> Result:
+        """A served result, trimmed to this Predictor's tasks and score threshold (the server computes its own)."""
+        if "semantic" not in self.tasks:
+            result.semantic = None
+        if "panoptic" not in self.tasks:
+            result.panoptic, result.segments = None, []
+        if "instance" not in self.tasks:
+            result.instances = []
+        elif self.score_threshold is not None:
+            result.instances = [i for i in result.instances if i.score >= self.score_threshold]
+        return result
+
     def _segments(self, seg: np.ndarray, segments: list[dict]) -> list[Segment]:
         areas = np.bincount(seg.ravel(), minlength=len(segments) + 1)
         return [Segment(s["id"], s["category_id"], self.names[s["category_id"]], s["isthing"], int(areas[s["id"]]))
@@ -171,7 +218,8 @@ class Predictor:
         return sorted(items, key=lambda i: -i.score)
 
     def close(self) -> None:
-        self.backend.close()
+        if self.backend is not None:
+            self.backend.close()
 
     def __enter__(self) -> "Predictor":
         return self

@@ -1,0 +1,113 @@
+"""The ``tritonserver`` binary that PyTriton ships, run on a model repository (no torch).
+
+For checking a repository from ``m2f triton-repo`` on a machine without NVIDIA's container: this build of Triton
+has the Python backend (so the pre- and post-processing models load and run for real) but not the ONNX Runtime or
+TensorRT backends, so the network model and the ensemble that needs it cannot load here.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from m2f.errors import M2FError, require
+
+from .server import python_backend_library_path
+
+STARTUP_TIMEOUT_S = 120.0
+
+
+def _distribution() -> tuple[Path, Path, Path]:
+    """(the tritonserver binary, its backends folder, the Python-backend stub for this Python) from PyTriton."""
+    require("pytriton", "serve", "running the bundled Triton server")
+    from pytriton.utils.distribution import get_root_module_path, get_stub_path
+
+    root = get_root_module_path() / "tritonserver"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return root / "bin" / "tritonserver", root / "backends", get_stub_path(version)
+
+
+class LocalTriton:
+    """``tritonserver --model-repository REPO`` with explicit model control, loading ``models``; a context manager.
+    ``http``: the HTTP address (host:port)."""
+
+    def __init__(self, repo: str | Path, models: list[str], http_port: int, grpc_port: int, metrics_port: int,
+                 shm_prefix: str = "m2f"):
+        self.repo, self.models = Path(repo).resolve(), models
+        self.http = f"127.0.0.1:{http_port}"
+        self.ports = (http_port, grpc_port, metrics_port)
+        self.shm_prefix = shm_prefix
+        self.process: subprocess.Popen | None = None
+        self.workdir = Path(tempfile.mkdtemp(prefix="m2f-tritonserver-"))
+        self.log = self.workdir / "tritonserver.log"
+
+    def _backends(self) -> Path:
+        """A backends folder whose Python backend has the stub for this Python (as PyTriton lays it out)."""
+        binary, backends, stub = _distribution()
+        folder = self.workdir / "backends"
+        shutil.copytree(backends, folder)
+        shutil.copy2(stub, folder / "python" / "triton_python_backend_stub")
+        self.binary = binary
+        return folder
+
+    def _environment(self) -> dict:
+        from pytriton.utils.distribution import get_libs_path
+
+        python_backend_library_path()
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (env.get("LD_LIBRARY_PATH"), str(get_libs_path())) if p)
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        return env
+
+    def start(self) -> "LocalTriton":
+        backends = self._backends()
+        http, grpc, metrics = self.ports
+        command = [str(self.binary), f"--model-repository={self.repo}", "--model-control-mode=explicit",
+                   f"--backend-directory={backends}", f"--http-port={http}", f"--grpc-port={grpc}",
+                   f"--metrics-port={metrics}", "--http-address=127.0.0.1", "--grpc-address=127.0.0.1",
+                   f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
+                   "--exit-timeout-secs=10", *[f"--load-model={m}" for m in self.models]]
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self._environment())
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        client = require("tritonclient.http", "serve", "talking to a Triton server").InferenceServerClient(self.http)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise M2FError(f"tritonserver exited while loading {', '.join(self.models)}:\n{self.log_tail()}")
+            try:
+                if all(client.is_model_ready(m) for m in self.models):
+                    return
+            except Exception:  # not listening yet
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise M2FError(f"tritonserver did not load {', '.join(self.models)} within {STARTUP_TIMEOUT_S:.0f} s:\n"
+                       f"{self.log_tail()}")
+
+    def log_tail(self, lines: int = 25) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> "LocalTriton":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)

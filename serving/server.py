@@ -1,0 +1,157 @@
+"""``m2f serve``: a real NVIDIA Triton Inference Server, started in-process with PyTriton, bound to the m2f runtime.
+
+PyTriton (``nvidia-pytriton``) ships the ``tritonserver`` binary and its Python backend; the server hands each batch
+of requests that its dynamic batcher formed to ``ServedPipeline`` (decode, ``Predictor.predict_batch``, encode),
+on any backend the runtime has (ONNX Runtime here, TensorRT on a GPU). ``--instances K`` binds K Predictors, which
+Triton runs as K model instances in parallel. Health: ``/v2/health/live`` and ``/v2/health/ready`` on the HTTP port;
+Prometheus metrics (``nv_inference_*``: counts, queue and compute times, batch sizes) on the metrics port at
+``/metrics``. Stopping (``stop()``, or Ctrl-C / SIGTERM in ``m2f serve``) lets the server answer the requests in
+flight before it exits (Triton's exit timeout).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from m2f import contract
+from m2f.errors import M2FError, require
+
+from .pipeline import DEFAULT_MAX_PIXELS, ServedPipeline
+
+DEFAULT_MODEL_NAME = "m2f"
+DEFAULT_QUEUE_DELAY_US = 2000  # how long the dynamic batcher holds a request to fill a batch: 2 ms
+EXIT_TIMEOUT_S = 30  # on stop, how long Triton waits for requests in flight
+
+
+@dataclass
+class ServeOptions:
+    """Where and how the model is served. max_batch: the largest batch Triton's dynamic batcher forms;
+    instances: parallel model instances (one Predictor each)."""
+
+    model_name: str = DEFAULT_MODEL_NAME
+    address: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    max_batch: int = 8
+    queue_delay_us: int = DEFAULT_QUEUE_DELAY_US
+    instances: int = 1
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    log_verbose: int = 0
+    log_file: Path | None = None  # the server's log; None prints it to this process's output
+
+    def urls(self) -> dict[str, str]:
+        host = "127.0.0.1" if self.address in ("0.0.0.0", "") else self.address
+        return {"http": f"http://{host}:{self.http_port}/{self.model_name}",
+                "grpc": f"grpc://{host}:{self.grpc_port}/{self.model_name}",
+                "metrics": f"http://{host}:{self.metrics_port}/metrics"}
+
+
+def preferred_batch_sizes(max_batch: int) -> list[int]:
+    """Powers of two up to ``max_batch`` and ``max_batch`` itself: the sizes the batcher prefers to send."""
+    sizes = [b for b in (1, 2, 4, 8, 16, 32, 64) if 1 < b <= max_batch]
+    return sorted(set(sizes + [max_batch])) if max_batch > 1 else [1]
+
+
+def python_backend_library_path() -> None:
+    """Make Triton's Python-backend stub load this interpreter's libpython.
+
+    The stub is linked against ``libpython3.X.so``; without this the dynamic loader may pick the system's copy (e.g.
+    Debian's 3.11.2) while the stub imports this interpreter's standard library (3.11.7), and the mismatch fails at
+    the first multiprocessing call ('_thread.RLock' object has no attribute '_recursion_count', PyTriton #51)."""
+    if sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        libdir = sysconfig.get_config_var("LIBDIR")
+        paths = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+        if libdir and libdir not in paths:
+            os.environ["LD_LIBRARY_PATH"] = os.pathsep.join([libdir] + paths)
+
+
+class Server:
+    """A running Triton server with one m2f model; a context manager. ``predictors``: one per instance."""
+
+    def __init__(self, predictors: list, options: ServeOptions):
+        if not predictors:
+            raise M2FError("serving needs at least one model instance")
+        self.options = options
+        self.meta = predictors[0].meta
+        self.pipelines = [ServedPipeline(p, options.max_pixels) for p in predictors]
+        self._triton = None
+
+    def start(self) -> "Server":
+        pytriton = require("pytriton.triton", "serve", "m2f serve")
+        from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+
+        python_backend_library_path()
+        logging.getLogger("pytriton").setLevel(logging.WARNING if not self.options.log_verbose else logging.INFO)
+        o = self.options
+        config = pytriton.TritonConfig(http_address=o.address, http_port=o.http_port, grpc_address=o.address,
+                                       grpc_port=o.grpc_port, metrics_address=o.address, metrics_port=o.metrics_port,
+                                       log_verbose=o.log_verbose, log_file=o.log_file,
+                                       exit_timeout_secs=EXIT_TIMEOUT_S)
+        self._triton = pytriton.Triton(config=config)
+        batcher = DynamicBatcher(max_queue_delay_microseconds=o.queue_delay_us,
+                                 preferred_batch_size=preferred_batch_sizes(o.max_batch))
+        outputs = [Tensor(name=n, dtype=np.bytes_, shape=(1,)) for n in (*contract.SERVED_OUTPUTS,
+                                                                          contract.SERVED_ERROR)]
+        self._triton.bind(model_name=o.model_name, infer_func=[p.answer_requests for p in self.pipelines],
+                          inputs=[Tensor(name=contract.SERVED_IMAGE, dtype=np.bytes_, shape=(1,))], outputs=outputs,
+                          config=ModelConfig(max_batch_size=o.max_batch, batcher=batcher), strict=False)
+        _publish_metadata(self._triton, o.model_name, self.meta)
+        try:
+            self._triton.run()
+        except Exception as e:
+            self.stop()
+            raise M2FError(f"the Triton server did not start ({str(e).splitlines()[0][:200]}); are ports "
+                           f"{o.http_port}/{o.grpc_port}/{o.metrics_port} free? choose others with --http-port, "
+                           f"--grpc-port and --metrics-port") from None
+        return self
+
+    def stop(self) -> None:
+        """Stop the server; requests in flight are answered first (up to EXIT_TIMEOUT_S)."""
+        if self._triton is not None:
+            triton, self._triton = self._triton, None
+            triton.stop()
+
+    def is_alive(self) -> bool:
+        return self._triton is not None and self._triton.is_alive()
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _publish_metadata(triton, model_name: str, meta: dict) -> None:
+    """Put the m2f metadata into the served model's config as the ``m2f_metadata`` parameter, where clients read it
+    (``GET /v2/models/NAME/config``).
+
+    PyTriton 0.7 has no public way to add a config parameter; its model keeps the generated Triton config, whose
+    ``backend_parameters`` become ``parameters``. A PyTriton without that structure gets one clear error."""
+    try:
+        model = next(m for m in triton._model_manager.models if m.model_name == model_name)
+        model._get_triton_model_config().backend_parameters[contract.METADATA_PARAMETER] = contract.dumps(meta)
+    except (AttributeError, StopIteration):
+        import pytriton
+
+        raise M2FError(f"this PyTriton ({getattr(pytriton, '__version__', 'unknown version')}) does not let m2f "
+                       f"publish the model's metadata; install the tested one: pip install nvidia-pytriton==0.7.0"
+                       ) from None
+
+
+def client_example(options: ServeOptions) -> str:
+    """What to run against the server, printed by ``m2f serve``."""
+    urls = options.urls()
+    return "\n".join([
+        f"  m2f infer {urls['http']} image.jpg -o out/",
+        "  python -c \"from m2f.runtime import Predictor; "
+        f"print(Predictor('{urls['grpc']}').predict('image.jpg').segments)\"",
+        f"  curl -s {urls['http'].rsplit('/', 1)[0]}/v2/models/{options.model_name}/config  # inputs, outputs, "
+        "metadata",
+        f"  curl -s {urls['metrics']} | grep nv_inference_  # Prometheus metrics",
+    ])
