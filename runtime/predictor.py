@@ -40,8 +40,9 @@ class Predictor:
 
     model: ``.onnx`` from ``m2f export``, a TensorRT engine with its ``.json`` sidecar, or a served model's URL
     (``http://HOST:PORT/MODEL``, ``grpc://HOST:PORT/MODEL``: ``m2f serve`` or a repository from ``m2f triton-repo``;
-    the server then does pre- and post-processing with its own settings, see ``m2f.serving.client``). tasks: which results to
-    compute (default: every task the model produces, or its head's). resize: "pil" (reference-exact) or "cv2".
+    the server then does pre- and post-processing with its own settings, see ``m2f.serving.client``).
+    tasks: which results to compute (default: every task the model produces, or its head's).
+    resize: "pil" (reference-exact) or "cv2".
     threshold / overlap_threshold override the metadata's object-mask and overlap thresholds (raw-output models).
     score_threshold: keep only instances scoring at least this (default None: the reference's whole top-k, which
     COCO evaluation needs). threads: CPU threads of the ONNX Runtime backend (default: m2f.threads).

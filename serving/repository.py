@@ -31,7 +31,7 @@ PRE_POST = ("python", "client")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 _DTYPES = {"uint8": "TYPE_UINT8", "int32": "TYPE_INT32", "float32": "TYPE_FP32", "int64": "TYPE_INT64",
            "bytes": "TYPE_STRING", "bool": "TYPE_BOOL"}
-_MODEL_PY = '''"""Triton Python-backend model written by m2f triton-repo: the code is m2f's (pip install 'm2f[runtime]')."""
+_MODEL_PY = '''"""A Triton Python-backend model from m2f triton-repo; the code is m2f's (pip install 'm2f[runtime]')."""
 from m2f.serving.python_backend import {cls} as TritonPythonModel  # noqa: F401
 '''
 
