@@ -1,0 +1,219 @@
+"""m2f serve on a real Triton server (PyTriton), loopback only: answers equal the in-process Predictor over HTTP and
+gRPC, m2f infer takes the URL, bad requests get one sentence and the server keeps serving, health and metrics
+answer, and stopping answers the requests in flight."""
+from __future__ import annotations
+
+import io
+import json
+import threading
+import urllib.request
+
+import numpy as np
+import pytest
+
+from m2f import contract
+
+from .conftest import Served
+
+
+def assert_same(served, local):
+    """Two Results are the same: maps, segments, instances (masks, scores, classes), sizes."""
+    assert (served.height, served.width, served.fit_scale) == (local.height, local.width, local.fit_scale)
+    assert tuple(served.input_size) == tuple(local.input_size)
+    np.testing.assert_array_equal(served.panoptic, local.panoptic)
+    np.testing.assert_array_equal(served.semantic, local.semantic)
+    assert served.segments == local.segments
+    assert len(served.instances) == len(local.instances)
+    for a, b in zip(served.instances, local.instances):
+        assert (a.category_id, a.category, a.query, a.score) == (b.category_id, b.category, b.query, b.score)
+        np.testing.assert_array_equal(a.mask, b.mask)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_served_results_equal_the_local_predictor(served, sample_images, local_results, protocol):
+    from m2f.runtime import Predictor
+
+    with Predictor(getattr(served, protocol)) as remote:
+        assert remote.names == local_names(served)
+        results = remote.predict_batch(sample_images)
+    assert len(results) == len(local_results)
+    for got, want in zip(results, local_results):
+        assert got.panoptic is not None and got.segments  # the bundled model finds segments in every sample
+        assert_same(got, want)
+
+
+def local_names(served):
+    import tritonclient.http as http
+
+    config = http.InferenceServerClient(f"127.0.0.1:{served.http_port}").get_model_config("m2f")
+    return json.loads(config["parameters"][contract.METADATA_PARAMETER]["string_value"])["class_names"]
+
+
+def test_metadata_travels_in_the_model_config(served, bundled_onnx):
+    import onnx
+    import tritonclient.grpc as grpc
+
+    config = grpc.InferenceServerClient(f"127.0.0.1:{served.grpc_port}").get_model_config("m2f", as_json=True)
+    published = json.loads(config["config"]["parameters"][contract.METADATA_PARAMETER]["string_value"])
+    stored = next(p.value for p in onnx.load(str(bundled_onnx)).metadata_props if p.key == contract.KEY)
+    assert published == json.loads(stored)
+    assert config["config"]["dynamic_batching"]["preferred_batch_size"] == [2, 4, 8]
+
+
+def test_infer_command_runs_a_served_model(served, sample_images, local_results, tmp_path):
+    from m2f.cli import main
+    from m2f.runtime.formats import panoptic_rgb
+
+    assert main(["infer", served.http, str(sample_images[0]), "-o", str(tmp_path), "--no-overlay"]) == 0
+    from PIL import Image
+
+    written = np.asarray(Image.open(tmp_path / f"{sample_images[0].stem}.panoptic.png"))
+    np.testing.assert_array_equal(written, panoptic_rgb(local_results[0].panoptic))
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert summary["model"] == served.http and not summary["failed"]
+
+
+def test_client_side_task_and_score_filters(served, sample_images, local_results):
+    from m2f.runtime import Predictor
+
+    with Predictor(served.grpc, tasks=["instance"], score_threshold=0.3) as remote:
+        got = remote.predict(sample_images[1])
+    assert got.panoptic is None and got.semantic is None and not got.segments
+    assert [i.score for i in got.instances] == [i.score for i in local_results[1].instances if i.score >= 0.3]
+
+
+def _raw_request(served, name, data, datatype, shape):
+    """Send one request with tritonclient; (answer outputs or None, error message or None)."""
+    import tritonclient.http as http
+    from tritonclient.utils import InferenceServerException
+
+    client = http.InferenceServerClient(f"127.0.0.1:{served.http_port}")
+    tensor = http.InferInput(name, shape, datatype)
+    tensor.set_data_from_numpy(data)
+    try:
+        answer = client.infer("m2f", [tensor])
+    except InferenceServerException as e:
+        return None, e.message()
+    return answer, None
+
+
+def _png(height, width) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((height, width, 3), 120, np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("payload, expected", [
+    (b"this is not an image", "is not an image PIL can read"),
+    (b"", "is empty (0 bytes)"),
+    (_png(600, 600), "more than the 300000 this server accepts"),
+    (_png(40, 40)[:60], "is a broken image"),
+])
+def test_bad_images_get_one_sentence_and_the_server_keeps_serving(served, sample_images, local_results, payload,
+                                                                  expected):
+    from m2f.runtime import Predictor
+
+    answer, refused = _raw_request(served, contract.SERVED_IMAGE, np.array([[payload]], dtype=object), "BYTES",
+                                   [1, 1])
+    assert refused is None
+    message = answer.as_numpy(contract.SERVED_ERROR).reshape(-1)[0].decode()
+    assert expected in message and "Traceback" not in message and message.count("\n") == 0
+    assert answer.as_numpy(contract.SERVED_RESULT).reshape(-1)[0] == b""
+    with Predictor(served.http) as remote:  # still serving
+        assert_same(remote.predict(sample_images[0]), local_results[0])
+
+
+@pytest.mark.parametrize("name, data, datatype, shape, expected", [
+    (contract.SERVED_IMAGE, np.zeros((1, 1), np.float32), "FP32", [1, 1], "expects 'BYTES'"),
+    (contract.SERVED_IMAGE, np.array([[b"a", b"b"]], dtype=object), "BYTES", [1, 2], "shape"),
+    ("pixels", np.array([[b"a"]], dtype=object), "BYTES", [1, 1], "pixels"),
+])
+def test_malformed_requests_are_refused_by_triton(served, sample_images, local_results, name, data, datatype,
+                                                  shape, expected):
+    from m2f.runtime import Predictor
+
+    answer, refused = _raw_request(served, name, data, datatype, shape)
+    assert answer is None and expected in refused and "Traceback" not in refused
+    with Predictor(served.grpc) as remote:
+        assert_same(remote.predict(sample_images[2]), local_results[2])
+
+
+def test_a_refused_image_raises_one_sentence_in_the_client(served, sample_images, local_results):
+    from m2f.runtime import Predictor
+    from m2f.serving.protocol import ServingError
+
+    with Predictor(served.http) as remote:
+        with pytest.raises(ServingError, match=r"is 700x700 = 490000 pixels, more than the 300000 this server "
+                                               r"accepts; send a smaller image$"):
+            remote.predict(np.zeros((700, 700, 3), np.uint8))
+        assert_same(remote.predict(sample_images[0]), local_results[0])
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("http://127.0.0.1:9/m2f", "no Triton server answers at http://127.0.0.1:9"),
+    ("http://127.0.0.1/m2f", "has no port"),
+    ("http://127.0.0.1:8000", "is not a served model's URL"),
+])
+def test_client_errors_name_the_problem(url, expected):
+    pytest.importorskip("tritonclient.http", reason="needs tritonclient (pip install 'm2f[serve]')")
+    from m2f.errors import M2FError
+    from m2f.runtime import Predictor
+
+    with pytest.raises(M2FError, match=expected):
+        Predictor(url)
+
+
+def test_unknown_model_and_client_thresholds_are_refused(served):
+    from m2f.errors import M2FError
+    from m2f.runtime import Predictor
+
+    with pytest.raises(M2FError, match="has no ready model named 'nope'"):
+        Predictor(served.http.replace("/m2f", "/nope"))
+    with pytest.raises(M2FError, match="cannot be chosen by the client; pass them to 'm2f serve'"):
+        Predictor(served.http, threshold=0.5)
+
+
+def test_health_and_prometheus_metrics(served):
+    base = f"http://127.0.0.1:{served.http_port}"
+    for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/m2f/ready"):
+        with urllib.request.urlopen(base + path, timeout=10) as response:
+            assert response.status == 200
+    with urllib.request.urlopen(f"http://127.0.0.1:{served.metrics_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    assert 'nv_inference_request_success{model="m2f",version="1"}' in text
+    assert "nv_inference_queue_duration_us" in text
+
+
+def test_stopping_answers_the_requests_in_flight(bundled_onnx, sample_images, local_results):
+    """SIGTERM while requests wait in the batcher: every one is answered correctly, then the server exits 143 (a
+    request arriving after the signal would be refused by Triton; these were all accepted before it)."""
+    import time
+
+    from m2f.runtime import Predictor
+
+    # batches of up to 32 that wait up to 2 s to fill: the 18 requests below are queued, not yet run, at the signal
+    server = Served(bundled_onnx, "--max-queue-delay", "2000000", "--max-batch", "32")
+    clients = [Predictor(server.grpc) for _ in range(3)]
+    answers, errors = [], []
+
+    def send(remote):
+        try:
+            answers.append(remote.predict_batch(sample_images * 2))
+        except Exception as e:  # recorded, asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=send, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    code = server.stop()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert code == 143 and "server stopped" in server.output
+    assert len(answers) == 3
+    for results in answers:
+        for got, want in zip(results, local_results * 2):
+            assert_same(got, want)
