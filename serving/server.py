@@ -26,6 +26,7 @@ from .pipeline import DEFAULT_MAX_PIXELS, ServedPipeline
 DEFAULT_MODEL_NAME = "m2f"
 DEFAULT_QUEUE_DELAY_US = 2000  # how long the dynamic batcher holds a request to fill a batch: 2 ms
 EXIT_TIMEOUT_S = 30  # on stop, how long Triton waits for requests in flight
+RESTRICTED_ENDPOINTS = ["shared-memory", "model-repository", "trace", "logging"]  # PyTriton's, less statistics
 
 
 @dataclass
@@ -93,7 +94,10 @@ class Server:
                                        grpc_port=o.grpc_port, metrics_address=o.address, metrics_port=o.metrics_port,
                                        log_verbose=o.log_verbose, log_file=o.log_file,
                                        exit_timeout_secs=EXIT_TIMEOUT_S)
-        self._triton = pytriton.Triton(config=config)
+        # PyTriton puts these endpoints behind a generated token; statistics (read-only, as the metrics are) stay open
+        # so that operators and load tests can read batch sizes and queue times
+        security = pytriton.TritonSecurityConfig(restricted_endpoints=RESTRICTED_ENDPOINTS)
+        self._triton = pytriton.Triton(config=config, security_config=security)
         batcher = DynamicBatcher(max_queue_delay_microseconds=o.queue_delay_us,
                                  preferred_batch_size=preferred_batch_sizes(o.max_batch))
         outputs = [Tensor(name=n, dtype=np.bytes_, shape=(1,)) for n in (*contract.SERVED_OUTPUTS,

@@ -40,7 +40,7 @@ def test_runtime_never_imports_torch():
     assert r.returncode == 0, r.stderr
 
 
-@pytest.mark.parametrize("stage", ["model", "plugins", "export", "calib", "runtime", "train", "validate"])
+@pytest.mark.parametrize("stage", ["model", "plugins", "export", "calib", "runtime", "serving", "train", "validate"])
 def test_stage_folders_are_m2f_subpackages(stage):
     import importlib
     from pathlib import Path
@@ -74,6 +74,14 @@ def test_precision_and_engine_building_need_no_torch():
     r = _import_all_with_blocked(["m2f.calib"], ["torch"])
     assert r.returncode == 0, r.stderr
     r = _run(BLOCK_TORCH + "import m2f.export.fp16, m2f.export.engine, m2f.commands.build, m2f.commands.convert")
+    assert r.returncode == 0, r.stderr
+
+
+def test_serving_needs_no_torch():
+    """A Triton server or its Python backend has the runtime, not PyTorch."""
+    r = _import_all_with_blocked(["m2f.serving"], ["torch"])
+    assert r.returncode == 0, r.stderr
+    r = _run(BLOCK_TORCH + "import m2f.commands.serve, m2f.commands.triton_repo")
     assert r.returncode == 0, r.stderr
 
 

@@ -3,27 +3,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
+from m2f.serving.local_triton import free_ports
+
 STARTUP_TIMEOUT_S = 120
 MAX_PIXELS = 300_000  # the served model's limit in these tests: a 600x600 image is over it
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        sockets.append(s)
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 class Served:
