@@ -71,15 +71,17 @@ class Predictor:
                         thing_classes, stuff_classes)
 
     @classmethod
-    def host_steps(cls, meta: dict, resize: str = "pil", **options) -> "Predictor":
-        """Pre- and post-processing for the graph ``meta`` describes, without a backend: for a server whose network
-        runs elsewhere (Triton's Python backend around an ONNX Runtime or TensorRT model). ``options``: those of
-        the constructor after ``resize``."""
+    def host_steps(cls, meta: dict, tasks: list[str] | None = None, resize: str = "pil",
+                   threshold: float | None = None, overlap_threshold: float | None = None,
+                   score_threshold: float | None = None, thing_classes: tuple[str, ...] = (),
+                   stuff_classes: tuple[str, ...] = ()) -> "Predictor":
+        """``preprocess`` and ``postprocess`` for the graph ``meta`` describes, without a backend: for a network that
+        runs elsewhere (Triton's Python backend around an ONNX Runtime or TensorRT model, or a client of a network
+        served raw). Options as the constructor's."""
         self = cls.__new__(cls)
-        self.path, self.remote, self.backend = meta.get("model_name", "model"), None, None
-        self._configure(meta, self.path, options.get("tasks"), resize, options.get("threshold"),
-                        options.get("overlap_threshold"), options.get("score_threshold"),
-                        options.get("thing_classes", ()), options.get("stuff_classes", ()))
+        self.path, self.remote, self.backend = meta.get("model_name") or "model", None, None
+        self._configure(meta, self.path, tasks, resize, threshold, overlap_threshold, score_threshold,
+                        thing_classes, stuff_classes)
         return self
 
     def _configure(self, meta: dict, model, tasks, resize, threshold, overlap_threshold, score_threshold,

@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from m2f.errors import M2FError, require
 
 from .server import python_backend_library_path
@@ -123,3 +125,56 @@ class LocalTriton:
     def __exit__(self, *exc) -> None:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def check_repository(repo: str | Path, model: str | Path, name: str, image: np.ndarray,
+                     threads: int | None = None) -> list[str]:
+    """Run ``image`` through the repository the way its ensemble would, with the bundled server: its
+    pre-processing model, then the network file (``model``, by the m2f runtime's backend, since this server has no
+    ONNX Runtime or TensorRT backend), then its post-processing model. Returns the differences from the in-process
+    Predictor on ``model`` ([] when the served answer is identical)."""
+    import tritonclient.http as http
+
+    from m2f import contract
+    from m2f.runtime import Predictor
+
+    from .client import _first_bytes
+    from .protocol import decode_result, encode_png
+
+    def call(client, model_name, tensors):
+        inputs = []
+        for tensor_name, value in tensors.items():
+            inputs.append(http.InferInput(tensor_name, list(value.shape), _TRITON_TYPES[value.dtype.type]))
+            inputs[-1].set_data_from_numpy(value)
+        return client.infer(model_name, inputs)
+
+    with Predictor(model, threads=threads) as local, \
+            LocalTriton(repo, [f"{name}_preprocess", f"{name}_postprocess"], *free_ports(3)) as server:
+        want = local.predict(image)
+        client = http.InferenceServerClient(server.http)
+        pre = call(client, f"{name}_preprocess", {contract.SERVED_IMAGE: np.array([[encode_png(image)]], object)})
+        outputs = local.backend.infer({n: pre.as_numpy(n) for n in local.backend.input_names})
+        sizes = {n: pre.as_numpy(n) for n in (contract.VALID_SIZE, contract.ORIGINAL_SIZE, contract.FIT_SCALE)}
+        post = call(client, f"{name}_postprocess", {**outputs, **sizes})
+        got = decode_result({n: _first_bytes(post.as_numpy(n)) for n in contract.SERVED_OUTPUTS})
+    return result_differences(got, want)
+
+
+_TRITON_TYPES = {np.object_: "BYTES", np.uint8: "UINT8", np.int32: "INT32", np.int64: "INT64", np.float32: "FP32",
+                 np.float16: "FP16", np.bool_: "BOOL"}
+
+
+def result_differences(got, want) -> list[str]:
+    """What differs between two Results (maps, segments, instances), one line each."""
+    problems = []
+    for task in ("panoptic", "semantic"):
+        a, b = getattr(got, task), getattr(want, task)
+        if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
+            problems.append(f"the {task} maps differ")
+    if got.segments != want.segments:
+        problems.append("the panoptic segments differ")
+    if len(got.instances) != len(want.instances) or any(
+            (x.category_id, x.score) != (y.category_id, y.score) or not np.array_equal(x.mask, y.mask)
+            for x, y in zip(got.instances, want.instances)):
+        problems.append("the instances differ")
+    return problems

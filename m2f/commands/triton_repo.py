@@ -28,6 +28,11 @@ def add_arguments(p) -> None:
                    help=f"largest image the pre-processing accepts (default {DEFAULT_MAX_PIXELS})")
     p.add_argument("--plugins", help="TensorRT plugin library for an engine of the m2f flavor (copied into the "
                                      "repository)")
+    p.add_argument("--check", action="store_true",
+                   help="then load the pre/post-processing models in the Triton server PyTriton ships, run a sample "
+                        "image through them and the network, and compare with the in-process runtime (needs "
+                        "m2f[serve]; the network runs in this process, that server has no ONNX Runtime backend)")
+    shared.add_threads(p)
 
 
 def run(args) -> int:
@@ -42,4 +47,25 @@ def run(args) -> int:
     models = sorted(p.parent.name for p in repo.glob("*/config.pbtxt"))
     print(f"wrote {repo}/: {', '.join(models)}; serve it with: tritonserver --model-repository={repo.resolve()} "
           f"(see {repo}/README.md)")
+    if args.check:
+        return _check(repo, args)
+    return 0
+
+
+def _check(repo, args) -> int:
+    from m2f.assets import SAMPLES
+    from m2f.errors import ArgumentError
+    from m2f.runtime.image_io import read_image
+    from m2f.serving.local_triton import check_repository
+
+    if args.pre_post != "python":
+        raise ArgumentError("--check runs the Python pre/post-processing models, which --pre-post client leaves out")
+    image = read_image(sorted((SAMPLES / "images").glob("*.png"))[0])
+    print("checking: the repository's Python models in the bundled Triton server, the network in this process ...",
+          flush=True)
+    problems = check_repository(repo, args.model, args.model_name, image, threads=args.threads)
+    if problems:
+        print(f"check FAILED: {'; '.join(problems)}")
+        return 1
+    print("check passed: the served answer equals the in-process runtime's (panoptic, semantic, instances)")
     return 0

@@ -71,12 +71,19 @@ def _progress(done: int, total: int) -> None:
 
 def run(args) -> int:
     from m2f.fileio import check_output_file
+    from m2f.errors import ArgumentError
     from m2f.runtime import Predictor
+    from m2f.runtime.predictor import is_server_url
     from m2f.threads import use_threads
     from m2f.validate.data import open_images
     from m2f.validate.parity import parse_rules, run_parity
     from m2f.validate.report import write_report
 
+    served = [m for m in args.models if is_server_url(m)]
+    if served:
+        raise ArgumentError(f"m2f validate compares the network's raw tensors, which a served model ({served[0]}) "
+                            f"does not return; validate the .onnx or engine the server runs, and compare served "
+                            f"results with 'm2f infer URL' against 'm2f infer MODEL'")
     if args.fail_on:
         parse_rules(args.fail_on)  # one sentence now rather than after the run
     save = check_output_file(args.save_reference, (".npz",)) if args.save_reference else None

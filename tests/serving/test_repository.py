@@ -179,3 +179,11 @@ def test_refusals(bundled_onnx, tmp_path):
     with pytest.raises(ArgumentError, match="static batch of 4, which one image per request cannot fill"):
         write_repository(engine, tmp_path / "repo", RepoOptions())
     assert not list(tmp_path.glob("*repo*"))
+
+
+def test_check_flag_runs_the_repository(bundled_onnx, tmp_path, capsys):
+    pytest.importorskip("pytriton", reason="the bundled tritonserver comes with nvidia-pytriton")
+    from m2f.cli import main
+
+    assert main(["triton-repo", str(bundled_onnx), "-o", str(tmp_path / "repo"), "--check", "--threads", "1"]) == 0
+    assert "check passed: the served answer equals the in-process runtime's" in capsys.readouterr().out

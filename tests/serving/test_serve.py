@@ -217,3 +217,17 @@ def test_stopping_answers_the_requests_in_flight(bundled_onnx, sample_images, lo
     for results in answers:
         for got, want in zip(results, local_results * 2):
             assert_same(got, want)
+
+
+def test_bench_runs_a_served_model(served, capsys):
+    from m2f.cli import main
+
+    assert main(["bench", served.grpc, "--iterations", "2", "--warmup", "0"]) == 0
+    assert "(triton-grpc, fp32)" in capsys.readouterr().out
+
+
+def test_validate_refuses_a_served_model(capsys):
+    from m2f.cli import main
+
+    assert main(["validate", "ckpt.pth", "http://127.0.0.1:8000/m2f", "--data", "synthetic"]) == 2
+    assert "compares the network's raw tensors, which a served model" in capsys.readouterr().err
