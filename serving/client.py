@@ -62,6 +62,11 @@ class ServedModel:
         self._client = self._connect()
         config = self._config()
         self.output_names = [o["name"] for o in config.get("output", [])]
+        inputs = [i["name"] for i in config.get("input", [])]
+        if inputs != [contract.SERVED_IMAGE]:
+            raise ServingError(f"the served model {self.model} takes {', '.join(inputs) or 'no input'}, not one "
+                               f"{contract.SERVED_IMAGE}: it is not an m2f serve model or a repository's ensemble "
+                               f"(a raw network from --pre-post client is used with Predictor.host_steps)")
         text = config.get("parameters", {}).get(contract.METADATA_PARAMETER, {}).get("string_value")
         self.meta = contract.parse(text, f"the served model {self.model} at {self.address}")
         self._last_time: float | None = None

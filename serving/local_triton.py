@@ -49,12 +49,11 @@ class LocalTriton:
     """``tritonserver --model-repository REPO`` with explicit model control, loading ``models``; a context manager.
     ``http``: the HTTP address (host:port)."""
 
-    def __init__(self, repo: str | Path, models: list[str], http_port: int, grpc_port: int, metrics_port: int,
-                 shm_prefix: str = "m2f"):
+    def __init__(self, repo: str | Path, models: list[str], http_port: int, grpc_port: int, metrics_port: int):
         self.repo, self.models = Path(repo).resolve(), models
         self.http = f"127.0.0.1:{http_port}"
         self.ports = (http_port, grpc_port, metrics_port)
-        self.shm_prefix = shm_prefix
+        self.shm_prefix = f"m2f{os.getpid()}x{http_port}"  # the Python backend's shared memory, unique per server
         self.process: subprocess.Popen | None = None
         self.workdir = Path(tempfile.mkdtemp(prefix="m2f-tritonserver-"))
         self.log = self.workdir / "tritonserver.log"

@@ -14,11 +14,8 @@ from m2f import contract
 from m2f.errors import M2FError, first_line
 from m2f.runtime.image_io import decode_image
 
+from . import DEFAULT_MAX_PIXELS
 from .protocol import encode_result
-
-# the largest image a server decodes by default: 40 megapixels, a 7 K x 5.5 K frame; a PNG of a few kB can hold far
-# more, so the header is checked before decoding
-DEFAULT_MAX_PIXELS = 40_000_000
 
 
 class ServedPipeline:

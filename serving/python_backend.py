@@ -27,7 +27,7 @@ from m2f.runtime.image_io import decode_image
 from m2f.runtime.predictor import Predictor
 from m2f.runtime.preprocess import Prepared
 
-from .pipeline import DEFAULT_MAX_PIXELS
+from . import DEFAULT_MAX_PIXELS
 from .protocol import encode_result
 
 METADATA_FILE = "metadata.json"

@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from m2f import contract
-from m2f.errors import ArgumentError, require
+from m2f.errors import ArgumentError, M2FWarning, require
 
-from .pipeline import DEFAULT_MAX_PIXELS
-from .server import DEFAULT_MODEL_NAME, DEFAULT_QUEUE_DELAY_US, preferred_batch_sizes
+from . import DEFAULT_MAX_PIXELS, DEFAULT_MODEL_NAME, DEFAULT_QUEUE_DELAY_US, PRE_POST
+from .server import preferred_batch_sizes
 
-PRE_POST = ("python", "client")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 _DTYPES = {"uint8": "TYPE_UINT8", "int32": "TYPE_INT32", "float32": "TYPE_FP32", "int64": "TYPE_INT64",
            "bytes": "TYPE_STRING", "bool": "TYPE_BOOL"}
@@ -144,10 +144,25 @@ def python_tensors(meta: dict) -> tuple[list[Tensor], list[Tensor], list[Tensor]
     return graph_inputs + sizes, graph_outputs + sizes, served
 
 
+def engine_max_batch(meta: dict, requested: int) -> int:
+    """The largest batch Triton may send a dynamic engine: ``requested``, capped by its optimisation profile (said
+    once, with the fix)."""
+    profiles = meta.get("tensorrt", {}).get("profiles") or {}
+    limits = [p["max"][0] for p in profiles.values() if p.get("max")]
+    if limits and min(limits) < requested:
+        warnings.warn(f"the engine's optimisation profile takes batches up to {min(limits)}, so Triton batches up to "
+                      f"that; build it with 'm2f build --max-batch {requested}' to batch up to {requested}",
+                      M2FWarning, stacklevel=3)
+        return max(1, min(limits))
+    return requested
+
+
 def configs(meta: dict, model: Path, options: RepoOptions) -> dict[str, dict]:
     """{model name: config (Triton's JSON form)} of every model in the repository."""
     inputs, outputs, batching = network_tensors(meta)
     engine = model.suffix.lower() in ENGINE_SUFFIXES
+    if engine and batching:
+        options = replace(options, max_batch=engine_max_batch(meta, options.max_batch))
     name = options.name if options.pre_post == "client" else f"{options.name}_network"
     network = _base(name, meta, batching, options, "KIND_GPU" if engine else "KIND_AUTO")
     network.update({"platform": "tensorrt_plan" if engine else "onnxruntime_onnx",

@@ -21,10 +21,9 @@ import numpy as np
 from m2f import contract
 from m2f.errors import M2FError, require
 
-from .pipeline import DEFAULT_MAX_PIXELS, ServedPipeline
+from . import DEFAULT_MAX_PIXELS, DEFAULT_MODEL_NAME, DEFAULT_QUEUE_DELAY_US
+from .pipeline import ServedPipeline
 
-DEFAULT_MODEL_NAME = "m2f"
-DEFAULT_QUEUE_DELAY_US = 2000  # how long the dynamic batcher holds a request to fill a batch: 2 ms
 EXIT_TIMEOUT_S = 30  # on stop, how long Triton waits for requests in flight
 RESTRICTED_ENDPOINTS = ["shared-memory", "model-repository", "trace", "logging"]  # PyTriton's, less statistics
 

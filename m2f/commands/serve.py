@@ -15,8 +15,7 @@ _STOP_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def add_arguments(p) -> None:
-    from m2f.serving.pipeline import DEFAULT_MAX_PIXELS
-    from m2f.serving.server import DEFAULT_MODEL_NAME, DEFAULT_QUEUE_DELAY_US
+    from m2f.serving import DEFAULT_MAX_PIXELS, DEFAULT_MODEL_NAME, DEFAULT_QUEUE_DELAY_US
 
     p.add_argument("model", help=".onnx from 'm2f export', or a TensorRT engine with its .json sidecar")
     group = p.add_argument_group("server")

@@ -7,9 +7,7 @@ HELP = "write a Triton Inference Server model repository (network + Python pre/p
 
 
 def add_arguments(p) -> None:
-    from m2f.serving.pipeline import DEFAULT_MAX_PIXELS
-    from m2f.serving.repository import PRE_POST
-    from m2f.serving.server import DEFAULT_MODEL_NAME, DEFAULT_QUEUE_DELAY_US
+    from m2f.serving import DEFAULT_MAX_PIXELS, DEFAULT_MODEL_NAME, DEFAULT_QUEUE_DELAY_US, PRE_POST
 
     p.add_argument("model", help=".onnx from 'm2f export', or a TensorRT engine with its .json sidecar")
     p.add_argument("-o", "--output", required=True, help="the repository folder (new or empty)")

@@ -187,3 +187,18 @@ def test_check_flag_runs_the_repository(bundled_onnx, tmp_path, capsys):
 
     assert main(["triton-repo", str(bundled_onnx), "-o", str(tmp_path / "repo"), "--check", "--threads", "1"]) == 0
     assert "check passed: the served answer equals the in-process runtime's" in capsys.readouterr().out
+
+
+def test_a_dynamic_engine_batches_up_to_its_profile(bundled_onnx):
+    from m2f.errors import M2FWarning
+    from m2f.serving.repository import RepoOptions, configs, read_metadata
+
+    meta = read_metadata(bundled_onnx)
+    meta["input"] = {**meta["input"], "dynamic": True, "shape": ["batch", "height", "width", 3]}
+    meta["tensorrt"] = {"profiles": {"image": {"min": [1, 32, 32, 3], "opt": [2, 800, 1344, 3],
+                                               "max": [4, 1344, 1344, 3]},
+                                     "valid_size": {"min": [1, 2], "opt": [2, 2], "max": [4, 2]}}}
+    with pytest.warns(M2FWarning, match="takes batches up to 4.*m2f build --max-batch 8"):
+        models = configs(meta, bundled_onnx.with_suffix(".engine"), RepoOptions(max_batch=8))
+    assert {m["max_batch_size"] for m in models.values()} == {4}
+    assert models["m2f_network"]["dynamic_batching"]["preferred_batch_size"] == [2, 4]
