@@ -54,7 +54,29 @@ def _array(request, name: str) -> np.ndarray:
     return pb_utils.get_input_tensor_by_name(request, name).as_numpy()
 
 
-class PreprocessModel:
+class _PerRequestModel:
+    """A Triton Python model that answers each request of a batch on its own: a request it cannot answer gets an
+    error response with one sentence, and the others of the batch go on."""
+
+    def execute(self, requests: list) -> list:
+        import triton_python_backend_utils as pb_utils
+
+        responses = []
+        for request in requests:
+            try:
+                responses.append(pb_utils.InferenceResponse(output_tensors=self._answer(request)))
+            except M2FError as e:
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(e))))
+        return responses
+
+    def _answer(self, request) -> list:
+        raise NotImplementedError
+
+    def finalize(self) -> None:
+        pass
+
+
+class PreprocessModel(_PerRequestModel):
     """Triton Python model: encoded image -> the network's inputs."""
 
     def initialize(self, args: dict) -> None:
@@ -63,18 +85,7 @@ class PreprocessModel:
         parameter = config.get("parameters", {}).get(MAX_PIXELS_PARAMETER, {}).get("string_value")
         self.max_pixels = int(parameter) if parameter else DEFAULT_MAX_PIXELS
 
-    def execute(self, requests: list) -> list:
-        import triton_python_backend_utils as pb_utils
-
-        responses = []
-        for request in requests:
-            try:
-                responses.append(pb_utils.InferenceResponse(output_tensors=self._prepare(request)))
-            except M2FError as e:
-                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(e))))
-        return responses
-
-    def _prepare(self, request) -> list:
+    def _answer(self, request) -> list:
         import triton_python_backend_utils as pb_utils
 
         payloads = _bytes_of(request, contract.SERVED_IMAGE)
@@ -88,28 +99,15 @@ class PreprocessModel:
         tensors[contract.FIT_SCALE] = np.asarray([[prepared.fit_scales[0]]], np.float32)
         return [pb_utils.Tensor(name, np.ascontiguousarray(value)) for name, value in tensors.items()]
 
-    def finalize(self) -> None:
-        pass
 
 
-class PostprocessModel:
+class PostprocessModel(_PerRequestModel):
     """Triton Python model: the network's outputs for one image -> the served results."""
 
     def initialize(self, args: dict) -> None:
         meta, _ = _load(args)
         self.predictor = Predictor.host_steps(meta)
         self.outputs = list(contract.output_names(meta.get("head")))
-
-    def execute(self, requests: list) -> list:
-        import triton_python_backend_utils as pb_utils
-
-        responses = []
-        for request in requests:
-            try:
-                responses.append(pb_utils.InferenceResponse(output_tensors=self._answer(request)))
-            except M2FError as e:
-                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(e))))
-        return responses
 
     def _answer(self, request) -> list:
         import triton_python_backend_utils as pb_utils
@@ -125,5 +123,3 @@ class PostprocessModel:
         answer = encode_result(result, self.predictor.meta["num_classes"])
         return [pb_utils.Tensor(name, np.array([[answer[name]]], dtype=object)) for name in contract.SERVED_OUTPUTS]
 
-    def finalize(self) -> None:
-        pass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,8 +85,7 @@ class Server:
 
     def start(self) -> "Server":
         pytriton = require("pytriton.triton", "serve", "m2f serve")
-        from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-
+        self._check_ports()
         python_backend_library_path()
         logging.getLogger("pytriton").setLevel(logging.WARNING if not self.options.log_verbose else logging.INFO)
         o = self.options
@@ -97,22 +97,44 @@ class Server:
         # so that operators and load tests can read batch sizes and queue times
         security = pytriton.TritonSecurityConfig(restricted_endpoints=RESTRICTED_ENDPOINTS)
         self._triton = pytriton.Triton(config=config, security_config=security)
-        batcher = DynamicBatcher(max_queue_delay_microseconds=o.queue_delay_us,
-                                 preferred_batch_size=preferred_batch_sizes(o.max_batch))
-        outputs = [Tensor(name=n, dtype=np.bytes_, shape=(1,)) for n in (*contract.SERVED_OUTPUTS,
-                                                                          contract.SERVED_ERROR)]
-        self._triton.bind(model_name=o.model_name, infer_func=[p.answer_requests for p in self.pipelines],
-                          inputs=[Tensor(name=contract.SERVED_IMAGE, dtype=np.bytes_, shape=(1,))], outputs=outputs,
-                          config=ModelConfig(max_batch_size=o.max_batch, batcher=batcher), strict=False)
-        _publish_metadata(self._triton, o.model_name, self.meta)
+        self._bind()
         try:
             self._triton.run()
         except Exception as e:
-            self.stop()
+            try:
+                self.stop()
+            except Exception:  # a server that did not start may not stop cleanly either; the first error matters
+                self._triton = None
             raise M2FError(f"the Triton server did not start ({str(e).splitlines()[0][:200]}); are ports "
                            f"{o.http_port}/{o.grpc_port}/{o.metrics_port} free? choose others with --http-port, "
                            f"--grpc-port and --metrics-port") from None
         return self
+
+    def _check_ports(self) -> None:
+        """One sentence for a port already taken (PyTriton would otherwise talk to whatever listens there)."""
+        o = self.options
+        for flag, port in (("--http-port", o.http_port), ("--grpc-port", o.grpc_port),
+                           ("--metrics-port", o.metrics_port)):
+            with socket.socket() as probe:
+                try:
+                    probe.bind((o.address, port))
+                except OSError:
+                    raise M2FError(f"port {port} on {o.address} is in use (another server?); choose another with "
+                                   f"{flag}") from None
+
+    def _bind(self) -> None:
+        """The m2f model: one infer function per instance, BYTES in and out, dynamic batching, the metadata."""
+        from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+
+        o = self.options
+        batcher = DynamicBatcher(max_queue_delay_microseconds=o.queue_delay_us,
+                                 preferred_batch_size=preferred_batch_sizes(o.max_batch))
+        outputs = [Tensor(name=n, dtype=np.bytes_, shape=(1,))
+                   for n in (*contract.SERVED_OUTPUTS, contract.SERVED_ERROR)]
+        self._triton.bind(model_name=o.model_name, infer_func=[p.answer_requests for p in self.pipelines],
+                          inputs=[Tensor(name=contract.SERVED_IMAGE, dtype=np.bytes_, shape=(1,))], outputs=outputs,
+                          config=ModelConfig(max_batch_size=o.max_batch, batcher=batcher), strict=False)
+        _publish_metadata(self._triton, o.model_name, self.meta)
 
     def stop(self) -> None:
         """Stop the server; requests in flight are answered first (up to EXIT_TIMEOUT_S)."""

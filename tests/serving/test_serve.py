@@ -231,3 +231,15 @@ def test_validate_refuses_a_served_model(capsys):
 
     assert main(["validate", "ckpt.pth", "http://127.0.0.1:8000/m2f", "--data", "synthetic"]) == 2
     assert "compares the network's raw tensors, which a served model" in capsys.readouterr().err
+
+
+def test_a_port_in_use_is_one_sentence(served, bundled_onnx, capsys):
+    from m2f.cli import main
+    from m2f.serving.local_triton import free_ports
+
+    grpc, metrics = free_ports(2)
+    code = main(["serve", str(bundled_onnx), "--http-port", str(served.http_port), "--grpc-port", str(grpc),
+                 "--metrics-port", str(metrics), "--threads", "1"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (f"m2f serve: error: port {served.http_port} on 127.0.0.1 is in use "
+                                               f"(another server?); choose another with --http-port")
