@@ -96,6 +96,17 @@ def panoptic_rgb(segment_ids: np.ndarray) -> np.ndarray:
     return np.stack([ids % 256, ids // 256 % 256, ids // 65536], -1).astype(np.uint8)
 
 
+def panoptic_ids(rgb: np.ndarray) -> np.ndarray:
+    """The inverse of ``panoptic_rgb``: uint8 [H, W, 3] -> int32 segment ids [H, W]."""
+    rgb = rgb.astype(np.int32)
+    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+
+
+def semantic_label_dtype(num_classes: int):
+    """The dtype of a semantic label PNG: uint8 up to 255 classes, uint16 beyond."""
+    return np.uint8 if num_classes <= 255 else np.uint16
+
+
 def palette(n: int) -> np.ndarray:
     """n distinct, stable colours [n, 3] uint8."""
     rng = np.random.default_rng(2024)
@@ -176,8 +187,7 @@ def write_result(result: Result, image: np.ndarray, names: list[str], out_dir: P
              "bbox": mask_bbox(result.panoptic == s.id)} for s in result.segments]})
         written["panoptic"] = f"{stem}.panoptic.png"
     if result.semantic is not None:
-        dtype = np.uint8 if len(names) <= 255 else np.uint16
-        write_png(result.semantic.astype(dtype), out_dir / f"{stem}.semantic.png")
+        write_png(result.semantic.astype(semantic_label_dtype(len(names))), out_dir / f"{stem}.semantic.png")
         written["semantic"] = f"{stem}.semantic.png"
     if overlays:
         task = "panoptic" if result.panoptic is not None else "instance" if result.instances else "semantic"

@@ -133,6 +133,7 @@ def check_repository(repo: str | Path, model: str | Path, name: str, image: np.n
     ONNX Runtime or TensorRT backend), then its post-processing model. Returns the differences from the in-process
     Predictor on ``model`` ([] when the served answer is identical)."""
     import tritonclient.http as http
+    from tritonclient.utils import np_to_triton_dtype
 
     from m2f import contract
     from m2f.runtime import Predictor
@@ -143,7 +144,7 @@ def check_repository(repo: str | Path, model: str | Path, name: str, image: np.n
     def call(client, model_name, tensors):
         inputs = []
         for tensor_name, value in tensors.items():
-            inputs.append(http.InferInput(tensor_name, list(value.shape), _TRITON_TYPES[value.dtype.type]))
+            inputs.append(http.InferInput(tensor_name, list(value.shape), np_to_triton_dtype(value.dtype)))
             inputs[-1].set_data_from_numpy(value)
         return client.infer(model_name, inputs)
 
@@ -157,10 +158,6 @@ def check_repository(repo: str | Path, model: str | Path, name: str, image: np.n
         post = call(client, f"{name}_postprocess", {**outputs, **sizes})
         got = decode_result({n: _first_bytes(post.as_numpy(n)) for n in contract.SERVED_OUTPUTS})
     return result_differences(got, want)
-
-
-_TRITON_TYPES = {np.object_: "BYTES", np.uint8: "UINT8", np.int32: "INT32", np.int64: "INT64", np.float32: "FP32",
-                 np.float16: "FP16", np.bool_: "BOOL"}
 
 
 def result_differences(got, want) -> list[str]:

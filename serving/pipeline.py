@@ -40,11 +40,11 @@ class ServedPipeline:
             try:
                 results = self.predictor.predict_batch(images)
             except Exception as e:  # a backend failure answers every image of the batch instead of killing it
-                results = None
                 for i in slots:
                     answers[i] = refusal(f"the model failed on this batch: {first_line(e, with_type=True)}")
-            for i, result in zip(slots, results or []):
-                answers[i] = {**encode_result(result, self.num_classes), contract.SERVED_ERROR: b""}
+            else:
+                for i, result in zip(slots, results):
+                    answers[i] = {**encode_result(result, self.num_classes), contract.SERVED_ERROR: b""}
         return answers  # type: ignore[return-value]
 
     def answer_requests(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:

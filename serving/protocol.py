@@ -14,7 +14,7 @@ import numpy as np
 
 from m2f import contract
 from m2f.errors import M2FError
-from m2f.runtime.formats import panoptic_rgb, rle_decode, rle_encode
+from m2f.runtime.formats import panoptic_ids, panoptic_rgb, rle_decode, rle_encode, semantic_label_dtype
 from m2f.runtime.results import Instance, Result, Segment
 
 
@@ -44,7 +44,7 @@ def decode_png(data: bytes) -> np.ndarray:
 
 
 def semantic_png(semantic: np.ndarray, num_classes: int) -> bytes:
-    return encode_png(semantic.astype(np.uint8 if num_classes <= 255 else np.uint16))
+    return encode_png(semantic.astype(semantic_label_dtype(num_classes)))
 
 
 def encode_result(result: Result, num_classes: int) -> dict[str, bytes]:
@@ -75,8 +75,7 @@ def decode_result(outputs: dict[str, bytes]) -> Result:
     r.instances = [Instance(i["category_id"], i["category"], i["score"], rle_decode(i["mask"]), i["query"])
                    for i in document["instances"]]
     if outputs.get(contract.SERVED_PANOPTIC):
-        rgb = decode_png(outputs[contract.SERVED_PANOPTIC]).astype(np.int32)
-        r.panoptic = rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+        r.panoptic = panoptic_ids(decode_png(outputs[contract.SERVED_PANOPTIC]))
     if outputs.get(contract.SERVED_SEMANTIC):
         r.semantic = decode_png(outputs[contract.SERVED_SEMANTIC]).astype(np.int32)
     return r

@@ -131,10 +131,10 @@ def _unbatched(tensors: list[Tensor], batching: bool) -> list[Tensor]:
     return tensors if batching else [Tensor(t.name, t.dtype, [1] + t.dims) for t in tensors]
 
 
-def python_tensors(meta: dict) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-    """(pre-processing outputs, post-processing inputs, served outputs), dims after the batch dimension."""
-    inputs, outputs, _ = network_tensors(meta)
-    dynamic = meta["input"]["dynamic"]
+def python_tensors(inputs: list[Tensor], outputs: list[Tensor], dynamic: bool
+                   ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """(pre-processing outputs, post-processing inputs, served outputs), dims after the batch dimension, from the
+    network's tensors (``network_tensors``)."""
     graph_inputs = [Tensor(t.name, t.dtype, t.dims if dynamic else t.dims[1:])
                     for t in inputs if t.name != contract.VALID_SIZE]
     sizes = [Tensor(contract.VALID_SIZE, "int32", [2]), Tensor(contract.ORIGINAL_SIZE, "int32", [2]),
@@ -169,7 +169,7 @@ def configs(meta: dict, model: Path, options: RepoOptions) -> dict[str, dict]:
                     "input": _io(inputs), "output": _io(outputs)})
     if options.pre_post == "client":
         return {name: network}
-    pre_out, post_in, served = python_tensors(meta)
+    pre_out, post_in, served = python_tensors(inputs, outputs, batching)
     image = [Tensor(contract.SERVED_IMAGE, "bytes", [1])]
     pre = _base(f"{options.name}_preprocess", meta, batching, options, "KIND_CPU")
     pre.update({"backend": "python", "input": _io(_unbatched(image, batching)),

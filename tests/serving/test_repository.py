@@ -88,6 +88,7 @@ def test_python_models_run_in_the_real_tritonserver(repo, bundled_onnx, sample_i
     pytest.importorskip("pytriton", reason="the bundled tritonserver comes with nvidia-pytriton")
     import onnxruntime as ort
     import tritonclient.http as http
+    from tritonclient.utils import np_to_triton_dtype
 
     from m2f.serving.client import _first_bytes
     from m2f.serving.local_triton import LocalTriton
@@ -102,9 +103,7 @@ def test_python_models_run_in_the_real_tritonserver(repo, bundled_onnx, sample_i
         def call(model, tensors):
             inputs = []
             for name, value in tensors.items():
-                datatype = "BYTES" if value.dtype == object else {np.uint8: "UINT8", np.int32: "INT32",
-                                                                 np.float32: "FP32"}[value.dtype.type]
-                inputs.append(http.InferInput(name, list(value.shape), datatype))
+                inputs.append(http.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype)))
                 inputs[-1].set_data_from_numpy(value)
             return client.infer(model, inputs)
 
