@@ -6,14 +6,13 @@ Ctrl-C and SIGTERM finish the current image or frame, then write the summaries (
 """
 from __future__ import annotations
 
-import signal
 import sys
 
 from . import args as shared
+from .signals import StopSignals
 
 HELP = "run an exported model (.onnx or TensorRT engine) on images, folders, videos or cameras"
 EXIT_SOME_FAILED = 3
-_STOP_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def add_arguments(p) -> None:
@@ -50,21 +49,6 @@ def _open_window():
         raise ArgumentError("--show needs OpenCV with GUI support and a display; the installed OpenCV has none "
                             "(opencv-python-headless): pip install opencv-python, or drop --show") from None
     return cv2
-
-
-class _Stop:
-    """Ctrl-C / SIGTERM: finish the current image, then stop; the exit status says which signal."""
-
-    def __init__(self):
-        self.code = 0
-        self.previous = {s: signal.signal(s, self._handle) for s in _STOP_SIGNALS}
-
-    def _handle(self, signum, _frame):
-        self.code = _STOP_SIGNALS[signum]
-
-    def restore(self):
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
 
 
 def _process(items, predictor, writer, meter, args, stop, report) -> None:
@@ -136,7 +120,7 @@ def run(args) -> int:
         if len(items) > 1:
             print(f"m2f infer: skipped {label}: {error}", file=sys.stderr)
 
-    stop, meter = _Stop(), RateMeter()
+    stop, meter = StopSignals(), RateMeter()
     print(f"model {args.model}: tasks {', '.join(predictor.tasks)}; {len(items)} input(s); writing to {out}/")
     try:
         _process(items, predictor, writer, meter, args, stop, report)

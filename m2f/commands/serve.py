@@ -5,13 +5,10 @@ temporary file, named on the console). Stopping answers the requests in flight f
 """
 from __future__ import annotations
 
-import signal
-import threading
-
 from . import args as shared
+from .signals import StopSignals
 
 HELP = "serve an exported model on a real Triton Inference Server (HTTP, gRPC, metrics; dynamic batching)"
-_STOP_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def add_arguments(p) -> None:
@@ -65,13 +62,7 @@ def run(args) -> int:
                            queue_delay_us=args.max_queue_delay, instances=args.instances, max_pixels=args.max_pixels,
                            log_verbose=1 if args.verbose else 0, log_file=log_file)
     predictors = _predictors(args)
-    stop, code = threading.Event(), {"value": 0}
-
-    def handle(signum, _frame):
-        code["value"] = _STOP_SIGNALS[signum]
-        stop.set()
-
-    previous = {s: signal.signal(s, handle) for s in _STOP_SIGNALS}
+    stop = StopSignals()
     server = Server(predictors, options)
     try:
         server.start()
@@ -81,16 +72,14 @@ def run(args) -> int:
         print(f"  HTTP    {urls['http']}\n  gRPC    {urls['grpc']}\n  metrics {urls['metrics']}\n"
               f"  health  {urls['http'].rsplit('/', 1)[0]}/v2/health/ready\n  log     {log_file}\n"
               f"try:\n{client_example(options)}\nCtrl-C stops (requests in flight are answered first)", flush=True)
-        while not stop.wait(1.0):
+        while not stop.event.wait(1.0):
             if not server.is_alive():
                 print(f"m2f serve: the Triton server stopped by itself; see {log_file}", flush=True)
-                code["value"] = 1
-                break
+                return 1
     finally:
         server.stop()
-        for s, h in previous.items():
-            signal.signal(s, h)
+        stop.restore()
         for p in predictors:
             p.close()
     print("server stopped", flush=True)
-    return code["value"]
+    return stop.code
