@@ -15,6 +15,7 @@ session.py opens the ONNX Runtime sessions both use.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,13 +53,14 @@ def default_cache(model_path: Path, fingerprint: str) -> Path:
     return model_path.with_name(f"{model_path.name}.calib-{fingerprint}.npz")
 
 
-def _int8_metadata(meta: dict, options: CalibrationOptions, selection, images: int) -> dict:
-    meta = dict(meta)
-    meta["precision"] = "int8"
-    meta["calibration"] = {"method": options.method, "images": images, "data": options.data, "seed": options.seed,
-                           "quantized_nodes": len(selection.nodes), "excluded": selection.excluded,
-                           **({"percentile": options.percentile} if options.method == "percentile" else {})}
-    return meta
+def _int8_metadata(meta, options: CalibrationOptions, selection, images: int):
+    """``meta`` (m2f.contract.Metadata) of an int8 graph calibrated with ``options`` on ``images`` images."""
+    from m2f.contract import Calibration
+
+    calibration = Calibration(method=options.method, images=images, data=options.data, seed=options.seed,
+                              quantized_nodes=len(selection.nodes), excluded=dict(selection.excluded),
+                              percentile=options.percentile if options.method == "percentile" else None)
+    return dataclasses.replace(meta, precision="int8", calibration=calibration)
 
 
 @dataclass
@@ -66,7 +68,7 @@ class Prepared:
     """An fp32 model with the statistics of its quantisable tensors on the calibration images."""
 
     proto: object  # onnx.ModelProto
-    meta: dict
+    meta: object  # m2f.contract.Metadata
     selection: object  # m2f.calib.quantize.Selection
     data: object  # m2f.calib.data.CalibrationSet
     amax: dict[str, float]  # per activation tensor, by options.method
@@ -88,8 +90,8 @@ def prepare(model_path: Path, options: CalibrationOptions, progress: Callable[[s
 
     proto = proto if proto is not None else onnx.load(str(model_path))
     meta = read_onnx(proto, model_path.name)
-    if meta["precision"] != "fp32":
-        raise ArgumentError(f"{model_path.name} is already {meta['precision']}; start from the fp32 export")
+    if meta.precision != "fp32":
+        raise ArgumentError(f"{model_path.name} is already {meta.precision}; start from the fp32 export")
     selection = select(proto, options.exclude)
     data = CalibrationSet.open(meta, options.data, options.images, options.seed)
     cache = options.cache or default_cache(model_path, data.fingerprint)
@@ -109,7 +111,7 @@ def prepare(model_path: Path, options: CalibrationOptions, progress: Callable[[s
     return Prepared(proto, meta, selection, data, amax, seconds)
 
 
-def with_metadata(proto, meta: dict):
+def with_metadata(proto, meta):
     """``proto`` with ``meta`` as its only m2f metadata entry, checked by onnx.checker."""
     import onnx
 

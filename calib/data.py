@@ -30,7 +30,7 @@ class CalibrationSet:
     fingerprint: str
 
     @classmethod
-    def open(cls, meta: dict, spec: str, images: int = DEFAULT_IMAGES, seed: int = 0) -> "CalibrationSet":
+    def open(cls, meta, spec: str, images: int = DEFAULT_IMAGES, seed: int = 0) -> "CalibrationSet":
         """``images`` of ``spec`` (validate.data.open_images' forms), chosen at random with ``seed`` when the dataset
         has more; DatasetError with one sentence when it has none."""
         from m2f.runtime.preprocess import Preprocessor
@@ -41,7 +41,8 @@ class CalibrationSet:
             raise DatasetError(f"--data {spec} holds no images to calibrate on")
         count = min(images, len(dataset))
         indices = sorted(np.random.default_rng(seed).permutation(len(dataset))[:count].tolist())
-        preprocessing = {k: meta[k] for k in ("resize", "size_divisibility", "pixel_mean", "pixel_std", "input")}
+        document = meta.to_dict()
+        preprocessing = {k: document[k] for k in ("resize", "size_divisibility", "pixel_mean", "pixel_std", "input")}
         key = json.dumps({"spec": spec, "indices": indices, "preprocessing": preprocessing}, sort_keys=True)
         return cls(dataset, indices, Preprocessor(meta), hashlib.sha256(key.encode()).hexdigest()[:16])
 

@@ -29,7 +29,7 @@ class Fp16Summary:
     trt_issues: list
 
 
-def _feeds(meta: dict, data: str, images: int, seed: int) -> list[dict]:
+def _feeds(meta, data: str, images: int, seed: int) -> list[dict]:
     from .data import CalibrationSet
 
     return list(CalibrationSet.open(meta, data, images, seed))
@@ -51,7 +51,7 @@ def convert_fp16(model_path: str | Path, output: str | Path, data: str = DEFAULT
     """Measure, convert and write ``output`` atomically (its metadata: precision fp16 and the islands)."""
     import onnx
 
-    from m2f.contract import read_onnx
+    from m2f.contract import Fp16Info, GraphChange, read_onnx
     from m2f.errors import ArgumentError
     from m2f.export.fp16 import block_of, to_fp16
     from m2f.fileio import atomic_path, check_output_file
@@ -63,8 +63,8 @@ def convert_fp16(model_path: str | Path, output: str | Path, data: str = DEFAULT
     model_path, output = Path(model_path), check_output_file(output, (".onnx",))
     model = onnx.load(str(model_path))
     meta = read_onnx(model, model_path.name)
-    if meta["precision"] != "fp32":
-        raise ArgumentError(f"{model_path.name} is already {meta['precision']}; convert the fp32 export")
+    if meta.precision != "fp32":
+        raise ArgumentError(f"{model_path.name} is already {meta.precision}; convert the fp32 export")
     feeds = _feeds(meta, data, images, seed)
     images = len(feeds)  # fewer when the data has fewer
     progress(f"[1/3] fp16 sensitivity of each block on {images} images of {data}")
@@ -73,10 +73,9 @@ def convert_fp16(model_path: str | Path, output: str | Path, data: str = DEFAULT
     islands = set(table.islands)
     conversion = to_fp16(model, {n.name for n in model.graph.node if block_of(n.name) in islands})
     whole_graph(table, conversion.model, feeds, threads)
-    meta["precision"] = "fp16"
-    meta["fp16"] = {"islands": table.islands, "data": data, "images": images,
-                    "whole_graph": {"flips": table.whole.flips, "decisions": table.whole.decisions}}
-    half = with_metadata(conversion.model, meta)
+    fp16 = Fp16Info(islands=tuple(table.islands), images=images, data=data,
+                    whole_graph=GraphChange(table.whole.flips, table.whole.decisions))
+    half = with_metadata(conversion.model, dataclasses.replace(meta, precision="fp16", fp16=fp16))
     onnx.checker.check_model(half, full_check=True)
     _check_unique_names(half)
     progress(f"[3/3] writing {output}")
@@ -102,6 +101,7 @@ def convert_best(model_path: str | Path, output: str | Path, options, sweep_imag
     """fp32 -> INT8 where its block measures safe, fp16 elsewhere, fp32 islands (``options``: CalibrationOptions)."""
     import onnx
 
+    from m2f.contract import Fp16Info
     from m2f.errors import ArgumentError
     from m2f.export.fp16 import block_of, to_fp16
     from m2f.fileio import atomic_path, check_output_file
@@ -134,9 +134,9 @@ def convert_best(model_path: str | Path, output: str | Path, options, sweep_imag
     best = to_fp16(quantized, {n.name for n in quantized.graph.node if block_of(n.name) in islands}).model
     whole_graph(int8, best, feeds, options.threads)
     meta = _int8_metadata(prepared.meta, options, selection, len(prepared.data.indices))
-    meta["precision"] = "best"
-    meta["fp16"] = {"islands": fp16.islands, "images": len(feeds)}
-    meta["calibration"]["int8_sensitive_blocks"] = sorted(unsafe)
+    calibration = dataclasses.replace(meta.calibration, int8_sensitive_blocks=tuple(sorted(unsafe)))
+    meta = dataclasses.replace(meta, precision="best", calibration=calibration,
+                               fp16=Fp16Info(islands=tuple(fp16.islands), images=len(feeds)))
     best = with_metadata(best, meta)
     onnx.checker.check_model(best, full_check=True)
     _check_unique_names(best)

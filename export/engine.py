@@ -14,12 +14,13 @@ that calls TensorRT (tests marked ``trt``/``gpu``).
 """
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from m2f.contract import dumps
+from m2f import contract
 from m2f.errors import ArgumentError, M2FError
 from m2f.fileio import sha256_file
 
@@ -86,29 +87,29 @@ def _padded(size: int, multiple: int) -> int:
     return -(-size // multiple) * multiple
 
 
-def _input_shape(meta: dict, name: str, batch: int, height: int, width: int) -> tuple[int, ...]:
+def _input_shape(meta: contract.Metadata, name: str, batch: int, height: int, width: int) -> tuple[int, ...]:
     if name == "valid_size":
         return (batch, 2)
-    if meta["input"]["kind"] == "uint8":
+    if meta.input.kind == "uint8":
         return (batch, height, width, 3)
     return (batch, 3, height, width)
 
 
-def default_profile(meta: dict, max_batch: int = DEFAULT_MAX_BATCH) -> Profile:
+def default_profile(meta: contract.Metadata, max_batch: int = DEFAULT_MAX_BATCH) -> Profile:
     """Optimisation profile of a dynamic graph from its metadata: canvases from one ``size_divisibility`` block up
     to the square of the longest test side, optimised for the landscape test size (e.g. 800x1344 for COCO); batch 1
     to ``max_batch``. A static graph has none (empty dict)."""
-    if not meta["input"].get("dynamic"):
+    if not meta.input.dynamic:
         return {}
-    div, short, longest = meta["size_divisibility"], meta["resize"]["short"], meta["resize"]["max"]
+    div, short, longest = meta.size_divisibility, meta.resize.short, meta.resize.max
     opt_hw = (_padded(short, div), _padded(longest, div))
     max_side = _padded(longest, div)
     return {name: (_input_shape(meta, name, 1, div, div), _input_shape(meta, name, 1, *opt_hw),
-                   _input_shape(meta, name, max_batch, max_side, max_side)) for name in meta["input"]["names"]}
+                   _input_shape(meta, name, max_batch, max_side, max_side)) for name in meta.input.names}
 
 
-def profile(meta: dict, min_shapes: str | None = None, opt_shapes: str | None = None, max_shapes: str | None = None,
-            max_batch: int = DEFAULT_MAX_BATCH) -> Profile:
+def profile(meta: contract.Metadata, min_shapes: str | None = None, opt_shapes: str | None = None,
+            max_shapes: str | None = None, max_batch: int = DEFAULT_MAX_BATCH) -> Profile:
     """``default_profile`` with trtexec-style overrides; a static graph refuses them. valid_size follows the image's
     batch when only the image is given."""
     given = {k: parse_shapes(v, f"--{k}-shapes") for k, v in
@@ -119,7 +120,7 @@ def profile(meta: dict, min_shapes: str | None = None, opt_shapes: str | None = 
             raise ArgumentError("the ONNX has static shapes, so --min/--opt/--max-shapes do not apply; export it "
                                 "with --dynamic for a range of sizes")
         return {}
-    names = meta["input"]["names"]
+    names = meta.input.names
     result = {n: list(base[n]) for n in names}
     for position, kind in enumerate(("min", "opt", "max")):
         for name, shape in given.get(kind, {}).items():
@@ -157,20 +158,16 @@ class BuildOptions:
     dla_core: int | None = None
 
 
-def sidecar(meta: dict, *, trt_version: str, gpu: str, compute_capability: str, plan: BuildPlan, profiles: Profile,
-            plugins: list[Path], onnx_path: Path) -> str:
+def sidecar(meta: contract.Metadata, *, trt_version: str, gpu: str, compute_capability: str, plan: BuildPlan,
+            profiles: Profile, plugins: list[Path], onnx_path: Path) -> str:
     """The engine's ``<engine>.json``: the ONNX's metadata with the engine's precision and a ``tensorrt`` record."""
-    meta = dict(meta)
-    meta["precision"] = plan.precision
-    meta["tensorrt"] = {
-        "version": trt_version, "gpu": gpu, "compute_capability": compute_capability,
-        "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.flags),
-        "profiles": {n: {"min": list(s[0]), "opt": list(s[1]), "max": list(s[2])} for n, s in profiles.items()},
-        "flavor": meta["op_flavor"],
-        "plugins": [{"path": str(p), "sha256": sha256_file(p)} for p in plugins],
-        "onnx": {"name": onnx_path.name, "sha256": sha256_file(onnx_path)},
-    }
-    return dumps(meta)
+    engine = contract.EngineInfo(
+        version=trt_version, gpu=gpu, compute_capability=compute_capability, strongly_typed=plan.strongly_typed,
+        builder_flags=tuple(plan.flags),
+        profiles={n: contract.ProfileShapes(*s) for n, s in profiles.items()}, flavor=meta.op_flavor,
+        plugins=tuple(contract.FileRecord(str(p), sha256_file(p)) for p in plugins),
+        onnx=contract.FileRecord(onnx_path.name, sha256_file(onnx_path)))
+    return dataclasses.replace(meta, precision=plan.precision, tensorrt=engine).to_json()
 
 
 def trtexec_command(onnx_path: Path, engine: Path, plan: BuildPlan, profiles: Profile, options: BuildOptions) -> str:
@@ -270,7 +267,7 @@ def _entropy_calibrator(trt, batches: Iterable[dict], cache: Path | None, input_
     return Calibrator()
 
 
-def build_engine(onnx_path: Path, output: Path, meta: dict, options: BuildOptions,
+def build_engine(onnx_path: Path, output: Path, meta: contract.Metadata, options: BuildOptions,
                  calibration: Iterable[dict] | None = None, progress: Callable[[str], None] = lambda s: None) -> dict:
     """Build ``output`` (and its sidecar) from ``onnx_path``; returns {"plan", "profiles", "trtexec", "seconds"}."""
     import time
@@ -281,7 +278,7 @@ def build_engine(onnx_path: Path, output: Path, meta: dict, options: BuildOption
 
     trt = require("tensorrt", "trt", "m2f build")
     major = int(trt.__version__.split(".")[0])
-    plan = plan_build(meta["precision"], options.precision, major, calibration is not None)
+    plan = plan_build(meta.precision, options.precision, major, calibration is not None)
     profiles = profile(meta, options.min_shapes, options.opt_shapes, options.max_shapes, options.max_batch)
     logger = trt.Logger(trt.Logger.WARNING)
     trt.init_libnvinfer_plugins(logger, "")
@@ -297,14 +294,14 @@ def build_engine(onnx_path: Path, output: Path, meta: dict, options: BuildOption
     progress(f"[1/3] parsing {onnx_path.name}")
     if not parser.parse_from_file(str(onnx_path)):
         errors = [parser.get_error(i) for i in range(parser.num_errors)]
-        raise M2FError(parser_error([(e.node_name(), e.node_operator(), e.desc()) for e in errors], meta["op_flavor"]))
+        raise M2FError(parser_error([(e.node_name(), e.node_operator(), e.desc()) for e in errors], meta.op_flavor))
     config = builder.create_builder_config()
     if options.workspace_mb:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb * MB)
     for flag in plan.flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
     if plan.calibrator:
-        config.int8_calibrator = _entropy_calibrator(trt, calibration, options.calib_cache, meta["input"]["names"])
+        config.int8_calibrator = _entropy_calibrator(trt, calibration, options.calib_cache, meta.input.names)
     if options.dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = options.dla_core
@@ -331,11 +328,9 @@ def build_engine(onnx_path: Path, output: Path, meta: dict, options: BuildOption
     seconds = time.perf_counter() - t0
     gpu, capability = Cuda().device()
     progress(f"[3/3] writing {output} and {output.name}.json")
-    from m2f.contract import sidecar_path
-
     with atomic_path(output) as tmp:
         tmp.write_bytes(bytes(serialized))
-    with atomic_path(sidecar_path(output)) as tmp:
+    with atomic_path(contract.sidecar_path(output)) as tmp:
         tmp.write_text(sidecar(meta, trt_version=trt.__version__, gpu=gpu, compute_capability=capability,
                                plan=plan, profiles=profiles, plugins=options.plugins, onnx_path=onnx_path))
     if cache is not None:

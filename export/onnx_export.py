@@ -63,7 +63,7 @@ class ExportSummary:
     op_counts: dict[str, int]
     inputs: list[tuple[str, str, list]]
     outputs: list[tuple[str, str, list]]
-    metadata: dict
+    metadata: contract.Metadata
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -156,53 +156,58 @@ _LAYOUTS = {"uint8": "NHWC uint8 RGB 0..255, zero-padded bottom/right; valid_siz
 
 
 def build_metadata(model: Mask2Former, adapter: GraphAdapter, options: ExportOptions, canvas: tuple[int, int],
-                   source: dict) -> dict:
+                   source: dict) -> contract.Metadata:
     cfg = model.config
     first_input = contract.input_specs(adapter.input_kind, adapter.head)[0]
     shape = contract.resolve_dims(first_input, _graph_sizes(model, options, canvas))
-    return {
-        "format_version": contract.FORMAT_VERSION, "m2f_version": m2f.__version__, "model_name": cfg.name,
-        "tasks": cfg.tasks, "num_classes": cfg.num_classes, "num_queries": cfg.num_queries,
-        "class_names": cfg.class_names or [f"class_{i}" for i in range(cfg.num_classes)],
-        **thing_metadata(cfg, options), "category_ids": cfg.category_ids or None,
-        "input": {"names": adapter.input_names, "kind": adapter.input_kind, "layout": _LAYOUTS[adapter.input_kind],
-                  "shape": shape,
-                  "dynamic": options.dynamic,
-                  "dynamic_range": {"multiple_of": cfg.size_divisibility} if options.dynamic else None},
-        "outputs": adapter.output_names, "head": options.head,
-        "taps": [s.name for s in contract.tap_specs(cfg.dec_layers)] if options.taps else [],
-        "pixel_mean": list(cfg.pixel_mean), "pixel_std": list(cfg.pixel_std),
-        "resize": {"short": cfg.min_size_test, "max": cfg.max_size_test, "interpolation": "bilinear"},
-        "size_divisibility": cfg.size_divisibility,
-        "thresholds": {"object_mask": cfg.object_mask_threshold, "overlap": cfg.overlap_threshold},
-        "test_topk_per_image": cfg.test_topk_per_image,
-        "sem_seg_postprocess_before_inference": cfg.postprocess_before_inference,
-        "op_flavor": options.flavor, "opset": options.opset, "precision": "fp32", "source": source,
+    thing_ids, thing_source = thing_split(cfg, options)
+    return contract.Metadata(
+        format_version=contract.FORMAT_VERSION, m2f_version=m2f.__version__, model_name=cfg.name,
+        tasks=tuple(cfg.tasks), num_classes=cfg.num_classes, num_queries=cfg.num_queries,
+        class_names=tuple(class_names(cfg)), thing_ids=tuple(thing_ids), thing_source=thing_source,
+        category_ids=tuple(cfg.category_ids) if cfg.category_ids else None,
+        input=contract.InputInfo(
+            names=tuple(adapter.input_names), kind=adapter.input_kind, layout=_LAYOUTS[adapter.input_kind],
+            shape=tuple(shape), dynamic=options.dynamic,
+            dynamic_range=contract.DynamicRange(cfg.size_divisibility) if options.dynamic else None),
+        outputs=tuple(adapter.output_names), head=options.head,
+        taps=tuple(s.name for s in contract.tap_specs(cfg.dec_layers)) if options.taps else (),
+        pixel_mean=tuple(cfg.pixel_mean), pixel_std=tuple(cfg.pixel_std),
+        resize=contract.Resize(cfg.min_size_test, cfg.max_size_test),
+        size_divisibility=cfg.size_divisibility,
+        thresholds=contract.Thresholds(cfg.object_mask_threshold, cfg.overlap_threshold),
+        test_topk_per_image=cfg.test_topk_per_image,
+        sem_seg_postprocess_before_inference=cfg.postprocess_before_inference,
+        op_flavor=options.flavor, opset=options.opset, precision="fp32", source=contract.Source(**source),
         **plugin_requirements(options),
-    }
+    )
 
 
-def thing_metadata(cfg, options: ExportOptions) -> dict:
+def class_names(cfg) -> list[str]:
+    """The config's class names, or class_0 ... when it has none."""
+    return list(cfg.class_names or []) or [f"class_{i}" for i in range(cfg.num_classes)]
+
+
+def thing_split(cfg, options: ExportOptions) -> tuple[list[int], str]:
     """thing_ids and where they come from (the config, every class when the dataset is unknown, or the options)."""
-    names = cfg.class_names or [f"class_{i}" for i in range(cfg.num_classes)]
-    ids, source = contract.resolve_thing_ids(names, cfg.num_classes, cfg.thing_ids, options.thing_classes,
-                                             options.stuff_classes)
-    return {"thing_ids": ids, "thing_source": source}
+    return contract.resolve_thing_ids(class_names(cfg), cfg.num_classes, cfg.thing_ids, options.thing_classes,
+                                      options.stuff_classes)
 
 
 def plugin_requirements(options: ExportOptions) -> dict:
-    """What a TensorRT build of the graph needs: the plugins its nodes name and the oldest TensorRT that has them."""
+    """What a TensorRT build of the graph needs: ``plugins`` (the plugins its nodes name) and ``min_tensorrt`` (the
+    oldest TensorRT that has them)."""
     if options.flavor == "m2f":
         ops = (ms_deform_attn, masked_attention)
-        return {"plugins": [{"name": op.PLUGIN_NAME, "namespace": op.PLUGIN_NAMESPACE, "version": op.PLUGIN_VERSION,
-                             "library": "libm2f_plugins.so (m2f plugins build)"} for op in ops],
+        return {"plugins": tuple(contract.PluginInfo(op.PLUGIN_NAME, op.PLUGIN_NAMESPACE, op.PLUGIN_VERSION,
+                                                     "libm2f_plugins.so (m2f plugins build)") for op in ops),
                 "min_tensorrt": "10.3"}
     if options.flavor == "trt-builtin":
         version = ms_deform_attn.trt_builtin_version(options.tensorrt_version)
-        return {"plugins": [{"name": ms_deform_attn.TRT_BUILTIN_NAME, "namespace": "", "version": version,
-                             "library": "TensorRT's libnvinfer_plugin"}],
+        return {"plugins": (contract.PluginInfo(ms_deform_attn.TRT_BUILTIN_NAME, "", version,
+                                                "TensorRT's libnvinfer_plugin"),),
                 "min_tensorrt": "10.11" if version == "2" else "10.0"}
-    return {"plugins": [], "min_tensorrt": "10.0"}
+    return {"plugins": (), "min_tensorrt": "10.0"}
 
 
 # ONNX Runtime rewrites that restructure rather than fold: their new nodes lose the exporter's scope names (which the
@@ -271,7 +276,7 @@ def _drop_untyped_value_info(graph) -> None:
     graph.value_info.extend(kept)
 
 
-def _finish(proto, io_shapes: dict, metadata: dict):
+def _finish(proto, io_shapes: dict, metadata: contract.Metadata):
     """Declared output shapes, shape inference, the metadata entry and the IR version; checked."""
     import onnx
 
@@ -315,7 +320,7 @@ def export_onnx(model: Mask2Former, path: str | Path, options: ExportOptions | N
         else:
             progress("[2/4] clean-up skipped")
         progress("[3/4] shape inference, metadata, checker")
-        metadata = build_metadata(model, adapter, options, (height, width), source or {})
+        metadata = build_metadata(model, adapter, options, (height, width), source or {"name": "(not given)"})
         proto = _finish(proto, io_shapes, metadata)
         progress(f"[4/4] writing {path}")
         onnx.save(proto, str(tmp))

@@ -177,10 +177,10 @@ def _dataset_classes(test_sets: list, num_classes: int) -> tuple[list[str], list
         return [], [], []
     task = "panoptic" if "panoptic" in name else "instance" if "instance" in name or name == "coco_2017_val" \
         else "semantic"
-    meta = dataset_metadata(dataset).get(task)
-    if not meta or len(meta["class_names"]) != num_classes:
+    classes = dataset_metadata(dataset).get(task)
+    if not classes or len(classes["class_names"]) != num_classes:
         return [], [], []
-    return list(meta["class_names"]), list(meta["thing_ids"]), list(meta.get("category_ids", []))
+    return list(classes["class_names"]), list(classes["thing_ids"]), list(classes.get("category_ids", []))
 
 
 def config_from_tree(tree: dict, source: str) -> Mask2FormerConfig:

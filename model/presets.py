@@ -57,12 +57,12 @@ def get_preset(name: str) -> Mask2FormerConfig:
     if name in SMALL:
         return SMALL[name]()
     dataset, task, backbone = name.split("-", 2)
-    meta = dataset_metadata(dataset)
-    classes = meta[task]
+    info = dataset_metadata(dataset)
+    classes = info[task]
     large = backbone in ("swin-b", "swin-l")
-    min_size, max_size = meta["min_size_test"], meta["max_size_test"]
+    min_size, max_size = info["min_size_test"], info["max_size_test"]
     if dataset == "ade20k" and (task != "semantic" or large):
-        min_size, max_size = meta["min_size_test_large"], meta["max_size_test_large"]
+        min_size, max_size = info["min_size_test_large"], info["max_size_test_large"]
     return Mask2FormerConfig(
         backbone=_backbone(dataset, backbone),
         num_classes=len(classes["class_names"]),
@@ -83,13 +83,13 @@ def synthetic_r50_lite() -> Mask2FormerConfig:
     """The bundled default model's architecture: a quarter-width ResNet-50 (trainable BatchNorm, 64..512 channels),
     hidden 64, 2 encoder and 6 decoder layers, 20 queries, on the 8 classes of ``m2f.datasets.synthetic``
     (5 things, 3 stuff). All three tasks on; test size 192 (the synthetic images are 192x256)."""
-    meta = dataset_metadata("synthetic")["panoptic"]
+    classes = dataset_metadata("synthetic")["panoptic"]
     return Mask2FormerConfig(
         backbone=ResNetConfig(depth=50, norm="BN", stem_out_channels=32, res2_out_channels=64, width_per_group=16),
-        num_classes=len(meta["class_names"]), num_queries=20, hidden_dim=64, num_heads=4, dim_feedforward=256,
+        num_classes=len(classes["class_names"]), num_queries=20, hidden_dim=64, num_heads=4, dim_feedforward=256,
         dec_layers=6, conv_dim=64, mask_dim=64, enc_layers=2, enc_ffn_dim=256,
-        class_names=list(meta["class_names"]), thing_ids=list(meta["thing_ids"]),
-        category_ids=list(meta["category_ids"]),
+        class_names=list(classes["class_names"]), thing_ids=list(classes["thing_ids"]),
+        category_ids=list(classes["category_ids"]),
         min_size_test=192, max_size_test=320, semantic_on=True, instance_on=True, panoptic_on=True,
         name="synthetic-r50-lite",
     )

@@ -71,7 +71,7 @@ class Predictor:
                         thing_classes, stuff_classes)
 
     @classmethod
-    def host_steps(cls, meta: dict, tasks: list[str] | None = None, resize: str = "pil",
+    def host_steps(cls, meta: contract.Metadata, tasks: list[str] | None = None, resize: str = "pil",
                    threshold: float | None = None, overlap_threshold: float | None = None,
                    score_threshold: float | None = None, thing_classes: tuple[str, ...] = (),
                    stuff_classes: tuple[str, ...] = ()) -> "Predictor":
@@ -79,18 +79,18 @@ class Predictor:
         runs elsewhere (Triton's Python backend around an ONNX Runtime or TensorRT model, or a client of a network
         served raw). Options as the constructor's."""
         self = cls.__new__(cls)
-        self.path, self.remote, self.backend = meta.get("model_name") or "model", None, None
+        self.path, self.remote, self.backend = meta.model_name or "model", None, None
         self._configure(meta, self.path, tasks, resize, threshold, overlap_threshold, score_threshold,
                         thing_classes, stuff_classes)
         return self
 
-    def _configure(self, meta: dict, model, tasks, resize, threshold, overlap_threshold, score_threshold,
+    def _configure(self, meta: contract.Metadata, model, tasks, resize, threshold, overlap_threshold, score_threshold,
                    thing_classes, stuff_classes) -> None:
         """Everything the host steps need from the metadata and the caller's options."""
         self.meta = meta
-        self.head = meta.get("head")
+        self.head = meta.head
         available = [self.head] if self.head else list(contract.TASKS)  # raw outputs serve every task
-        self.tasks = list(tasks or ([self.head] if self.head else meta["tasks"]))
+        self.tasks = list(tasks or ([self.head] if self.head else meta.tasks))
         bad = [t for t in self.tasks if t not in available]
         if bad:
             raise M2FError(f"{Path(str(model)).name} does not produce {', '.join(bad)} results (it has "
@@ -99,21 +99,21 @@ class Predictor:
             raise M2FError("the panoptic head has its object-mask threshold built in; re-export without --head to "
                            "change it at run time")
         self.preprocess = Preprocessor(meta, resize=resize)
-        self.threshold = meta["thresholds"]["object_mask"] if threshold is None else threshold
-        self.overlap = meta["thresholds"]["overlap"] if overlap_threshold is None else overlap_threshold
+        self.threshold = meta.thresholds.object_mask if threshold is None else threshold
+        self.overlap = meta.thresholds.overlap if overlap_threshold is None else overlap_threshold
         self.score_threshold = score_threshold
-        self.names = meta["class_names"]
+        self.names = list(meta.class_names)
         # which classes are things: the metadata's split unless the caller overrides it; every class when the dataset
-        # is unknown (also for metadata written before thing_source existed, which left thing_ids empty then)
-        source = meta.get("thing_source", contract.THINGS_FROM_CONFIG)
-        known = [] if source == contract.THINGS_DEFAULT else list(meta["thing_ids"])
+        # is unknown
+        source = meta.thing_source
+        known = [] if source == contract.THINGS_DEFAULT else list(meta.thing_ids)
         if thing_classes or stuff_classes or not known:
             self.thing_ids, self.thing_source = contract.resolve_thing_ids(
-                self.names, meta["num_classes"], known, thing_classes, stuff_classes)
+                self.names, meta.num_classes, known, thing_classes, stuff_classes)
         else:
             self.thing_ids, self.thing_source = known, source
         # the dataset's category id of each class (e.g. COCO's 1..200), for files other tools evaluate
-        self.category_ids = meta.get("category_ids") or None
+        self.category_ids = list(meta.category_ids) if meta.category_ids else None
         self._fit_noted = False
 
     def predict(self, image: np.ndarray | str | Path) -> Result:
@@ -165,7 +165,7 @@ class Predictor:
                           M2FWarning, stacklevel=3)
 
     def _batch_size(self) -> int:
-        return self.preprocess.batch if not self.meta["input"]["dynamic"] else 8
+        return self.preprocess.batch if not self.meta.input.dynamic else 8
 
     def _post(self, out: dict[str, np.ndarray], valid, size) -> Result:
         meta = self.meta
@@ -177,21 +177,21 @@ class Predictor:
             seg, segments = head_decoding.panoptic(out, self.overlap, things, valid, size)
             r.panoptic, r.segments = seg, self._segments(seg, segments)
         elif self.head == "instance":
-            inst = head_decoding.instance(out, "panoptic" in meta["tasks"], things, valid, size)
+            inst = head_decoding.instance(out, "panoptic" in meta.tasks, things, valid, size)
             r.instances = self._instances(inst)
         else:
             logits, masks = out[contract.PRED_LOGITS], out[contract.PRED_MASKS]
             if "semantic" in self.tasks:
                 r.semantic = postprocess.semantic(logits, masks, valid, size,
-                                                  meta["sem_seg_postprocess_before_inference"])
+                                                  meta.sem_seg_postprocess_before_inference)
             if "panoptic" in self.tasks:
-                seg, segments = postprocess.panoptic(logits, masks, valid, size, meta["num_classes"], things,
+                seg, segments = postprocess.panoptic(logits, masks, valid, size, meta.num_classes, things,
                                                      self.threshold, self.overlap)
                 r.panoptic, r.segments = seg, self._segments(seg, segments)
             if "instance" in self.tasks:
                 # the reference keeps only thing classes when panoptic inference is on: in the config, or asked for
-                panoptic_on = "panoptic" in meta["tasks"] or "panoptic" in self.tasks
-                inst = postprocess.instance(logits, masks, valid, size, meta["test_topk_per_image"], panoptic_on,
+                panoptic_on = "panoptic" in meta.tasks or "panoptic" in self.tasks
+                inst = postprocess.instance(logits, masks, valid, size, meta.test_topk_per_image, panoptic_on,
                                             things)
                 r.instances = self._instances(inst)
         return r

@@ -47,18 +47,16 @@ def resize_image(image: np.ndarray, height: int, width: int, method: str = "pil"
 class Preprocessor:
     """Images (uint8 RGB [H, W, 3]) -> the feeds of an m2f graph, following its metadata."""
 
-    def __init__(self, meta: dict, resize: str = "pil"):
+    def __init__(self, meta: contract.Metadata, resize: str = "pil"):
         self.meta, self.method = meta, resize
-        self.short, self.max_size = meta["resize"]["short"], meta["resize"]["max"]
-        self.div = meta["size_divisibility"]
-        self.kind = meta["input"]["kind"]
-        shape = meta["input"]["shape"]
-        self.dynamic = meta["input"]["dynamic"]
+        self.short, self.max_size = meta.resize.short, meta.resize.max
+        self.div = meta.size_divisibility
+        self.kind = meta.input.kind
+        self.dynamic = meta.input.dynamic
         if not self.dynamic:  # static graphs: a fixed batch and canvas
-            self.batch = shape[0]
-            self.static_canvas = (shape[1], shape[2]) if self.kind == "uint8" else (shape[2], shape[3])
-        self.mean = np.asarray(meta["pixel_mean"], np.float32)
-        self.std = np.asarray(meta["pixel_std"], np.float32)
+            self.batch, self.static_canvas = meta.input.batch, meta.input.canvas
+        self.mean = np.asarray(meta.pixel_mean, np.float32)
+        self.std = np.asarray(meta.pixel_std, np.float32)
 
     def reference_size(self, height: int, width: int) -> tuple[int, int]:
         """The size the reference pipeline resizes an image to (ResizeShortestEdge)."""
@@ -99,6 +97,6 @@ class Preprocessor:
                 x[i, h:] = 0
                 x[i, :, w:] = 0
             feeds = {contract.PIXEL_VALUES: np.ascontiguousarray(x.transpose(0, 3, 1, 2))}
-            if contract.VALID_SIZE in self.meta["input"]["names"]:
+            if contract.VALID_SIZE in self.meta.input.names:
                 feeds[contract.VALID_SIZE] = sizes
         return Prepared(feeds, [tuple(v) for v in valid], [im.shape[:2] for im in images], canvas, fit_scales)

@@ -24,7 +24,7 @@ class ServedPipeline:
     def __init__(self, predictor, max_pixels: int = DEFAULT_MAX_PIXELS):
         self.predictor = predictor
         self.max_pixels = max_pixels
-        self.num_classes = predictor.meta["num_classes"]
+        self.num_classes = predictor.meta.num_classes
 
     def answer(self, payloads: list[bytes]) -> list[dict[str, bytes]]:
         """Encoded images -> one answer each ({served output name: bytes}), refused ones with ``error`` set."""

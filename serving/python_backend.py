@@ -107,7 +107,7 @@ class PostprocessModel(_PerRequestModel):
     def initialize(self, args: dict) -> None:
         meta, _ = _load(args)
         self.predictor = Predictor.host_steps(meta)
-        self.outputs = list(contract.output_names(meta.get("head")))
+        self.outputs = list(contract.output_names(meta.head))
 
     def _answer(self, request) -> list:
         import triton_python_backend_utils as pb_utils
@@ -120,6 +120,6 @@ class PostprocessModel(_PerRequestModel):
             self.predictor.preprocess.dynamic else None
         prepared = Prepared({}, [tuple(int(v) for v in valid)], [tuple(int(v) for v in original)], canvas, [fit])
         result = self.predictor.postprocess(outputs, prepared)[0]
-        answer = encode_result(result, self.predictor.meta["num_classes"])
+        answer = encode_result(result, self.predictor.meta.num_classes)
         return [pb_utils.Tensor(name, np.array([[answer[name]]], dtype=object)) for name in contract.SERVED_OUTPUTS]
 

@@ -61,7 +61,7 @@ class Tensor:
     dims: list[int]
 
 
-def read_metadata(model: Path) -> dict:
+def read_metadata(model: Path) -> contract.Metadata:
     """The m2f metadata of an exported .onnx or of an engine's sidecar."""
     if model.suffix.lower() == ".onnx":
         onnx = require("onnx", "runtime", "reading an ONNX model's metadata")
@@ -70,31 +70,27 @@ def read_metadata(model: Path) -> dict:
     return contract.parse(sidecar.read_text() if sidecar.exists() else None, f"{model.name} (sidecar {sidecar.name})")
 
 
-def network_tensors(meta: dict) -> tuple[list[Tensor], list[Tensor], bool]:
+def network_tensors(meta: contract.Metadata) -> tuple[list[Tensor], list[Tensor], bool]:
     """(inputs, outputs, batching) of the exported graph as Triton sees it: dims after the batch dimension when the
     graph's batch is dynamic, else the full static shape."""
-    dynamic = meta["input"]["dynamic"]
-    canvas = None if dynamic else (meta["input"]["shape"][1:3] if meta["input"]["kind"] == "uint8"
-                                   else meta["input"]["shape"][2:4])
-    batch = None if dynamic else meta["input"]["shape"][0]
-    sizes = contract.graph_sizes(batch, canvas, meta["num_queries"], meta["num_classes"],
-                                 meta.get("test_topk_per_image", 100))
+    dynamic = meta.input.dynamic
+    sizes = contract.graph_sizes(meta.input.batch, meta.input.canvas, meta.num_queries, meta.num_classes,
+                                 meta.test_topk_per_image)
 
     def tensor(spec) -> Tensor:
         dims = [d if isinstance(d, int) else -1 for d in contract.resolve_dims(spec, sizes)]
         return Tensor(spec.name, spec.dtype, dims[1:] if dynamic else dims)
 
-    inputs = [tensor(s) for s in contract.input_specs(meta["input"]["kind"], meta.get("head"))
-              if s.name in meta["input"]["names"]]
-    outputs = [tensor(s) for s in contract.output_specs(meta.get("head"))]
+    inputs = [tensor(s) for s in contract.input_specs(meta.input.kind, meta.head) if s.name in meta.input.names]
+    outputs = [tensor(s) for s in contract.output_specs(meta.head)]
     return inputs, outputs, dynamic
 
 
-def _check_servable(meta: dict, model: Path, options: RepoOptions) -> None:
+def _check_servable(meta: contract.Metadata, model: Path, options: RepoOptions) -> None:
     if options.pre_post not in PRE_POST:
         raise ArgumentError(f"--pre-post must be one of {', '.join(PRE_POST)}, not {options.pre_post!r}")
-    if not meta["input"]["dynamic"] and meta["input"]["shape"][0] != 1 and options.pre_post == "python":
-        raise ArgumentError(f"{model.name} has a static batch of {meta['input']['shape'][0]}, which one image per "
+    if not meta.input.dynamic and meta.input.batch != 1 and options.pre_post == "python":
+        raise ArgumentError(f"{model.name} has a static batch of {meta.input.batch}, which one image per "
                             f"request cannot fill; export it with --batch 1, or --dynamic for dynamic batching")
     if model.suffix.lower() not in (".onnx", *ENGINE_SUFFIXES):
         raise ArgumentError(f"cannot tell what {model.name} is; give an .onnx file from 'm2f export' or a TensorRT "
@@ -115,9 +111,9 @@ def _io(tensors: list[Tensor]) -> list[dict]:
     return [{"name": t.name, "data_type": _DTYPES[t.dtype], "dims": t.dims} for t in tensors]
 
 
-def _base(name: str, meta: dict, batching: bool, options: RepoOptions, kind: str) -> dict:
+def _base(name: str, meta: contract.Metadata, batching: bool, options: RepoOptions, kind: str) -> dict:
     config = {"name": name, "max_batch_size": options.max_batch if batching else 0,
-              "parameters": {contract.METADATA_PARAMETER: {"string_value": contract.dumps(meta)}}}
+              "parameters": {contract.METADATA_PARAMETER: {"string_value": meta.to_json()}}}
     if kind != "ensemble":
         config["instance_group"] = [{"count": options.instances, "kind": kind}]
     if batching and kind != "ensemble":
@@ -144,11 +140,11 @@ def python_tensors(inputs: list[Tensor], outputs: list[Tensor], dynamic: bool
     return graph_inputs + sizes, graph_outputs + sizes, served
 
 
-def engine_max_batch(meta: dict, requested: int) -> int:
+def engine_max_batch(meta: contract.Metadata, requested: int) -> int:
     """The largest batch Triton may send a dynamic engine: ``requested``, capped by its optimisation profile (said
     once, with the fix)."""
-    profiles = meta.get("tensorrt", {}).get("profiles") or {}
-    limits = [p["max"][0] for p in profiles.values() if p.get("max")]
+    profiles = meta.tensorrt.profiles if meta.tensorrt else {}
+    limits = [p.max[0] for p in profiles.values()]
     if limits and min(limits) < requested:
         warnings.warn(f"the engine's optimisation profile takes batches up to {min(limits)}, so Triton batches up to "
                       f"that; build it with 'm2f build --max-batch {requested}' to batch up to {requested}",
@@ -157,7 +153,7 @@ def engine_max_batch(meta: dict, requested: int) -> int:
     return requested
 
 
-def configs(meta: dict, model: Path, options: RepoOptions) -> dict[str, dict]:
+def configs(meta: contract.Metadata, model: Path, options: RepoOptions) -> dict[str, dict]:
     """{model name: config (Triton's JSON form)} of every model in the repository."""
     inputs, outputs, batching = network_tensors(meta)
     engine = model.suffix.lower() in ENGINE_SUFFIXES
@@ -236,12 +232,13 @@ def write_repository(model: str | Path, out: str | Path, options: RepoOptions) -
     return out
 
 
-def _write_version(folder: Path, name: str, config: dict, model: Path, meta: dict, options: RepoOptions) -> None:
+def _write_version(folder: Path, name: str, config: dict, model: Path, meta: contract.Metadata,
+                   options: RepoOptions) -> None:
     """The files of version 1 of one model."""
     if config.get("backend") == "python":
         cls = "PreprocessModel" if name.endswith("_preprocess") else "PostprocessModel"
         (folder / "model.py").write_text(_MODEL_PY.format(cls=cls))
-        (folder / "metadata.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+        (folder / "metadata.json").write_text(json.dumps(meta.to_dict(), indent=1, sort_keys=True))
     elif config.get("platform") == "onnxruntime_onnx":
         shutil.copy2(model, folder / "model.onnx")
         if (model.parent / f"{model.name}.data").exists():  # weights stored outside the graph travel with it
@@ -250,9 +247,9 @@ def _write_version(folder: Path, name: str, config: dict, model: Path, meta: dic
         shutil.copy2(model, folder / "model.plan")
 
 
-def _plugin_library(meta: dict, model: Path, options: RepoOptions) -> Path | None:
+def _plugin_library(meta: contract.Metadata, model: Path, options: RepoOptions) -> Path | None:
     """The plugin library an engine with m2f plugin nodes needs (None for ONNX models and plugin-free engines)."""
-    if model.suffix.lower() not in ENGINE_SUFFIXES or meta.get("op_flavor") != "m2f":
+    if model.suffix.lower() not in ENGINE_SUFFIXES or meta.op_flavor != "m2f":
         return None
     if options.plugins is None:
         raise ArgumentError(f"{model.name} was built from the m2f flavor and needs m2f's TensorRT plugin library; "

@@ -152,7 +152,7 @@ class Server:
         self.stop()
 
 
-def _publish_metadata(triton, model_name: str, meta: dict) -> None:
+def _publish_metadata(triton, model_name: str, meta: contract.Metadata) -> None:
     """Put the m2f metadata into the served model's config as the ``m2f_metadata`` parameter, where clients read it
     (``GET /v2/models/NAME/config``).
 
@@ -160,7 +160,7 @@ def _publish_metadata(triton, model_name: str, meta: dict) -> None:
     ``backend_parameters`` become ``parameters``. A PyTriton without that structure gets one clear error."""
     try:
         model = next(m for m in triton._model_manager.models if m.model_name == model_name)
-        model._get_triton_model_config().backend_parameters[contract.METADATA_PARAMETER] = contract.dumps(meta)
+        model._get_triton_model_config().backend_parameters[contract.METADATA_PARAMETER] = meta.to_json()
     except (AttributeError, StopIteration):
         import pytriton
 

@@ -51,8 +51,8 @@ def _images_for(predictor, images: list[np.ndarray] | None, count: int) -> list[
 def run_batch(predictor, batch: int, images: list[np.ndarray] | None, iterations: int | None,
               duration: float | None, warmup: int) -> BatchResult:
     meta = predictor.meta
-    if not meta["input"]["dynamic"] and batch != meta["input"]["shape"][0]:
-        raise ArgumentError(f"this model has a static batch of {meta['input']['shape'][0]}, not {batch}; export "
+    if not meta.input.dynamic and batch != meta.input.batch:
+        raise ArgumentError(f"this model has a static batch of {meta.input.batch}, not {batch}; export "
                             f"with --dynamic (or --batch {batch}) to measure other batch sizes")
     chunk = _images_for(predictor, images, batch)
     for _ in range(warmup):
@@ -79,7 +79,7 @@ def benchmark(predictor, batches: list[int], images: list[np.ndarray] | None = N
         progress(f"batch {batch}: {warmup} warm-up run(s), then "
                  f"{f'{iterations} runs' if iterations else f'{duration:g} s'}")
         results.append(run_batch(predictor, batch, images, iterations, duration, warmup))
-    record = {"model": str(predictor.path), "backend": predictor.backend.name, "precision": predictor.meta["precision"],
+    record = {"model": str(predictor.path), "backend": predictor.backend.name, "precision": predictor.meta.precision,
               "batches": [{"batch": r.batch, "runs": r.runs, "ms": r.ms, "images_per_s": r.images_per_s}
                           for r in results],
               "peak_rss_mb": round(peak_rss_mb(), 1)}

@@ -128,5 +128,5 @@ def evaluate_pytorch(model, dataset, limit: int | None = None, **kw) -> dict:
 def evaluate_predictor(predictor, dataset, limit: int | None = None, **kw) -> dict:
     """An m2f.runtime Predictor (ONNX Runtime or TensorRT) on ``dataset``."""
     meta = predictor.meta
-    return evaluate(lambda image: from_runtime(predictor.predict(image)), dataset, len(meta["class_names"]),
-                    meta["thing_ids"], limit, **kw)
+    return evaluate(lambda image: from_runtime(predictor.predict(image)), dataset, meta.num_classes,
+                    list(meta.thing_ids), limit, **kw)

@@ -163,10 +163,8 @@ def count_flops(path: str | Path, height: int, width: int, batch: int = 1) -> di
 
     model = onnx.load(str(path))
     meta = contract.read_onnx(model, str(path))
-    if not meta["input"]["dynamic"]:
-        shape = meta["input"]["shape"]
-        canvas = (shape[1], shape[2]) if meta["input"]["kind"] == "uint8" else (shape[2], shape[3])
-        batch, (height, width) = shape[0], canvas
+    if not meta.input.dynamic:
+        batch, (height, width) = meta.input.batch, meta.input.canvas
     shapes = _shapes(model, batch, height, width)
     sizes = {init.name: init.raw_data and len(init.raw_data) or int(np.prod(init.dims)) * 4
              for init in model.graph.initializer}

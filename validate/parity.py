@@ -196,9 +196,9 @@ class _BackendRun:
         if want_taps and not self.taps:
             raise ArgumentError(f"{path} has no stage taps; export it with --taps (m2f export ... --taps) or leave "
                                 f"out --taps")
-        self.report = BackendReport(model=path, runner=predictor.backend.name, precision=meta["precision"],
-                                    flavor=meta["op_flavor"])
-        self.report.stage_tolerance = TOLERANCES.get(f"stage_drift_{meta['precision']}",
+        self.report = BackendReport(model=path, runner=predictor.backend.name, precision=meta.precision,
+                                    flavor=meta.op_flavor)
+        self.report.stage_tolerance = TOLERANCES.get(f"stage_drift_{meta.precision}",
                                                      TOLERANCES["stage_drift_int8"])
         self.parts: dict[str, list[Comparison]] = {}
         self.agreement = _Agreement(thing_ids)
@@ -239,14 +239,14 @@ class _BackendRun:
         return r
 
 
-def _label_map(data, meta: dict):
+def _label_map(data, meta):
     """Dataset contiguous class -> model class (by dataset category ids when the model knows them, else by
     order); None when the dataset's classes are not the model's (then no ground-truth scores)."""
-    ids = meta.get("category_ids")
+    ids = meta.category_ids
     if ids and data.category_ids and set(data.category_ids) <= set(ids):
         where = {c: i for i, c in enumerate(ids)}
         return np.array([where[c] for c in data.category_ids], np.int64)
-    if len(data.class_names) == len(meta["class_names"]):
+    if len(data.class_names) == meta.num_classes:
         return np.arange(len(data.class_names))
     return None
 
@@ -261,7 +261,7 @@ def run_parity(reference, predictors: dict[str, object], data, data_name: str, l
     for run in runs:
         if label_maps[id(run)] is not None:
             meta = run.predictor.meta
-            run.evaluator = Evaluator(len(meta["class_names"]), meta["thing_ids"])
+            run.evaluator = Evaluator(meta.num_classes, list(meta.thing_ids))
             run.reference_evaluator = Evaluator(reference.num_classes, reference.thing_ids)
         elif data.has_ground_truth:
             run.report.notes.append("the dataset's classes are not this model's: no ground-truth scores")
@@ -300,10 +300,10 @@ def _one_image(run: _BackendRun, reference, index, image, sample, name, tensors:
     outputs = predictor.backend.infer(prepared.feeds)
     run.seconds += time.perf_counter() - start
     got = from_runtime(predictor.postprocess(outputs, prepared)[0])
-    kind = meta["input"]["kind"]
+    kind = meta.input.kind
     ref_pred = reference.task(index, prepared.feeds, kind, prepared.valid_sizes[0], prepared.original_sizes[0])
     if tensors:
-        run.compare_tensors(outputs, reference.tensors(index, prepared.feeds, kind, meta.get("head"),
+        run.compare_tensors(outputs, reference.tensors(index, prepared.feeds, kind, meta.head,
                                                        bool(run.taps)))
     disagreement = run.agreement.add(ref_pred, got)
     if run.evaluator is not None:

@@ -51,15 +51,13 @@ def _flops_record(args, predictor, images) -> dict:
 
     meta = predictor.meta
     if args.size:
-        canvases = [padded_size(*args.size, meta["size_divisibility"])]
-    elif images and meta["input"]["dynamic"]:
-        canvases = [padded_size(*predictor.preprocess.target_size(*im.shape[:2])[0], meta["size_divisibility"])
+        canvases = [padded_size(*args.size, meta.size_divisibility)]
+    elif images and meta.input.dynamic:
+        canvases = [padded_size(*predictor.preprocess.target_size(*im.shape[:2])[0], meta.size_divisibility)
                     for im in images]
     else:
-        shape = meta["input"]["shape"]
-        canvases = [(shape[1], shape[2]) if meta["input"]["kind"] == "uint8" else (shape[2], shape[3])] \
-            if not meta["input"]["dynamic"] else [padded_size(meta["resize"]["short"], meta["resize"]["max"],
-                                                              meta["size_divisibility"])]
+        canvases = [meta.input.canvas] if not meta.input.dynamic else \
+            [padded_size(meta.resize.short, meta.resize.max, meta.size_divisibility)]
     per_size = {c: count_flops(args.model, *c) for c in set(canvases)}
     stages = list(next(iter(per_size.values())))
     mean = {s: sum(per_size[c][s].flops for c in canvases) / len(canvases) for s in stages}

@@ -32,7 +32,7 @@ def add_arguments(p) -> None:
     build.add_argument("--dla-core", type=shared.non_negative_int, help="build for this DLA core (GPU fallback on)")
 
 
-def _calibration_batches(meta: dict, spec: str, images: int):
+def _calibration_batches(meta, spec: str, images: int):
     from m2f.calib.data import CalibrationSet
 
     return iter(CalibrationSet.open(meta, spec, images))

@@ -51,12 +51,6 @@ def checkpoint_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def describe_plugins(metadata: dict) -> str:
-    """The metadata's plugin list as one line (name, version, library; the oldest TensorRT)."""
-    names = ", ".join(f"{p['name']} v{p['version']} ({p['library']})" for p in metadata.get("plugins", []))
-    return f"{names or 'none'}; TensorRT >= {metadata.get('min_tensorrt', '10.0')}"
-
-
 def _restrict_task(model, task: str | None, head: str | None) -> None:
     """Advertise only ``task``, or add the head's task. Any task will do: the raw outputs serve all three, also for
     a model whose config turned on only semantic inference (its semantic post-processing order is kept)."""
@@ -93,7 +87,7 @@ def run(args) -> int:
         require(module, "export", "m2f export")
     from m2f.export import ExportOptions, export_onnx
     from m2f.contract import THINGS_FROM_CONFIG
-    from m2f.export.onnx_export import check_options, thing_metadata
+    from m2f.export.onnx_export import check_options, thing_split
     from m2f.fileio import check_output_file
     from m2f.model import load_checkpoint
     from m2f.onnx_graph import format_io
@@ -117,10 +111,9 @@ def run(args) -> int:
     for note in model.load_report.notes:
         print(f"note: {note}")
     _restrict_task(model, args.task, args.head)
-    thing_split = thing_metadata(model.config, options)  # names checked before tracing
-    if thing_split["thing_source"] != THINGS_FROM_CONFIG:
-        print(f"note: thing classes from {thing_split['thing_source']}: {len(thing_split['thing_ids'])} of "
-              f"{model.config.num_classes}")
+    thing_ids, thing_source = thing_split(model.config, options)  # names checked before tracing
+    if thing_source != THINGS_FROM_CONFIG:
+        print(f"note: thing classes from {thing_source}: {len(thing_ids)} of {model.config.num_classes}")
     source = {"name": ckpt.name, "format": model.load_report.format, "config": model.load_report.config_source,
               "sha256": checkpoint_fingerprint(ckpt)}
     if args.precision == "fp16":
@@ -133,6 +126,6 @@ def run(args) -> int:
     print("  inputs   " + format_io(summary.inputs))
     print("  outputs  " + format_io(summary.outputs))
     if options.flavor != "portable":
-        print("  plugins  " + describe_plugins(summary.metadata))
+        print("  plugins  " + summary.metadata.describe_plugins())
     print(f"next: m2f inspect --trt-compat {summary.path}")
     return 0

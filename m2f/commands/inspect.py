@@ -46,30 +46,27 @@ def inspect_onnx(args) -> int:
     issues = check_trt_compat(proto) if args.trt_compat else None
     if args.json:
         doc = {"inputs": graph.inputs, "outputs": graph.outputs, "nodes": graph.nodes,
-               "op_counts": graph.op_counts, "metadata": meta}
+               "op_counts": graph.op_counts, "metadata": meta.to_dict()}
         if issues is not None:
             doc["trt_compat"] = [vars(i) for i in issues]
         print(json.dumps(doc, indent=2))
         return 1 if issues else 0
     top = ", ".join(f"{op} {n}" for op, n in graph.op_counts.items())
     rows = [
-        ("onnx", f"{args.checkpoint} (opset {meta['opset']}, IR {proto.ir_version}, {meta['op_flavor']} ops, "
-                 f"{meta['precision']})"),
+        ("onnx", f"{args.checkpoint} (opset {meta.opset}, IR {proto.ir_version}, {meta.op_flavor} ops, "
+                 f"{meta.precision})"),
         ("inputs", format_io(graph.inputs)),
-        ("outputs", format_io(graph.outputs) + (f"  (head: {meta['head']})" if meta.get("head") else "")),
+        ("outputs", format_io(graph.outputs) + (f"  (head: {meta.head})" if meta.head else "")),
         ("nodes", f"{graph.nodes}: {top}"),
-        ("model", f"{meta.get('model_name')}: {meta['num_classes']} classes ({len(meta['thing_ids'])} things), "
-                  f"{meta['num_queries']} queries, tasks {', '.join(meta['tasks'])}"),
-        ("preprocess", f"resize short {meta['resize']['short']} / max {meta['resize']['max']}, pad to "
-                       f"{meta['size_divisibility']}, mean {meta['pixel_mean']}, std {meta['pixel_std']}"),
-        ("thresholds", f"object mask {meta['thresholds']['object_mask']}, overlap {meta['thresholds']['overlap']}"),
-        ("source", f"{meta['source'].get('name')} ({meta['source'].get('format')}, sha256 "
-                   f"{str(meta['source'].get('sha256'))[:16]}…), m2f {meta['m2f_version']}"),
+        ("model", f"{meta.model_name}: {meta.num_classes} classes ({len(meta.thing_ids)} things), "
+                  f"{meta.num_queries} queries, tasks {', '.join(meta.tasks)}"),
+        ("preprocess", f"resize short {meta.resize.short} / max {meta.resize.max}, pad to "
+                       f"{meta.size_divisibility}, mean {list(meta.pixel_mean)}, std {list(meta.pixel_std)}"),
+        ("thresholds", f"object mask {meta.thresholds.object_mask}, overlap {meta.thresholds.overlap}"),
+        ("source", f"{meta.source.name} ({meta.source.format}, sha256 "
+                   f"{str(meta.source.sha256)[:16]}…), m2f {meta.m2f_version}"),
+        ("plugins", meta.describe_plugins()),
     ]
-    if meta.get("plugins") is not None:
-        from .export import describe_plugins
-
-        rows.append(("plugins", describe_plugins(meta)))
     if issues is not None:
         rows.append(("trt compat", f"{len(issues)} node(s) TensorRT's parser would refuse" if issues else
                      "every node is in TensorRT's ONNX-parser operator matrix (10.1 GA) with supported types"))

@@ -14,13 +14,15 @@ import time
 
 import numpy as np
 
+from m2f.contract import Metadata
+
 
 class Runner:
     """Base class: subclasses set ``name``, ``meta`` (m2f metadata), ``input_names`` and ``output_names`` and
     implement ``_infer`` and ``input_metadata``; ``_release`` frees what they hold."""
 
     name = "runner"
-    meta: dict
+    meta: Metadata  # the artifact's m2f metadata
     input_names: list[str]
     output_names: list[str]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from m2f.contract import parse, sidecar_path
+from m2f.contract import EngineInfo, parse, sidecar_path
 from m2f.cuda import Cuda
 from m2f.errors import BackendError, require
 
@@ -64,18 +64,19 @@ class _Buffer:
         self.capacity = 0
 
 
-def check_built_for(meta: dict, engine_name: str, trt_version: str, device: tuple[str, str]) -> None:
-    """BackendError naming both when the sidecar says the engine was built by another TensorRT (major.minor) or for
-    another GPU (compute capability)."""
-    built = meta.get("tensorrt") or {}
-    if built.get("version") and built["version"].split(".")[:2] != trt_version.split(".")[:2]:
-        raise BackendError(f"{engine_name} was built with TensorRT {built['version']} but this is TensorRT "
+def check_built_for(built: EngineInfo | None, engine_name: str, trt_version: str, device: tuple[str, str]) -> None:
+    """BackendError naming both when the sidecar's engine record (``built``) says the engine was built by another
+    TensorRT (major.minor) or for another GPU (compute capability)."""
+    if built is None:
+        return
+    if built.version.split(".")[:2] != trt_version.split(".")[:2]:
+        raise BackendError(f"{engine_name} was built with TensorRT {built.version} but this is TensorRT "
                            f"{trt_version}; engines only run on the version that built them: rebuild it from the "
                            f".onnx here (m2f build)")
     name, capability = device
-    if built.get("compute_capability") and built["compute_capability"] != capability:
-        raise BackendError(f"{engine_name} was built for {built.get('gpu', 'a GPU')} (compute capability "
-                           f"{built['compute_capability']}) but this is {name} ({capability}); engines are specific "
+    if built.compute_capability != capability:
+        raise BackendError(f"{engine_name} was built for {built.gpu} (compute capability "
+                           f"{built.compute_capability}) but this is {name} ({capability}); engines are specific "
                            f"to the GPU they were built on: rebuild it from the .onnx here (m2f build)")
 
 
@@ -91,7 +92,7 @@ class TensorRTBackend(Runner):
         sidecar = sidecar_path(path)
         self.meta = parse(sidecar.read_text() if sidecar.exists() else None, f"{path.name} (sidecar {sidecar.name})")
         self.cuda = Cuda()
-        check_built_for(self.meta, path.name, trt.__version__, self.cuda.device())
+        check_built_for(self.meta.tensorrt, path.name, trt.__version__, self.cuda.device())
         for lib in plugin_libraries(plugins):
             ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
         logger = trt.Logger(trt.Logger.WARNING)

@@ -7,7 +7,7 @@ import shlex
 
 import pytest
 
-from m2f.contract import parse
+from m2f.contract import FileRecord, parse
 from m2f.errors import ArgumentError
 from m2f.export.engine import BuildOptions, BuildPlan, default_profile, parse_shapes, parser_error, plan_build, \
     profile, sidecar, trtexec_command
@@ -15,13 +15,14 @@ from m2f.runtime.backends.tensorrt_backend import check_built_for
 
 
 def _meta(dynamic=True, kind="uint8", precision="fp32"):
-    return {"format_version": 1, "m2f_version": "0", "tasks": ["panoptic"], "num_classes": 2, "num_queries": 5,
-            "class_names": ["a", "b"], "thing_ids": [0], "outputs": ["pred_logits", "pred_masks"],
-            "input": {"names": ["image", "valid_size"] if kind == "uint8" else ["pixel_values"], "kind": kind,
-                      "dynamic": dynamic, "shape": ["N", "H", "W", 3] if dynamic else [1, 800, 1344, 3]},
-            "pixel_mean": [0, 0, 0], "pixel_std": [1, 1, 1], "resize": {"short": 800, "max": 1333},
-            "size_divisibility": 32, "thresholds": {}, "op_flavor": "m2f", "opset": 17, "precision": precision,
-            "source": {}}
+    return parse(json.dumps({
+        "format_version": 1, "m2f_version": "0", "tasks": ["panoptic"], "num_classes": 2, "num_queries": 5,
+        "class_names": ["a", "b"], "thing_ids": [0], "outputs": ["pred_logits", "pred_masks"],
+        "input": {"names": ["image", "valid_size"] if kind == "uint8" else ["pixel_values"], "kind": kind,
+                  "layout": "", "dynamic": dynamic, "shape": ["N", "H", "W", 3] if dynamic else [1, 800, 1344, 3]},
+        "pixel_mean": [0, 0, 0], "pixel_std": [1, 1, 1], "resize": {"short": 800, "max": 1333},
+        "size_divisibility": 32, "thresholds": {"object_mask": 0.8, "overlap": 0.8}, "op_flavor": "m2f",
+        "opset": 17, "precision": precision, "source": {"name": "test"}}), "test metadata")
 
 
 @pytest.mark.parametrize("major", [10, 11])
@@ -83,16 +84,16 @@ def test_sidecar_records_the_build_and_satisfies_the_runner(tmp_path):
     text = sidecar(_meta(precision="fp16"), trt_version="10.3.0.26", gpu="Orin", compute_capability="8.7",
                    plan=plan, profiles=profile(_meta()), plugins=[lib], onnx_path=onnx_path)
     meta = parse(text, "engine sidecar")
-    built = meta["tensorrt"]
-    assert built["onnx"]["sha256"] == hashlib.sha256(b"graph bytes").hexdigest()
-    assert built["plugins"] == [{"path": str(lib), "sha256": hashlib.sha256(b"library bytes").hexdigest()}]
-    assert built["profiles"]["image"]["opt"] == [1, 800, 1344, 3] and built["strongly_typed"]
-    assert meta["precision"] == "fp16" and built["flavor"] == "m2f"
-    check_built_for(meta, "m.engine", "10.3.0.26", ("Orin", "8.7"))
+    built = meta.tensorrt
+    assert built.onnx.sha256 == hashlib.sha256(b"graph bytes").hexdigest()
+    assert built.plugins == (FileRecord(str(lib), hashlib.sha256(b"library bytes").hexdigest()),)
+    assert built.profiles["image"].opt == (1, 800, 1344, 3) and built.strongly_typed
+    assert meta.precision == "fp16" and built.flavor == "m2f"
+    check_built_for(meta.tensorrt, "m.engine", "10.3.0.26", ("Orin", "8.7"))
     with pytest.raises(Exception, match="TensorRT 10.3.0.26 but this is TensorRT 10.16"):
-        check_built_for(meta, "m.engine", "10.16.0.1", ("Orin", "8.7"))
+        check_built_for(meta.tensorrt, "m.engine", "10.16.0.1", ("Orin", "8.7"))
     with pytest.raises(Exception, match=r"Orin \(compute capability 8.7\) but this is NVIDIA H100 \(9.0\)"):
-        check_built_for(meta, "m.engine", "10.3.1", ("NVIDIA H100", "9.0"))
+        check_built_for(meta.tensorrt, "m.engine", "10.3.1", ("NVIDIA H100", "9.0"))
     json.loads(text)
 
 

@@ -123,9 +123,9 @@ def test_trt_builtin_version_follows_tensorrt(tmp_path):
     node = next(n for n in proto.graph.node if n.op_type == ms_deform_attn.TRT_BUILTIN_NAME)
     assert onnx.helper.get_attribute_value(next(a for a in node.attribute if a.name == "plugin_version")) == b"2"
     meta = contract.parse(next(p.value for p in proto.metadata_props if p.key == contract.KEY), "v2.onnx")
-    assert meta["op_flavor"] == "trt-builtin" and meta["min_tensorrt"] == "10.11"
-    assert meta["plugins"] == [{"name": ms_deform_attn.TRT_BUILTIN_NAME, "namespace": "", "version": "2",
-                                "library": "TensorRT's libnvinfer_plugin"}]
+    assert meta.op_flavor == "trt-builtin" and meta.min_tensorrt == "10.11"
+    assert meta.plugins == (contract.PluginInfo(name=ms_deform_attn.TRT_BUILTIN_NAME, namespace="", version="2",
+                                                library="TensorRT's libnvinfer_plugin"),)
     assert [ms_deform_attn.trt_builtin_version(v) for v in ("10.0", "10.3", "10.10", "10.11", "11.1")] == \
         ["1", "1", "1", "2", "2"]
 
@@ -145,6 +145,6 @@ def test_metadata_lists_m2f_plugins(tmp_path):
     path = export_onnx(model, tmp_path / "m.onnx", ExportOptions(height=64, width=96, flavor="m2f")).path
     proto = onnx.load(str(path))
     meta = contract.parse(next(p.value for p in proto.metadata_props if p.key == contract.KEY), "m.onnx")
-    assert meta["op_flavor"] == "m2f" and meta["min_tensorrt"] == "10.3"
-    assert [(p["name"], p["namespace"], p["version"]) for p in meta["plugins"]] == [
+    assert meta.op_flavor == "m2f" and meta.min_tensorrt == "10.3"
+    assert [(p.name, p.namespace, p.version) for p in meta.plugins] == [
         ("M2fMSDeformAttn", "m2f", "1"), ("M2fMaskedAttention", "m2f", "1")]

@@ -57,10 +57,12 @@ def test_engine_matches_onnxruntime(tmp_path):
 
 def test_engine_of_another_tensorrt_or_gpu_is_refused_by_name():
     """The sidecar check, without TensorRT: the version (major.minor) and the GPU's compute capability."""
+    from m2f.contract import EngineInfo, FileRecord
     from m2f.errors import BackendError
     from m2f.runtime.backends.tensorrt_backend import check_built_for
 
-    meta = {"tensorrt": {"version": "10.3.0.30", "gpu": "Orin", "compute_capability": "8.7"}}
+    meta = EngineInfo(version="10.3.0.30", gpu="Orin", compute_capability="8.7", strongly_typed=True, builder_flags=(),
+                      profiles={}, flavor="portable", plugins=(), onnx=FileRecord("m.onnx", "0" * 64))
     check_built_for(meta, "m.engine", "10.3.0.26", ("Orin", "8.7"))  # a patch release differs: fine
     with pytest.raises(BackendError, match=r"built with TensorRT 10\.3\.0\.30 but this is TensorRT 11\.1\.0"):
         check_built_for(meta, "m.engine", "11.1.0", ("Orin", "8.7"))

@@ -4,6 +4,7 @@ ONNX Runtime here, as Triton's onnxruntime backend would; that backend is not in
 the in-process Predictor's results."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -32,6 +33,12 @@ def repo(bundled_onnx, tmp_path_factory):
     out = tmp_path_factory.mktemp("repo") / "models"
     assert main(["triton-repo", str(bundled_onnx), "-o", str(out), "--instances", "2"]) == 0
     return out
+
+
+def _dynamic(meta):
+    """``meta`` as if its graph had been exported with --dynamic."""
+    return dataclasses.replace(meta, input=dataclasses.replace(meta.input, dynamic=True,
+                                                               shape=("batch", "height", "width", 3)))
 
 
 def _onnx_dims(bundled_onnx):
@@ -126,15 +133,14 @@ def test_python_models_run_in_the_real_tritonserver(repo, bundled_onnx, sample_i
 def test_dynamic_graph_gets_dynamic_batching(bundled_onnx):
     from m2f.serving.repository import RepoOptions, configs, read_metadata
 
-    meta = read_metadata(bundled_onnx)
-    meta["input"] = {**meta["input"], "dynamic": True, "shape": ["batch", "height", "width", 3]}
+    meta = _dynamic(read_metadata(bundled_onnx))
     models = configs(meta, bundled_onnx, RepoOptions(max_batch=16, queue_delay_us=500))
     network = models["m2f_network"]
     assert network["max_batch_size"] == 16
     assert network["dynamic_batching"] == {"preferred_batch_size": [2, 4, 8, 16],
                                            "max_queue_delay_microseconds": 500}
     assert {i["name"]: i["dims"] for i in network["input"]} == {"image": [-1, -1, 3], "valid_size": [2]}
-    q, k = meta["num_queries"], meta["num_classes"]
+    q, k = meta.num_queries, meta.num_classes
     assert {o["name"]: o["dims"] for o in network["output"]} == {"pred_logits": [q, k + 1],
                                                                "pred_masks": [q, -1, -1]}
     assert models["m2f"]["input"][0]["dims"] == [1] and models["m2f"]["max_batch_size"] == 16
@@ -146,7 +152,7 @@ def test_engine_repository_and_plugin_library(bundled_onnx, tmp_path):
     meta = read_metadata(bundled_onnx)
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"serialized engine bytes")
-    (tmp_path / "model.engine.json").write_text(contract.dumps({**meta, "op_flavor": "m2f"}))
+    (tmp_path / "model.engine.json").write_text(dataclasses.replace(meta, op_flavor="m2f").to_json())
     from m2f.errors import ArgumentError
 
     with pytest.raises(ArgumentError, match="needs m2f's TensorRT plugin library; pass it with --plugins"):
@@ -173,8 +179,8 @@ def test_refusals(bundled_onnx, tmp_path):
     meta = read_metadata(bundled_onnx)
     engine = tmp_path / "b4.plan"
     engine.write_bytes(b"x")
-    (tmp_path / "b4.plan.json").write_text(contract.dumps({**meta, "input": {**meta["input"],
-                                                                             "shape": [4, 192, 256, 3]}}))
+    (tmp_path / "b4.plan.json").write_text(
+        dataclasses.replace(meta, input=dataclasses.replace(meta.input, shape=(4, 192, 256, 3))).to_json())
     with pytest.raises(ArgumentError, match="static batch of 4, which one image per request cannot fill"):
         write_repository(engine, tmp_path / "repo", RepoOptions())
     assert not list(tmp_path.glob("*repo*"))
@@ -192,11 +198,12 @@ def test_a_dynamic_engine_batches_up_to_its_profile(bundled_onnx):
     from m2f.errors import M2FWarning
     from m2f.serving.repository import RepoOptions, configs, read_metadata
 
-    meta = read_metadata(bundled_onnx)
-    meta["input"] = {**meta["input"], "dynamic": True, "shape": ["batch", "height", "width", 3]}
-    meta["tensorrt"] = {"profiles": {"image": {"min": [1, 32, 32, 3], "opt": [2, 800, 1344, 3],
-                                               "max": [4, 1344, 1344, 3]},
-                                     "valid_size": {"min": [1, 2], "opt": [2, 2], "max": [4, 2]}}}
+    profiles = {"image": contract.ProfileShapes((1, 32, 32, 3), (2, 800, 1344, 3), (4, 1344, 1344, 3)),
+                "valid_size": contract.ProfileShapes((1, 2), (2, 2), (4, 2))}
+    engine = contract.EngineInfo(version="10.3.0", gpu="Orin", compute_capability="8.7", strongly_typed=True,
+                                 builder_flags=(), profiles=profiles, flavor="portable", plugins=(),
+                                 onnx=contract.FileRecord("m.onnx", "0" * 64))
+    meta = dataclasses.replace(_dynamic(read_metadata(bundled_onnx)), tensorrt=engine)
     with pytest.warns(M2FWarning, match="takes batches up to 4.*m2f build --max-batch 8"):
         models = configs(meta, bundled_onnx.with_suffix(".engine"), RepoOptions(max_batch=8))
     assert {m["max_batch_size"] for m in models.values()} == {4}
