@@ -53,7 +53,7 @@ def report(name: str, ms: float, ref_ms: float, moved: int, bandwidth: float) ->
 
 
 def bench_msda(runs: int, bandwidth: float) -> None:
-    from m2f.plugins import ms_deform_attn as op
+    from m2f.plugins.ms_deform_attn import kernel, reference
 
     shapes = [(100, 168), (50, 84), (25, 42)]
     s, m, d, levels, points = sum(h * w for h, w in shapes), 8, 32, 3, 4
@@ -62,22 +62,22 @@ def bench_msda(runs: int, bandwidth: float) -> None:
     locations = torch.rand(1, s, m, levels, points, 2, device="cuda", dtype=torch.float16, generator=g)
     weights = torch.rand(1, s, m, levels, points, device="cuda", generator=g).softmax(-1).half()
     shapes_t = torch.tensor(shapes, dtype=torch.int32, device="cuda")
-    out = op.forward_triton(value, shapes_t, None, locations, weights)
-    ms = timed(lambda: op.forward_triton(value, shapes_t, None, locations, weights), runs)
-    ref_ms = timed(lambda: op.reference(value, shapes, None, locations, weights), runs)
+    out = kernel.forward_triton(value, shapes_t, None, locations, weights)
+    ms = timed(lambda: kernel.forward_triton(value, shapes_t, None, locations, weights), runs)
+    ref_ms = timed(lambda: reference.reference(value, shapes, None, locations, weights), runs)
     report("deformable attention (fp16)", ms, ref_ms, nbytes(value, locations, weights, out), bandwidth)
 
     ref_points = torch.rand(1, s, levels, 2, device="cuda", dtype=torch.float16, generator=g)
     offsets = torch.randn(1, s, m, levels, points, 2, device="cuda", dtype=torch.float16, generator=g)
     logits = torch.randn(1, s, m, levels * points, device="cuda", dtype=torch.float16, generator=g)
-    fused_ms = timed(lambda: op.forward_triton_fused(value, shapes_t, None, ref_points, offsets, logits), runs)
-    unfused_ms = timed(lambda: op.fused_reference(value, shapes, None, ref_points, offsets, logits), runs)
+    fused_ms = timed(lambda: kernel.forward_triton_fused(value, shapes_t, None, ref_points, offsets, logits), runs)
+    unfused_ms = timed(lambda: reference.fused_reference(value, shapes, None, ref_points, offsets, logits), runs)
     report("deformable attention fused (fp16)", fused_ms, unfused_ms,
            nbytes(value, ref_points, offsets, logits, out), bandwidth)
 
 
 def bench_masked_attention(runs: int, bandwidth: float) -> None:
-    from m2f.plugins import masked_attention as op
+    from m2f.plugins.masked_attention import kernel, reference
 
     g = torch.Generator(device="cuda").manual_seed(0)
     for h, w in [(25, 42), (50, 84), (100, 168)]:
@@ -89,11 +89,11 @@ def bench_masked_attention(runs: int, bandwidth: float) -> None:
         cx = torch.rand(q, 1, 1, device="cuda", generator=g) * w
         radius = torch.rand(q, 1, 1, device="cuda", generator=g) * 0.5 * min(h, w) + 2
         logits = (radius - ((yy - cy) ** 2 + (xx - cx) ** 2).sqrt()).reshape(1, q, s).float()
-        out = op.forward_triton(qt, kt, vt, logits)
-        ms = timed(lambda: op.forward_triton(qt, kt, vt, logits), runs)
+        out = kernel.forward_triton(qt, kt, vt, logits)
+        ms = timed(lambda: kernel.forward_triton(qt, kt, vt, logits), runs)
 
         def sdpa():
-            allowed = ~op.blocked_keys(logits)[:, None]
+            allowed = ~reference.blocked_keys(logits)[:, None]
             return torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, attn_mask=allowed)
 
         ref_ms = timed(sdpa, runs)

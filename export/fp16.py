@@ -22,9 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from m2f.plugins.masked_attention import contract as ma
+
 FP16_MAX = 65504.0
 # (op type, input index) that stay float32 in an fp16 node
-FLOAT32_INPUTS = {("Resize", 1), ("Resize", 2), ("M2fMaskedAttention", 3)}
+FLOAT32_INPUTS = {("Resize", 1), ("Resize", 2), (ma.PLUGIN_NAME, ma.MASK_INPUT)}
 TYPE_AGNOSTIC = {"Shape", "Size"}  # read only the shape: never cast their input
 NORMALISATION_OPS = {"Softmax", "LayerNormalization", "InstanceNormalization", "GroupNormalization"}
 THRESHOLD_OPS = {"Sigmoid", "Less", "Where", "Cast"}  # the masked-attention mask decision

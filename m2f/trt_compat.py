@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from m2f.plugins.masked_attention import contract as ma
+from m2f.plugins.ms_deform_attn import contract as msda
+
 MATRIX = Path(__file__).parent / "assets" / "tensorrt_onnx_operators.json"
-KNOWN_PLUGINS = {("m2f", "M2fMSDeformAttn"), ("m2f", "M2fMaskedAttention"),
-                 ("trt", "MultiscaleDeformableAttnPlugin_TRT")}
+KNOWN_PLUGINS = {(msda.ONNX_DOMAIN, msda.PLUGIN_NAME), (ma.ONNX_DOMAIN, ma.PLUGIN_NAME),
+                 (msda.TRT_BUILTIN_DOMAIN, msda.TRT_BUILTIN_NAME)}
 TOPK_MAX = 3840
 RESIZE_TRANSFORMS = {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"}
 RESIZE_MODES = {"nearest", "linear"}

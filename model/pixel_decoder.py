@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from m2f.plugins import ms_deform_attn
+from m2f.plugins.ms_deform_attn.lowering import attend
 
 from .config import Mask2FormerConfig
 from .position_encoding import sine_position_embedding
@@ -38,7 +38,7 @@ class MSDeformAttn(nn.Module):
         offsets = self.sampling_offsets(query).view(n, s, m, nl, p, 2)  # pixels of each level
         logits = self.attention_weights(query).view(n, s, m, nl * p)
         # the op's lowering (reference, portable gathers, or a plugin node) is m2f.plugins.lowering's setting
-        return self.output_proj(ms_deform_attn.attend(value, shapes, reference_points, offsets, logits))
+        return self.output_proj(attend(value, shapes, reference_points, offsets, logits))
 
 
 class EncoderLayer(nn.Module):

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from m2f.plugins import masked_attention
+from m2f.plugins.masked_attention.lowering import attend
 
 from .config import Mask2FormerConfig
 from .position_encoding import sine_position_embedding
@@ -41,7 +41,7 @@ class MultiheadAttention(nn.Module):
         w_q, w_k, w_v = self.in_proj_weight.chunk(3)
         b_q, b_k, b_v = self.in_proj_bias.chunk(3)
         q, k, v = self._heads(query, w_q, b_q), self._heads(key, w_k, b_k), self._heads(value, w_v, b_v)
-        out = masked_attention.attend(q, k, v, mask_logits)  # [N, M, Q, D]
+        out = attend(q, k, v, mask_logits)  # [N, M, Q, D]
         n, m, length, d = out.shape
         return self.out_proj(out.permute(2, 0, 1, 3).reshape(length, n, m * d))
 

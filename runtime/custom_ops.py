@@ -1,6 +1,7 @@
-"""ONNX Runtime implementations of the plugin nodes the m2f and trt-builtin flavors export (numpy; no torch).
+"""ONNX Runtime runs the plugin nodes the m2f and trt-builtin flavors export (numpy; no torch).
 
-Written from the op contracts (``m2f.plugins.ms_deform_attn`` / ``masked_attention`` docstrings), in float32:
+The implementations are the ops' own (``m2f.plugins.<op>.onnxruntime_op``, float32, written from each op's
+``contract``); this module registers them and rewrites graphs to use them:
 
     M2fMSDeformAttn (m2f)                      plain and fused forms -> [N, Lq, M*D]
     M2fMaskedAttention (m2f)                   q, k, v [, mask_logits] -> [N, M, Q, D]
@@ -18,80 +19,25 @@ from pathlib import Path
 
 import numpy as np
 
-from m2f.contract import MASK_BLOCKED_BELOW
 from m2f.errors import MissingDependencyError
+from m2f.plugins.masked_attention import contract as ma
+from m2f.plugins.masked_attention.onnxruntime_op import masked_attention
+from m2f.plugins.ms_deform_attn import contract as msda
+from m2f.plugins.ms_deform_attn.onnxruntime_op import msda_fused, msda_plain
 
-PLUGIN_DOMAINS = ("m2f", "trt")
+PLUGIN_DOMAINS = (msda.ONNX_DOMAIN, ma.ONNX_DOMAIN, msda.TRT_BUILTIN_DOMAIN)
 EXTENSIONS_DOMAIN = "ai.onnx.contrib"
-BLOCKED_BELOW = np.float32(MASK_BLOCKED_BELOW)  # sigmoid(x) < 0.5 in float32 exactly for x below
-
-
-# ---- the ops --------------------------------------------------------------------------------------------------------
-
-def _sample_level(value_level: np.ndarray, h: int, w: int, locations: np.ndarray) -> np.ndarray:
-    """Bilinear samples of one level: value [N, H*W, M, D], locations [N, Lq, M, P, 2] normalised (x, y) ->
-    [N, Lq, M, P, D]; pixel = loc * size - 0.5, neighbours outside the map contribute zero."""
-    n, _, m, d = value_level.shape
-    x = locations[..., 0] * w - np.float32(0.5)
-    y = locations[..., 1] * h - np.float32(0.5)
-    x0, y0 = np.floor(x), np.floor(y)
-    fx, fy = x - x0, y - y0
-    flat = value_level.transpose(0, 2, 1, 3).reshape(n * m, h * w, d)  # [N*M, H*W, D]
-    out = np.zeros(locations.shape[:-1] + (d,), np.float32)
-    batch_head = (np.arange(n)[:, None, None, None] * m + np.arange(m)[None, None, :, None])  # [N, 1, M, 1]
-    for dy, dx, weight in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx), (1, 0, fy * (1 - fx)),
-                           (1, 1, fy * fx)):
-        xi, yi = x0 + dx, y0 + dy
-        inside = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
-        index = (np.clip(yi, 0, h - 1) * w + np.clip(xi, 0, w - 1)).astype(np.int64)
-        rows = flat[np.broadcast_to(batch_head, index.shape), index]  # [N, Lq, M, P, D]
-        out += rows * (weight * inside)[..., None].astype(np.float32)
-    return out
-
-
-def msda_plain(value: np.ndarray, spatial_shapes: np.ndarray, level_start_index: np.ndarray,
-               sampling_locations: np.ndarray, attention_weights: np.ndarray) -> np.ndarray:
-    """Deformable attention, plain contract: -> [N, Lq, M, D] (float32)."""
-    value = value.astype(np.float32, copy=False)
-    n, lq, m, num_levels, num_points, _ = sampling_locations.shape
-    out = np.zeros((n, lq, m, value.shape[3]), np.float32)
-    for level in range(num_levels):
-        h, w = (int(v) for v in spatial_shapes[level])
-        start = int(level_start_index[level])
-        samples = _sample_level(value[:, start:start + h * w], h, w, sampling_locations[:, :, :, level])
-        out += (samples * attention_weights[:, :, :, level, :, None]).sum(axis=3)
-    return out
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
-def msda_fused(value, spatial_shapes, level_start_index, reference_points, sampling_offsets, attention_logits):
-    """Deformable attention, fused contract: locations = reference + offsets / (W_l, H_l), weights = softmax over
-    L * P -> [N, Lq, M, D] (float32)."""
-    n, lq, m, num_levels, num_points, _ = sampling_offsets.shape
-    normalizer = spatial_shapes[:, ::-1].astype(np.float32)  # (W_l, H_l)
-    locations = reference_points[:, :, None, :, None, :] + sampling_offsets / normalizer[None, None, None, :, None, :]
-    weights = _softmax(attention_logits.astype(np.float32)).reshape(n, lq, m, num_levels, num_points)
-    return msda_plain(value, spatial_shapes, level_start_index, locations.astype(np.float32), weights)
-
-
-def masked_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask_logits: np.ndarray | None) -> np.ndarray:
-    """softmax(q k^T / sqrt(D)) v with keys blocked where sigmoid(logit) < 0.5 (fp32) and the empty-row rule."""
-    q, k, v = (a.astype(np.float32, copy=False) for a in (q, k, v))
-    scores = np.matmul(q * np.float32(1.0 / np.sqrt(q.shape[-1])), np.swapaxes(k, -1, -2))  # [N, M, Q, S]
-    if mask_logits is not None:
-        blocked = mask_logits.astype(np.float32) < BLOCKED_BELOW  # [N, Q, S]
-        blocked &= ~blocked.all(-1, keepdims=True)
-        scores = np.where(blocked[:, None], np.float32(-np.inf), scores)
-    return np.matmul(_softmax(scores), v).astype(np.float32)
+# (domain, op type) of every plugin node ONNX Runtime can run here
+PLUGIN_OPS = ((msda.ONNX_DOMAIN, msda.PLUGIN_NAME), (ma.ONNX_DOMAIN, ma.PLUGIN_NAME),
+              (msda.TRT_BUILTIN_DOMAIN, msda.TRT_BUILTIN_NAME))
 
 
 # ---- registration with onnxruntime-extensions ---------------------------------------------------------------------
 
-_REGISTERED: dict[tuple[str, str], str] = {}  # (domain, op type) -> op type in the extensions domain
+_REGISTERED: set[tuple[str, str]] = set()  # (domain, op type) of the plugin nodes registered so far
+# the op types registered in the extensions domain: one per form (the extensions want fixed input counts)
+_MSDA_PLAIN, _MSDA_FUSED = f"{msda.PLUGIN_NAME}_plain", f"{msda.PLUGIN_NAME}_fused"
+_MA_MASKED, _MA_OPEN = f"{ma.PLUGIN_NAME}_masked", f"{ma.PLUGIN_NAME}_open"
 
 
 def _register() -> None:
@@ -106,48 +52,44 @@ def _register() -> None:
     f32, i32, text, integer = PyCustomOpDef.dt_float, PyCustomOpDef.dt_int32, PyCustomOpDef.dt_string, \
         PyCustomOpDef.dt_int64
     plugin_attrs = {"plugin_version": text, "plugin_namespace": text}
+    msda_attrs = {**plugin_attrs, msda.FUSED_ATTRIBUTE: integer}
 
-    @onnx_op(op_type="M2fMSDeformAttn_plain", inputs=[f32, i32, i32, f32, f32], outputs=[f32],
-             attrs={**plugin_attrs, "fused": integer})
+    @onnx_op(op_type=_MSDA_PLAIN, inputs=[f32, i32, i32, f32, f32], outputs=[f32], attrs=msda_attrs)
     def _plain(value, shapes, starts, locations, weights, **attrs):
         out = msda_plain(value, shapes, starts, locations, weights)
         return out.reshape(out.shape[0], out.shape[1], -1)
 
-    @onnx_op(op_type="M2fMSDeformAttn_fused", inputs=[f32, i32, i32, f32, f32, f32], outputs=[f32],
-             attrs={**plugin_attrs, "fused": integer})
+    @onnx_op(op_type=_MSDA_FUSED, inputs=[f32, i32, i32, f32, f32, f32], outputs=[f32], attrs=msda_attrs)
     def _fused(value, shapes, starts, reference, offsets, logits, **attrs):
         out = msda_fused(value, shapes, starts, reference, offsets, logits)
         return out.reshape(out.shape[0], out.shape[1], -1)
 
-    @onnx_op(op_type="M2fMaskedAttention_masked", inputs=[f32, f32, f32, f32], outputs=[f32], attrs=plugin_attrs)
+    @onnx_op(op_type=_MA_MASKED, inputs=[f32, f32, f32, f32], outputs=[f32], attrs=plugin_attrs)
     def _masked(q, k, v, mask_logits, **attrs):
         return masked_attention(q, k, v, mask_logits)
 
-    @onnx_op(op_type="M2fMaskedAttention_open", inputs=[f32, f32, f32], outputs=[f32], attrs=plugin_attrs)
+    @onnx_op(op_type=_MA_OPEN, inputs=[f32, f32, f32], outputs=[f32], attrs=plugin_attrs)
     def _open(q, k, v, **attrs):
         return masked_attention(q, k, v, None)
 
-    @onnx_op(op_type="MultiscaleDeformableAttnPlugin_TRT", inputs=[f32, i32, i32, f32, f32], outputs=[f32],
-             attrs=plugin_attrs)
+    @onnx_op(op_type=msda.TRT_BUILTIN_NAME, inputs=[f32, i32, i32, f32, f32], outputs=[f32], attrs=plugin_attrs)
     def _builtin(value, shapes, starts, locations, weights, **attrs):
         return msda_plain(value, shapes, starts, locations, weights)
 
-    _REGISTERED.update({("m2f", "M2fMSDeformAttn"): "M2fMSDeformAttn", ("m2f", "M2fMaskedAttention"):
-                        "M2fMaskedAttention", ("trt", "MultiscaleDeformableAttnPlugin_TRT"):
-                        "MultiscaleDeformableAttnPlugin_TRT"})
+    _REGISTERED.update(PLUGIN_OPS)
 
 
 def _op_type(node) -> str:
     """The registered op type for a plugin node (its form decided by attribute or input count)."""
-    if node.op_type == "M2fMSDeformAttn":
-        fused = next((a.i for a in node.attribute if a.name == "fused"), 0)
-        return "M2fMSDeformAttn_fused" if fused else "M2fMSDeformAttn_plain"
-    if node.op_type == "M2fMaskedAttention":
-        return "M2fMaskedAttention_masked" if len(node.input) == 4 else "M2fMaskedAttention_open"
+    if node.op_type == msda.PLUGIN_NAME:
+        fused = next((a.i for a in node.attribute if a.name == msda.FUSED_ATTRIBUTE), 0)
+        return _MSDA_FUSED if fused else _MSDA_PLAIN
+    if node.op_type == ma.PLUGIN_NAME:
+        return _MA_MASKED if len(node.input) == len(ma.INPUTS) else _MA_OPEN
     return node.op_type
 
 
-_PLUGIN_OP_NAMES = (b"M2fMSDeformAttn", b"M2fMaskedAttention", b"MultiscaleDeformableAttnPlugin_TRT")
+_PLUGIN_OP_NAMES = tuple(name.encode() for _, name in PLUGIN_OPS)
 
 
 def may_have_plugin_nodes(path: str | Path) -> bool:

@@ -85,6 +85,15 @@ def test_serving_needs_no_torch():
     assert r.returncode == 0, r.stderr
 
 
+def test_op_contracts_and_numpy_ops_need_no_torch():
+    """Each op folder's contract and the numpy implementation ONNX Runtime runs are read by the runtime, the
+    parser check and the fp16 converter, on machines without PyTorch; the op packages themselves import nothing."""
+    r = _run(BLOCK_TORCH + "import m2f.plugins, m2f.plugins.lowering, m2f.trt_compat, m2f.runtime.custom_ops; "
+                           "from m2f.plugins.ms_deform_attn import contract, onnxruntime_op; "
+                           "from m2f.plugins.masked_attention import contract, onnxruntime_op")
+    assert r.returncode == 0, r.stderr
+
+
 def test_datasets_need_no_torch():
     r = _import_all_with_blocked(["m2f.datasets"], ["torch"])
     assert r.returncode == 0, r.stderr

@@ -143,8 +143,9 @@ int32_t PluginBase::launchFailed(int result) const noexcept
     return -1;
 }
 
-CreatorBase::CreatorBase(char const* name, std::vector<PluginField> fields) noexcept
+CreatorBase::CreatorBase(char const* name, char const* version, std::vector<PluginField> fields) noexcept
     : mName(name)
+    , mVersion(version)
     , mFields(std::move(fields))
 {
     mFieldNames.nbFields = static_cast<int32_t>(mFields.size());

@@ -9,6 +9,8 @@
 #ifndef M2F_PLUGIN_BASE_H
 #define M2F_PLUGIN_BASE_H
 
+#include "m2f_op_contracts.h"
+
 #include <NvInferRuntime.h>
 
 #include <cstdint>
@@ -20,7 +22,7 @@ namespace m2f
 namespace plugin
 {
 
-constexpr char const* kNAMESPACE = "m2f";
+constexpr char const* kNAMESPACE = M2F_PLUGIN_NAMESPACE; // m2f_op_contracts.h, from the ops' contract.py
 
 //! One line on stderr, prefixed with the plugin's name.
 void reportError(char const* plugin, std::string const& message) noexcept;
@@ -105,7 +107,7 @@ protected:
 class CreatorBase : public nvinfer1::IPluginCreatorV3One
 {
 public:
-    CreatorBase(char const* name, std::vector<nvinfer1::PluginField> fields) noexcept;
+    CreatorBase(char const* name, char const* version, std::vector<nvinfer1::PluginField> fields) noexcept;
 
     nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override
     {
@@ -119,7 +121,7 @@ public:
 
     nvinfer1::AsciiChar const* getPluginVersion() const noexcept override
     {
-        return "1";
+        return mVersion;
     }
 
     nvinfer1::AsciiChar const* getPluginNamespace() const noexcept override
@@ -129,6 +131,7 @@ public:
 
 private:
     char const* mName;
+    char const* mVersion;
     std::vector<nvinfer1::PluginField> mFields;
     nvinfer1::PluginFieldCollection mFieldNames{};
 };

@@ -13,10 +13,12 @@ namespace plugin
 {
 namespace
 {
-constexpr char const* kNAME = "M2fMaskedAttention";
-constexpr int32_t kMAX_HEAD_DIM = 64;
-constexpr int32_t kMASK = 3; // position of mask_logits among the inputs
-constexpr int32_t kRANKS[4] = {4, 4, 4, 3}; // q, k, v [N, M, *, D]; mask_logits [N, Q, S]
+// the op's contract (m2f_op_contracts.h, generated from contract.py)
+constexpr char const* kNAME = M2F_MASKED_ATTENTION_NAME;
+constexpr char const* kVERSION = M2F_MASKED_ATTENTION_VERSION;
+constexpr int32_t kMAX_HEAD_DIM = M2F_MASKED_ATTENTION_MAX_HEAD_DIM;
+constexpr int32_t kMASK = M2F_MASKED_ATTENTION_INPUTS - 1; // position of mask_logits among the inputs
+constexpr int32_t kRANKS[M2F_MASKED_ATTENTION_INPUTS] = M2F_MASKED_ATTENTION_RANKS; // q, k, v; mask_logits
 
 using Launcher = CUresult (*)(CUstream, CUdeviceptr, CUdeviceptr, CUdeviceptr, CUdeviceptr, CUdeviceptr, int32_t,
     int32_t, int32_t, int32_t, float, float, int32_t);
@@ -63,7 +65,7 @@ AsciiChar const* MaskedAttentionPlugin::getPluginName() const noexcept
 
 AsciiChar const* MaskedAttentionPlugin::getPluginVersion() const noexcept
 {
-    return "1";
+    return kVERSION;
 }
 
 int32_t MaskedAttentionPlugin::configurePlugin(
@@ -162,7 +164,7 @@ PluginFieldCollection const* MaskedAttentionPlugin::getFieldsToSerialize() noexc
 }
 
 MaskedAttentionPluginCreator::MaskedAttentionPluginCreator() noexcept
-    : CreatorBase(kNAME, {})
+    : CreatorBase(kNAME, kVERSION, {})
 {
 }
 

@@ -12,13 +12,15 @@ namespace plugin
 {
 namespace
 {
-constexpr char const* kNAME = "M2fMSDeformAttn";
-constexpr int32_t kMAX_HEAD_DIM = 64;   // the kernels' configurations: head dims up to 32 and up to 64
-constexpr int32_t kPLAIN_INPUTS = 5;
-constexpr int32_t kFUSED_INPUTS = 6;
+// the op's contract (m2f_op_contracts.h, generated from contract.py)
+constexpr char const* kNAME = M2F_MSDA_NAME;
+constexpr char const* kVERSION = M2F_MSDA_VERSION;
+constexpr int32_t kMAX_HEAD_DIM = M2F_MSDA_MAX_HEAD_DIM; // the kernels' configurations: head dims up to 32 and 64
+constexpr int32_t kPLAIN_INPUTS = M2F_MSDA_PLAIN_INPUTS;
+constexpr int32_t kFUSED_INPUTS = M2F_MSDA_FUSED_INPUTS;
 // input ranks, in order: value, spatial_shapes, level_start_index, then the form's three
-constexpr int32_t kPLAIN_RANKS[kPLAIN_INPUTS] = {4, 2, 1, 6, 5};
-constexpr int32_t kFUSED_RANKS[kFUSED_INPUTS] = {4, 2, 1, 4, 6, 4};
+constexpr int32_t kPLAIN_RANKS[kPLAIN_INPUTS] = M2F_MSDA_PLAIN_RANKS;
+constexpr int32_t kFUSED_RANKS[kFUSED_INPUTS] = M2F_MSDA_FUSED_RANKS;
 constexpr int32_t kSHAPES = 1;
 constexpr int32_t kSTARTS = 2;
 
@@ -40,7 +42,7 @@ CUdeviceptr device(void const* pointer)
 MSDeformAttnPlugin::MSDeformAttnPlugin(int32_t fused) noexcept
     : mFused(fused)
 {
-    mField = PluginField("fused", &mFused, PluginFieldType::kINT32, 1);
+    mField = PluginField(M2F_MSDA_FUSED_FIELD, &mFused, PluginFieldType::kINT32, 1);
     mFields.nbFields = 1;
     mFields.fields = &mField;
 }
@@ -57,7 +59,7 @@ AsciiChar const* MSDeformAttnPlugin::getPluginName() const noexcept
 
 AsciiChar const* MSDeformAttnPlugin::getPluginVersion() const noexcept
 {
-    return "1";
+    return kVERSION;
 }
 
 std::string MSDeformAttnPlugin::checkInputs(std::vector<int32_t> const& ranks) const
@@ -165,7 +167,7 @@ PluginFieldCollection const* MSDeformAttnPlugin::getFieldsToSerialize() noexcept
 }
 
 MSDeformAttnPluginCreator::MSDeformAttnPluginCreator() noexcept
-    : CreatorBase(kNAME, {PluginField("fused", nullptr, PluginFieldType::kINT32, 1)})
+    : CreatorBase(kNAME, kVERSION, {PluginField(M2F_MSDA_FUSED_FIELD, nullptr, PluginFieldType::kINT32, 1)})
 {
 }
 
@@ -176,7 +178,7 @@ IPluginV3* MSDeformAttnPluginCreator::createPlugin(
     (void) phase;
     int32_t fused = 0;
     std::string error;
-    if (!FieldReader(fc).readInt("fused", 0, 0, 1, fused, error))
+    if (!FieldReader(fc).readInt(M2F_MSDA_FUSED_FIELD, 0, 0, 1, fused, error))
     {
         reportError(kNAME, error);
         return nullptr;

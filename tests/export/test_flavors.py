@@ -11,7 +11,8 @@ import torch
 
 from m2f import contract
 from m2f.export import ExportOptions, export_onnx
-from m2f.plugins import masked_attention, ms_deform_attn
+from m2f.plugins.masked_attention import contract as ma_contract
+from m2f.plugins.ms_deform_attn import contract as msda_contract
 from m2f.trt_compat import check_graph
 from m2f.validate.compare import TOLERANCES
 
@@ -70,11 +71,11 @@ def test_plugin_nodes_replace_the_lowering(dynamic_flavor):
                                   for n in onnx.load(str(path)).graph.node if n.op_type == "Softmax")
     assert ops["Floor"] == 0  # the portable deformable attention floors every sampling location
     if flavor == "m2f":
-        assert ops[ms_deform_attn.PLUGIN_NAME] == cfg.enc_layers
-        assert ops[masked_attention.PLUGIN_NAME] == cfg.dec_layers
+        assert ops[msda_contract.PLUGIN_NAME] == cfg.enc_layers
+        assert ops[ma_contract.PLUGIN_NAME] == cfg.dec_layers
         assert softmax["pixel_decoder"] == 0 and softmax["cross"] == 0  # both softmaxes are inside the plugins
     else:
-        assert ops[ms_deform_attn.TRT_BUILTIN_NAME] == cfg.enc_layers
+        assert ops[msda_contract.TRT_BUILTIN_NAME] == cfg.enc_layers
         # TensorRT's plugin takes normalised weights; the masked attention stays standard ops
         assert softmax["pixel_decoder"] == cfg.enc_layers and softmax["cross"] == cfg.dec_layers
 
@@ -86,13 +87,13 @@ def test_plugin_node_attributes_and_opsets(dynamic_flavor):
     attrs = {(n.op_type, a.name): onnx.helper.get_attribute_value(a) for n in plugin for a in n.attribute}
     domains = {o.domain: o.version for o in proto.opset_import}
     if flavor == "m2f":
-        assert attrs[(ms_deform_attn.PLUGIN_NAME, "plugin_version")] == b"1"
-        assert attrs[(ms_deform_attn.PLUGIN_NAME, "plugin_namespace")] == b"m2f"
-        assert attrs[(ms_deform_attn.PLUGIN_NAME, "fused")] == 1
-        assert attrs[(masked_attention.PLUGIN_NAME, "plugin_version")] == b"1"
+        assert attrs[(msda_contract.PLUGIN_NAME, "plugin_version")] == b"1"
+        assert attrs[(msda_contract.PLUGIN_NAME, "plugin_namespace")] == b"m2f"
+        assert attrs[(msda_contract.PLUGIN_NAME, "fused")] == 1
+        assert attrs[(ma_contract.PLUGIN_NAME, "plugin_version")] == b"1"
         assert "m2f" in domains
     else:
-        assert attrs[(ms_deform_attn.TRT_BUILTIN_NAME, "plugin_version")] == b"1"  # TensorRT 10.3 (the default)
+        assert attrs[(msda_contract.TRT_BUILTIN_NAME, "plugin_version")] == b"1"  # TensorRT 10.3 (the default)
         assert "trt" in domains
     assert domains[""] == 17 and proto.ir_version <= 10  # ONNX Runtime 1.31 reads IR <= 13
 
@@ -120,13 +121,13 @@ def test_trt_builtin_version_follows_tensorrt(tmp_path):
     path = export_onnx(model, tmp_path / "v2.onnx", ExportOptions(height=64, width=96, flavor="trt-builtin",
                                                                    tensorrt_version="10.16")).path
     proto = onnx.load(str(path))
-    node = next(n for n in proto.graph.node if n.op_type == ms_deform_attn.TRT_BUILTIN_NAME)
+    node = next(n for n in proto.graph.node if n.op_type == msda_contract.TRT_BUILTIN_NAME)
     assert onnx.helper.get_attribute_value(next(a for a in node.attribute if a.name == "plugin_version")) == b"2"
     meta = contract.parse(next(p.value for p in proto.metadata_props if p.key == contract.KEY), "v2.onnx")
     assert meta.op_flavor == "trt-builtin" and meta.min_tensorrt == "10.11"
-    assert meta.plugins == (contract.PluginInfo(name=ms_deform_attn.TRT_BUILTIN_NAME, namespace="", version="2",
+    assert meta.plugins == (contract.PluginInfo(name=msda_contract.TRT_BUILTIN_NAME, namespace="", version="2",
                                                 library="TensorRT's libnvinfer_plugin"),)
-    assert [ms_deform_attn.trt_builtin_version(v) for v in ("10.0", "10.3", "10.10", "10.11", "11.1")] == \
+    assert [msda_contract.trt_builtin_version(v) for v in ("10.0", "10.3", "10.10", "10.11", "11.1")] == \
         ["1", "1", "1", "2", "2"]
 
 

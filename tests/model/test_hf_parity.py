@@ -8,7 +8,7 @@ transformers = pytest.importorskip("transformers", reason="transformers is a tes
 from safetensors.torch import load_file  # noqa: E402
 
 from m2f.model import load_checkpoint  # noqa: E402
-from m2f.plugins.masked_attention import blocked_keys  # noqa: E402
+from m2f.plugins.masked_attention.reference import blocked_keys  # noqa: E402
 from m2f.validate.compare import TOLERANCES  # noqa: E402
 
 TOL = TOLERANCES["model_fp32_max_abs"]

@@ -10,7 +10,8 @@ import pytest
 
 pytest.importorskip("triton", reason="Triton is not installed (pip install m2f[kernels])")
 
-from m2f.plugins import masked_attention, ms_deform_attn  # noqa: E402
+from m2f.plugins.masked_attention import kernel as ma_kernel  # noqa: E402
+from m2f.plugins.ms_deform_attn import kernel as msda_kernel  # noqa: E402
 
 CUDA_INCLUDE = next((p for p in (Path("/usr/local/cuda/include"), Path("/usr/include")) if (p / "cuda.h").exists()),
                     None)
@@ -23,7 +24,7 @@ def built(built_kernels):
 
 def test_every_configuration_compiles_for_both_archs(built):
     out, manifest = built
-    configs = ms_deform_attn.aot_kernels() + masked_attention.aot_kernels()
+    configs = msda_kernel.aot_kernels() + ma_kernel.aot_kernels()
     assert len(manifest["kernels"]) == 2 * len(configs)
     for entry in manifest["kernels"]:
         cubin = out / f"sm_{entry['arch']}" / f"{entry['name']}.cubin"

@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from m2f.plugins import masked_attention, ms_deform_attn
+from m2f.plugins.masked_attention import contract as ma_contract
+from m2f.plugins.masked_attention import kernel as ma_kernel
+from m2f.plugins.masked_attention import reference as ma_reference
+from m2f.plugins.ms_deform_attn import kernel as msda_kernel
+from m2f.plugins.ms_deform_attn import reference as msda_reference
 from m2f.plugins.triton_support import interpreting, triton
 from m2f.testing import has_gpu
 from m2f.validate.compare import TOLERANCES
@@ -62,9 +66,9 @@ MSDA_CASES = [  # (n, lq, m, d, shapes, points)
 def test_msda_kernel_matches_reference(case, dtype, device):
     n, lq, m, d, shapes, points = case
     value, locations, weights = _msda_inputs(len(shapes) * 7 + points, n, lq, m, d, shapes, points, dtype, device)
-    ref = ms_deform_attn.reference(value.double().cpu(), shapes, None, locations.double().cpu(),
+    ref = msda_reference.reference(value.double().cpu(), shapes, None, locations.double().cpu(),
                                    weights.double().cpu())
-    got = ms_deform_attn.forward_triton(value, shapes, None, locations, weights)
+    got = msda_kernel.forward_triton(value, shapes, None, locations, weights)
     assert got.dtype == dtype and got.shape == (n, lq, m * d)
     _check(got, ref, dtype)
 
@@ -81,9 +85,9 @@ def test_msda_fused_kernel_matches_reference(case, dtype, device):
     offsets = (torch.randn(n, lq, m, levels, points, 2, generator=g) * 3).to(dtype)  # pixels; some land outside
     logits = (torch.randn(n, lq, m, levels * points, generator=g) * 2).to(dtype)
     args = [t.to(device) for t in (value, ref_points, offsets, logits)]
-    ref = ms_deform_attn.fused_reference(*[t.double().cpu() for t in args[:1]], shapes, None,
+    ref = msda_reference.fused_reference(*[t.double().cpu() for t in args[:1]], shapes, None,
                                          *[t.double().cpu() for t in args[1:]])
-    got = ms_deform_attn.forward_triton_fused(args[0], shapes, None, *args[1:])
+    got = msda_kernel.forward_triton_fused(args[0], shapes, None, *args[1:])
     _check(got, ref, dtype)
 
 
@@ -92,16 +96,16 @@ def test_msda_kernel_mask2former_size(device):
     """Lq = 100 queries, M = 8, D = 32 over the 1/32, 1/16, 1/8 levels of an 800x1344 canvas, P = 4."""
     shapes = [(25, 42), (50, 84), (100, 168)]
     value, locations, weights = _msda_inputs(5, 1, 100, 8, 32, shapes, 4, torch.float32, device)
-    ref = ms_deform_attn.reference(value.double().cpu(), shapes, None, locations.double().cpu(),
+    ref = msda_reference.reference(value.double().cpu(), shapes, None, locations.double().cpu(),
                                    weights.double().cpu())
-    _check(ms_deform_attn.forward_triton(value, torch.tensor(shapes, dtype=torch.int32), None, locations, weights),
+    _check(msda_kernel.forward_triton(value, torch.tensor(shapes, dtype=torch.int32), None, locations, weights),
            ref, torch.float32)
 
 
 def test_msda_kernel_rejects_wrong_level_start_index():
     value, locations, weights = _msda_inputs(0, 1, 3, 1, 32, [(2, 3), (1, 2)], 1, torch.float32, "cpu")
     with pytest.raises(ValueError, match="level_start_index"):
-        ms_deform_attn.forward_triton(value, [(2, 3), (1, 2)], torch.tensor([0, 5]), locations, weights)
+        msda_kernel.forward_triton(value, [(2, 3), (1, 2)], torch.tensor([0, 5]), locations, weights)
 
 
 def _attention_inputs(seed, n, m, q, s, d, dtype, device):
@@ -125,9 +129,9 @@ def test_masked_attention_kernel_matches_reference(case, with_mask, dtype, devic
         logits[0, 2] = -4.0  # a query with every key blocked: attends to all keys
         logits[-1, :, : min(s, 64)] = -9.0  # the first key tile blocked for every query: skipped
     mask = logits if with_mask else None
-    ref = masked_attention.reference(qt.double().cpu(), kt.double().cpu(), vt.double().cpu(),
+    ref = ma_reference.reference(qt.double().cpu(), kt.double().cpu(), vt.double().cpu(),
                                      None if mask is None else mask.double().cpu())
-    got = masked_attention.forward_triton(qt, kt, vt, mask)
+    got = ma_kernel.forward_triton(qt, kt, vt, mask)
     assert got.dtype == dtype and got.shape == qt.shape
     _check(got, ref, dtype)
 
@@ -136,16 +140,16 @@ def test_masked_attention_kernel_matches_reference(case, with_mask, dtype, devic
 def test_masked_attention_kernel_sigmoid_boundary(device):
     """Logits whose float32 sigmoid is exactly 0.5 are open; the next float below blocks (torch's decision)."""
     (qt, kt, vt), _ = _attention_inputs(3, 1, 2, 4, 40, 32, torch.float32, device)
-    below = np.nextafter(np.float32(masked_attention.BLOCKED_BELOW), np.float32(-1))
+    below = np.nextafter(np.float32(ma_contract.BLOCKED_BELOW), np.float32(-1))
     logits = torch.full((1, 4, 40), -5.0)
-    logits[0, 0, :20] = masked_attention.BLOCKED_BELOW  # open: sigmoid rounds to 0.5
+    logits[0, 0, :20] = ma_contract.BLOCKED_BELOW  # open: sigmoid rounds to 0.5
     logits[0, 1, :20] = float(below)  # blocked
     logits[0, 1, 20] = 1e-30
     logits[0, 2, :] = -1e-30  # every sigmoid is 0.5: all open
     logits[0, 3, 5] = 0.0
     logits = logits.to(device)
-    ref = masked_attention.reference(qt.double().cpu(), kt.double().cpu(), vt.double().cpu(), logits.double().cpu())
-    _check(masked_attention.forward_triton(qt, kt, vt, logits), ref, torch.float32)
+    ref = ma_reference.reference(qt.double().cpu(), kt.double().cpu(), vt.double().cpu(), logits.double().cpu())
+    _check(ma_kernel.forward_triton(qt, kt, vt, logits), ref, torch.float32)
 
 
 def test_blocked_below_is_torch_float32_sigmoid_threshold():
@@ -153,7 +157,7 @@ def test_blocked_below_is_torch_float32_sigmoid_threshold():
     bits = np.arange(0x33000000, 0x34C00000, dtype=np.int64).astype(np.int32)
     x = -torch.from_numpy(bits.view(np.float32).copy())
     x = torch.cat([x, -x])
-    np.testing.assert_array_equal((torch.sigmoid(x) < 0.5).numpy(), (x < masked_attention.BLOCKED_BELOW).numpy())
+    np.testing.assert_array_equal((torch.sigmoid(x) < 0.5).numpy(), (x < ma_contract.BLOCKED_BELOW).numpy())
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -163,5 +167,5 @@ def test_masked_attention_kernel_mask2former_size(level, device):
     """Q = 100, M = 8, D = 32 at each level of an 800x1344 canvas (the larger two take 25-85 s interpreted)."""
     s = level[0] * level[1]
     (qt, kt, vt), logits = _attention_inputs(s, 1, 8, 100, s, 32, torch.float32, device)
-    ref = masked_attention.reference(qt.double().cpu(), kt.double().cpu(), vt.double().cpu(), logits.double().cpu())
-    _check(masked_attention.forward_triton(qt, kt, vt, logits), ref, torch.float32)
+    ref = ma_reference.reference(qt.double().cpu(), kt.double().cpu(), vt.double().cpu(), logits.double().cpu())
+    _check(ma_kernel.forward_triton(qt, kt, vt, logits), ref, torch.float32)

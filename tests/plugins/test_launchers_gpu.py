@@ -9,7 +9,9 @@ import subprocess
 import pytest
 import torch
 
-from m2f.plugins import masked_attention, ms_deform_attn
+from m2f.plugins.masked_attention import contract as ma_contract
+from m2f.plugins.masked_attention import reference as ma_reference
+from m2f.plugins.ms_deform_attn import reference as msda_reference
 from m2f.validate.compare import TOLERANCES
 
 from ..conftest import require_capability
@@ -72,13 +74,13 @@ def test_msda_launcher(launchers, dtype, fused):
     logits = torch.randn(n, lq, m, nl * points, device="cuda", generator=g).to(dtype)
     if fused:
         locations, weights = offsets, logits
-        expected = ms_deform_attn.fused_reference(value.double(), shapes, None, reference_points.double(),
+        expected = msda_reference.fused_reference(value.double(), shapes, None, reference_points.double(),
                                                   offsets.double(), logits.double())
     else:
-        locations, weights = ms_deform_attn.locations_and_weights(shapes, reference_points.float(), offsets.float(),
+        locations, weights = msda_reference.locations_and_weights(shapes, reference_points.float(), offsets.float(),
                                                                   logits.float())
         locations, weights = locations.to(dtype).contiguous(), weights.to(dtype).contiguous()
-        expected = ms_deform_attn.reference(value.double(), shapes, None, locations.double(), weights.double())
+        expected = msda_reference.reference(value.double(), shapes, None, locations.double(), weights.double())
     out = torch.empty(n, lq, m * d, dtype=dtype, device="cuda")
     name = f"m2f_msda{'_fused' if fused else ''}_{'fp16' if dtype == torch.float16 else 'fp32'}_d32"
     result = getattr(launchers, name)(_stream(), _ptr(value), _ptr(spatial), _ptr(starts), _ptr(locations),
@@ -101,9 +103,9 @@ def test_masked_attention_launcher(launchers, dtype, with_mask):
     launcher = getattr(launchers, name)
     launcher.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int32] * 4 + [ctypes.c_float] * 2 + [ctypes.c_int32]
     result = launcher(_stream(), _ptr(q), _ptr(k), _ptr(v), _ptr(mask if with_mask else q), _ptr(out), q_len, s, m, d,
-                      1.0 / math.sqrt(d), masked_attention.BLOCKED_BELOW, n)
+                      1.0 / math.sqrt(d), ma_contract.BLOCKED_BELOW, n)
     torch.cuda.synchronize()
     assert result == 0, _last_error(launchers)
-    expected = masked_attention.reference(q.double(), k.double(), v.double(), mask if with_mask else None)
+    expected = ma_reference.reference(q.double(), k.double(), v.double(), mask if with_mask else None)
     assert torch.isfinite(out).all()
     _close(out, expected, dtype)

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from m2f.plugins import masked_attention, ms_deform_attn
+from m2f.plugins.masked_attention import contract as ma_contract
+from m2f.plugins.masked_attention import reference as ma_reference
+from m2f.plugins.ms_deform_attn import contract as msda_contract
+from m2f.plugins.ms_deform_attn import reference as msda_reference
 from m2f.plugins.build import build_library, find_cuda_include
 from m2f.validate.compare import TOLERANCES
 
@@ -101,15 +104,15 @@ def test_msda_enqueue_at_r50_sizes(runner, fused, dtype):
     logits = torch.randn(n, lq, m, nl * points, device="cuda", generator=g).to(dtype)
     if fused:
         inputs = [value, spatial, starts, reference_points, offsets, logits]
-        expected = ms_deform_attn.fused_reference(value.double(), LEVELS, None, reference_points.double(),
+        expected = msda_reference.fused_reference(value.double(), LEVELS, None, reference_points.double(),
                                                   offsets.double(), logits.double())
     else:
-        locations, weights = ms_deform_attn.locations_and_weights(LEVELS, reference_points.float(), offsets.float(),
+        locations, weights = msda_reference.locations_and_weights(LEVELS, reference_points.float(), offsets.float(),
                                                                   logits.float())
         locations, weights = locations.to(dtype), weights.to(dtype)
         inputs = [value, spatial, starts, locations, weights]
-        expected = ms_deform_attn.reference(value.double(), LEVELS, None, locations.double(), weights.double())
-    got, ms = runner(ms_deform_attn.PLUGIN_NAME, {"fused": fused}, inputs, (n, lq, m * d), dtype)
+        expected = msda_reference.reference(value.double(), LEVELS, None, locations.double(), weights.double())
+    got, ms = runner(msda_contract.PLUGIN_NAME, {"fused": fused}, inputs, (n, lq, m * d), dtype)
     print(f"M2fMSDeformAttn {'fused' if fused else 'plain'} {str(dtype)[6:]} S=Lq={s}: {ms:.3f} ms")
     _close(got, expected.cpu(), dtype)
 
@@ -130,8 +133,8 @@ def test_masked_attention_enqueue_at_r50_sizes(runner, level, dtype):
     radius = torch.rand(q_len, 1, 1, device="cuda", generator=g) * 0.4 * min(h, w)
     mask = (radius - ((yy - cy) ** 2 + (xx - cx) ** 2).sqrt()).reshape(1, q_len, s).float()
     mask[0, :5] = -1.0  # every key blocked: the empty-row rule
-    got, ms = runner(masked_attention.PLUGIN_NAME, {}, [q, k, v, mask], (n, m, q_len, d), dtype)
+    got, ms = runner(ma_contract.PLUGIN_NAME, {}, [q, k, v, mask], (n, m, q_len, d), dtype)
     print(f"M2fMaskedAttention {str(dtype)[6:]} Q={q_len} S={s}: {ms:.3f} ms")
-    expected = masked_attention.reference(q.double(), k.double(), v.double(), mask)
+    expected = ma_reference.reference(q.double(), k.double(), v.double(), mask)
     assert torch.isfinite(got).all()
     _close(got, expected.cpu(), dtype)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from m2f.plugins import masked_attention, ms_deform_attn
+from m2f.plugins.masked_attention import contract as ma_contract
+from m2f.plugins.ms_deform_attn import contract as msda_contract
 from m2f.plugins.build import build_info, build_library, check_library_for, find_cuda_include
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,8 +79,8 @@ def test_harness_drives_every_method(libraries, version, tmp_path):
     _, facts = _run_harness(_harness(version, tmp_path), libraries[version])
     # the C++ names are the Python contract's (the ONNX nodes the exporter writes must find these creators)
     assert facts["creator"] == [
-        f"{ms_deform_attn.PLUGIN_NAME} {ms_deform_attn.PLUGIN_VERSION} {ms_deform_attn.PLUGIN_NAMESPACE} field:fused",
-        f"{masked_attention.PLUGIN_NAME} {masked_attention.PLUGIN_VERSION} {masked_attention.PLUGIN_NAMESPACE}"]
+        f"{msda_contract.PLUGIN_NAME} {msda_contract.PLUGIN_VERSION} {msda_contract.PLUGIN_NAMESPACE} field:fused",
+        f"{ma_contract.PLUGIN_NAME} {ma_contract.PLUGIN_VERSION} {ma_contract.PLUGIN_NAMESPACE}"]
     if shutil.which("nvidia-smi") is None:  # no driver: enqueue reports an error instead of crashing
         assert facts["msda_enqueue"] == ["-1"] and facts["attention_enqueue"] == ["-1"]
 

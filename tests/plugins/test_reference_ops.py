@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from m2f.plugins import masked_attention, ms_deform_attn
+from m2f.plugins.masked_attention import reference as ma_reference
+from m2f.plugins.ms_deform_attn import lowering as msda_lowering
+from m2f.plugins.ms_deform_attn import reference as msda_reference
 from m2f.validate.compare import TOLERANCES
 
 
@@ -47,23 +49,23 @@ def test_msda_reference_matches_naive(shapes, heads, dim, points, lq):
     w /= w.reshape(n, lq, heads, -1).sum(-1)[..., None, None]
     starts = torch.tensor(np.cumsum([0] + [h * ww for h, ww in shapes])[:-1], dtype=torch.int32)
     ref = naive_msda(value, shapes, loc, w)
-    got64 = ms_deform_attn.reference(torch.from_numpy(value), torch.tensor(shapes, dtype=torch.int32), starts,
+    got64 = msda_reference.reference(torch.from_numpy(value), torch.tensor(shapes, dtype=torch.int32), starts,
                                      torch.from_numpy(loc), torch.from_numpy(w))
     np.testing.assert_allclose(got64.numpy(), ref, atol=1e-12)
-    got32 = ms_deform_attn.reference(*(torch.from_numpy(a).float() for a in (value,)), shapes, None,
+    got32 = msda_reference.reference(*(torch.from_numpy(a).float() for a in (value,)), shapes, None,
                                      torch.from_numpy(loc).float(), torch.from_numpy(w).float())
     np.testing.assert_allclose(got32.numpy(), ref, atol=TOLERANCES["op_fp32_vs_fp64"])
-    port64 = ms_deform_attn.portable(torch.from_numpy(value), shapes, starts, torch.from_numpy(loc),
+    port64 = msda_lowering.portable(torch.from_numpy(value), shapes, starts, torch.from_numpy(loc),
                                      torch.from_numpy(w))
     np.testing.assert_allclose(port64.numpy(), ref, atol=1e-12)
-    port32 = ms_deform_attn.portable(torch.from_numpy(value).float(), shapes, None, torch.from_numpy(loc).float(),
+    port32 = msda_lowering.portable(torch.from_numpy(value).float(), shapes, None, torch.from_numpy(loc).float(),
                                      torch.from_numpy(w).float())
     np.testing.assert_allclose(port32.numpy(), ref, atol=TOLERANCES["op_fp32_vs_fp64"])
 
 
 def test_msda_rejects_inconsistent_shapes():
     with pytest.raises(ValueError, match="do not match value length"):
-        ms_deform_attn.reference(torch.zeros(1, 10, 1, 2), [(3, 3)], None, torch.zeros(1, 1, 1, 1, 1, 2),
+        msda_reference.reference(torch.zeros(1, 10, 1, 2), [(3, 3)], None, torch.zeros(1, 1, 1, 1, 1, 2),
                                  torch.zeros(1, 1, 1, 1, 1))
 
 
@@ -102,9 +104,9 @@ def test_masked_attention_matches_naive(with_mask):
     q, k, v, logits = masked_attention_case(1, with_mask)
     ref = naive_masked_attention(q, k, v, logits)
     t = lambda a: None if a is None else torch.from_numpy(a)  # noqa: E731
-    got = masked_attention.reference(t(q), t(k), t(v), t(logits))
+    got = ma_reference.reference(t(q), t(k), t(v), t(logits))
     np.testing.assert_allclose(got.numpy(), ref, atol=1e-12)
-    got32 = masked_attention.reference(t(q).float(), t(k).float(), t(v).float(),
+    got32 = ma_reference.reference(t(q).float(), t(k).float(), t(v).float(),
                                        None if logits is None else t(logits).float())
     assert torch.isfinite(got32).all()
     np.testing.assert_allclose(got32.numpy(), ref, atol=TOLERANCES["op_fp32_vs_fp64"])
@@ -112,6 +114,6 @@ def test_masked_attention_matches_naive(with_mask):
 
 def test_blocked_keys_threshold_is_on_sigmoid_in_fp32():
     logits = torch.tensor([[[-1e-9, -1e-3, 0.0, 1e-3, -20.0]]], dtype=torch.float16)
-    assert masked_attention.blocked_keys(logits).tolist() == [[[False, True, False, False, True]]]
-    assert masked_attention.blocked_keys(torch.full((1, 2, 4), -3.0)).any().item() is False  # empty-row rule
+    assert ma_reference.blocked_keys(logits).tolist() == [[[False, True, False, False, True]]]
+    assert ma_reference.blocked_keys(torch.full((1, 2, 4), -3.0)).any().item() is False  # empty-row rule
 

@@ -8,6 +8,8 @@ from onnx import TensorProto, helper
 
 from m2f import contract
 from m2f.errors import MissingDependencyError
+from m2f.plugins.masked_attention import onnxruntime_op as ma_ort
+from m2f.plugins.ms_deform_attn import onnxruntime_op as msda_ort
 from m2f.runtime import custom_ops
 from m2f.validate.compare import TOLERANCES
 
@@ -30,7 +32,7 @@ def _msda_inputs(rng, n=2, lq=6, heads=3, dim=5, points=4):
 
 def test_msda_plain_matches_float64():
     value, shapes, starts, locations, weights = _msda_inputs(np.random.default_rng(0))
-    got = custom_ops.msda_plain(value.astype(np.float32), shapes, starts, locations.astype(np.float32),
+    got = msda_ort.msda_plain(value.astype(np.float32), shapes, starts, locations.astype(np.float32),
                                 weights.astype(np.float32))
     ref = naive_msda(value, SHAPES, locations, weights)
     assert got.dtype == np.float32
@@ -50,7 +52,7 @@ def test_msda_fused_matches_float64():
     e = np.exp(logits - logits.max(-1, keepdims=True))
     weights = (e / e.sum(-1, keepdims=True)).reshape(n, lq, heads, nl, points)
     ref = naive_msda(value, SHAPES, locations, weights)
-    got = custom_ops.msda_fused(*(a.astype(np.float32) for a in (value,)), shapes, starts,
+    got = msda_ort.msda_fused(*(a.astype(np.float32) for a in (value,)), shapes, starts,
                                 *(a.astype(np.float32) for a in (reference, offsets, logits)))
     np.testing.assert_allclose(got.reshape(ref.shape), ref, atol=TOL)
 
@@ -62,7 +64,7 @@ def test_masked_attention_matches_float64(with_mask):
         logits[1, 3, :4] = np.nextafter(np.float32(contract.MASK_BLOCKED_BELOW), np.float32(-1))  # just blocked
     ref = naive_masked_attention(q, k, v, logits)
     f32 = lambda a: None if a is None else a.astype(np.float32)  # noqa: E731
-    got = custom_ops.masked_attention(f32(q), f32(k), f32(v), f32(logits))
+    got = ma_ort.masked_attention(f32(q), f32(k), f32(v), f32(logits))
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got, ref, atol=TOL)
 
