@@ -34,8 +34,9 @@ def latency(path: Path, feeds: dict, threads: int, runs: int) -> float:
 
 
 def ours(out: Path, threads: int, runs: int) -> dict:
-    from m2f.export import ExportOptions, export_onnx
-    from m2f.model import Mask2Former, get_preset
+    from m2f.export.onnx_export import ExportOptions, export_onnx
+    from m2f.model.mask2former import Mask2Former
+    from m2f.model.presets import get_preset
 
     torch.manual_seed(0)
     model = Mask2Former(get_preset("coco-panoptic-r50")).eval()

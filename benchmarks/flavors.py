@@ -39,8 +39,9 @@ def main() -> None:
     import onnxruntime as ort
     import torch
 
-    from m2f.export import ExportOptions, export_onnx
-    from m2f.model import Mask2Former, get_preset
+    from m2f.export.onnx_export import ExportOptions, export_onnx
+    from m2f.model.mask2former import Mask2Former
+    from m2f.model.presets import get_preset
     from m2f.runtime import custom_ops
     from m2f.threads import use_threads
 

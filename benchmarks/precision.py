@@ -52,7 +52,7 @@ def main() -> None:
 
     from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS
     from m2f.datasets.coco import open_dataset
-    from m2f.model import load_checkpoint
+    from m2f.model.checkpoint import load_checkpoint
     from m2f.runtime.predictor import Predictor
     from m2f.datasets.synthetic import generate
     from m2f.validate.evaluate import evaluate_predictor, evaluate_pytorch

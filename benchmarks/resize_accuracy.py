@@ -28,8 +28,9 @@ def tiny_model(path: Path) -> Path:
 
     import torch
 
-    from m2f.export import ExportOptions, export_onnx
-    from m2f.model import Mask2Former, Mask2FormerConfig, SwinConfig
+    from m2f.export.onnx_export import ExportOptions, export_onnx
+    from m2f.model.mask2former import Mask2Former
+    from m2f.model.config import Mask2FormerConfig, SwinConfig
 
     cfg = Mask2FormerConfig(backbone=SwinConfig(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8)),
                             num_classes=8, num_queries=16, hidden_dim=64, conv_dim=64, mask_dim=64, num_heads=4,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 def _bundled_model(folder: Path) -> Path:
     from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS
-    from m2f.export import ExportOptions, export_onnx
-    from m2f.model import load_checkpoint
+    from m2f.export.onnx_export import ExportOptions, export_onnx
+    from m2f.model.checkpoint import load_checkpoint
 
     model = load_checkpoint(DEFAULT_WEIGHTS, preset=DEFAULT_PRESET)
     return export_onnx(model, folder / "bundled.onnx", ExportOptions(height=192, width=256),

@@ -37,8 +37,8 @@ def main() -> None:
     from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS
     from m2f.datasets.coco import CocoPanoptic
     from m2f.datasets.synthetic import generate
-    from m2f.export import ExportOptions, export_onnx
-    from m2f.model import load_checkpoint
+    from m2f.export.onnx_export import ExportOptions, export_onnx
+    from m2f.model.checkpoint import load_checkpoint
     from m2f.runtime import Predictor
     from m2f.validate.evaluate import evaluate_predictor
 

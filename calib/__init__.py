@@ -1,148 +1,16 @@
-"""Precision measured on images, written into the ONNX (works on TensorRT 10 and 11).
+"""Precision and engines: an fp32 m2f ONNX at another precision, measured on images, and ONNX -> TensorRT engine.
+The precision lives in the ONNX (fp16 tensors with fp32 islands, int8 Q/DQ), so one path serves TensorRT 10 and 11;
+none of this needs torch.
 
-INT8 by calibration, as explicit Q/DQ:
+    convert.py      the one entry point: ``convert(model, output, precision, options)`` for fp16 | int8 | best
+                    (``m2f convert``, and ``--precision`` of ``m2f export`` and ``m2f build``)
+    fp16.py         the fp16 graph rewrite and the fp32 islands m2f keeps (``to_fp16``, ``block_of``)
+    sensitivity.py  the per-block sweeps that measure which blocks must stay fp32 (or float), with their tables
+    int8.py         ``calibrate``: INT8 as explicit Q/DQ from calibration statistics
+    data.py         the measurement images, through the runtime's own pre-processing
+    statistics.py, ranges.py, quantize.py   the INT8 steps; session.py the ONNX Runtime sessions they use
+    engine.py       ONNX -> TensorRT engine (``m2f build``): plans, profiles, the sidecar, the trtexec line, and the
+                    thin part that calls TensorRT
 
-    data.py         the calibration images, through the runtime's pre-processing
-    statistics.py   one ONNX Runtime pass: |x| maximum and histogram per tensor, cached
-    ranges.py       minmax / percentile / entropy thresholds from those histograms
-    quantize.py     which nodes get Q/DQ, and the insertion (onnxruntime.quantization, configured for TensorRT)
-
-``calibrate(...)`` runs them in order and writes the int8 ONNX with its metadata (``m2f calibrate``).
-
-FP16 with measured fp32 islands: sensitivity.py (the per-block sweep and its table) and fp16.py
-(``convert_fp16``, ``m2f convert --precision fp16``); the graph rewrite itself is ``m2f.export.fp16``.
-session.py opens the ONNX Runtime sessions both use.
+Importing this package imports nothing; import the module you need.
 """
-from __future__ import annotations
-
-import dataclasses
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
-
-from .ranges import DEFAULT_PERCENTILE, METHODS
-
-__all__ = ["CalibrationOptions", "CalibrationSummary", "calibrate", "METHODS"]
-
-
-@dataclass
-class CalibrationOptions:
-    data: str  # validate.data.open_images spec: a folder, a COCO json, synthetic[:N[:SEED]]
-    images: int = 32
-    seed: int = 0
-    method: str = "minmax"
-    percentile: float = DEFAULT_PERCENTILE
-    exclude: tuple[str, ...] = ()
-    cache: Path | None = None  # statistics cache (default: beside the input model)
-    threads: int | None = None
-
-
-@dataclass
-class CalibrationSummary:
-    path: Path
-    quantized: int
-    excluded: dict[str, str]
-    images: int
-    cache_hit: bool
-    seconds: dict[str, float] = field(default_factory=dict)
-    trt_issues: list = field(default_factory=list)
-
-
-def default_cache(model_path: Path, fingerprint: str) -> Path:
-    return model_path.with_name(f"{model_path.name}.calib-{fingerprint}.npz")
-
-
-def _int8_metadata(meta, options: CalibrationOptions, selection, images: int):
-    """``meta`` (m2f.contract.Metadata) of an int8 graph calibrated with ``options`` on ``images`` images."""
-    from m2f.contract import Calibration
-
-    calibration = Calibration(method=options.method, images=images, data=options.data, seed=options.seed,
-                              quantized_nodes=len(selection.nodes), excluded=dict(selection.excluded),
-                              percentile=options.percentile if options.method == "percentile" else None)
-    return dataclasses.replace(meta, precision="int8", calibration=calibration)
-
-
-@dataclass
-class Prepared:
-    """An fp32 model with the statistics of its quantisable tensors on the calibration images."""
-
-    proto: object  # onnx.ModelProto
-    meta: object  # m2f.contract.Metadata
-    selection: object  # m2f.calib.quantize.Selection
-    data: object  # m2f.calib.data.CalibrationSet
-    amax: dict[str, float]  # per activation tensor, by options.method
-    seconds: dict[str, float]
-
-
-def prepare(model_path: Path, options: CalibrationOptions, progress: Callable[[str], None] = lambda s: None,
-            step: str = "[1/3]", proto=None) -> Prepared:
-    """Load the fp32 model (unless the caller has: ``proto``; ArgumentError for any other precision), choose the
-    quantisable nodes and collect (or reuse from the cache) their input statistics."""
-    import onnx
-
-    from m2f.contract import read_onnx
-    from m2f.errors import ArgumentError
-
-    from .data import CalibrationSet
-    from .quantize import amax_table, select
-    from .statistics import Statistics, cache_key, collect
-
-    proto = proto if proto is not None else onnx.load(str(model_path))
-    meta = read_onnx(proto, model_path.name)
-    if meta.precision != "fp32":
-        raise ArgumentError(f"{model_path.name} is already {meta.precision}; start from the fp32 export")
-    selection = select(proto, options.exclude)
-    data = CalibrationSet.open(meta, options.data, options.images, options.seed)
-    cache = options.cache or default_cache(model_path, data.fingerprint)
-    key = cache_key(model_path, data.fingerprint, selection.activations)
-    seconds = {}
-    stats = Statistics.load(cache, key) if cache.exists() else None
-    if stats is None:
-        progress(f"{step} statistics of {len(selection.activations)} tensors over {len(data.indices)} images")
-        t0 = time.perf_counter()
-        stats = collect(proto, selection.activations, data, key, options.threads,
-                        progress=lambda done, total: progress(f"      batch {done}/{total}"))
-        stats.save(cache)
-        seconds["statistics"] = time.perf_counter() - t0
-    else:
-        progress(f"{step} statistics from {cache} (same model and images)")
-    amax = amax_table(stats, selection.activations, options.method, options.percentile)
-    return Prepared(proto, meta, selection, data, amax, seconds)
-
-
-def with_metadata(proto, meta):
-    """``proto`` with ``meta`` as its only m2f metadata entry, checked by onnx.checker."""
-    import onnx
-
-    from m2f.contract import write_onnx
-
-    write_onnx(proto, meta)
-    onnx.checker.check_model(proto)
-    return proto
-
-
-def calibrate(model_path: str | Path, output: str | Path, options: CalibrationOptions,
-              progress: Callable[[str], None] = lambda s: None) -> CalibrationSummary:
-    """fp32 m2f ONNX -> int8 Q/DQ ONNX at ``output`` (written atomically, metadata kept and updated)."""
-    import onnx
-
-    from m2f.fileio import atomic_path, check_output_file
-    from m2f.trt_compat import check_graph
-
-    from .quantize import quantize
-
-    model_path, output = Path(model_path), check_output_file(output, (".onnx",))
-    prepared = prepare(model_path, options, progress)
-    selection, seconds = prepared.selection, prepared.seconds
-    progress(f"[2/3] {options.method} ranges, Q/DQ on {len(selection.nodes)} nodes")
-    t0 = time.perf_counter()
-    quantized = with_metadata(quantize(prepared.proto, selection, prepared.amax),
-                              _int8_metadata(prepared.meta, options, selection, len(prepared.data.indices)))
-    seconds["quantize"] = time.perf_counter() - t0
-    progress(f"[3/3] writing {output}")
-    issues = check_graph(onnx.shape_inference.infer_shapes(quantized))
-    with atomic_path(output) as tmp:
-        onnx.save(quantized, str(tmp))
-    return CalibrationSummary(output, len(selection.nodes), selection.excluded, len(prepared.data.indices),
-                              "statistics" not in seconds, seconds, issues)

@@ -1,10 +1,10 @@
 """Which blocks of the graph lose accuracy at a lower precision, measured: fp16 islands and int8's safe blocks.
 
 The sweep converts one block at a time (to fp16, or gives its Conv/MatMul/Gemm nodes int8 Q/DQ; the rest stays fp32;
-blocks as ``m2f.export.fp16.block_of`` names them) and runs it next to the fp32 graph on calibration images in ONNX
+blocks as ``m2f.calib.fp16.block_of`` names them) and runs it next to the fp32 graph on calibration images in ONNX
 Runtime. A block is sensitive when it flips more than ``FLIP_TOLERANCE`` of the mask-logit signs or changes more than
 ``DECISION_TOLERANCE`` of the queries' decisions (the class a query predicts, and whether its probability passes the
-object-mask threshold). Sensitive blocks stay fp32 (fp16 islands, on top of ``m2f.export.fp16.required_island``) or
+object-mask threshold). Sensitive blocks stay fp32 (fp16 islands, on top of ``m2f.calib.fp16.required_island``) or
 float (no Q/DQ). The table of every block's cost is written next to the converted model.
 
 What ONNX Runtime's CPU provider measures is fp16 *storage* (tensors rounded to fp16 between nodes, most ops computed
@@ -163,9 +163,9 @@ def whole_graph(result: Sweep, converted, feeds: list[dict], threads: int | None
 def sweep(model, feeds: list[dict], threads: int | None = None,
           progress: Callable[[str], None] = lambda s: None) -> Sweep:
     """fp16: every block of ``model`` (fp32 onnx.ModelProto) alone in fp16 on ``feeds`` (graph input dicts); blocks
-    whose every node is a required island (m2f.export.fp16.required_island) are not measured. The caller measures
+    whose every node is a required island (m2f.calib.fp16.required_island) are not measured. The caller measures
     the graph it writes with ``whole_graph``."""
-    from m2f.export.fp16 import block_of, required_island, to_fp16
+    from .fp16 import block_of, required_island, to_fp16
 
     blocks: dict[str, list[str]] = {}
     reasons: dict[str, set] = {}
@@ -185,7 +185,7 @@ def int8_sweep(model, feeds: list[dict], selection, amax: dict[str, float], thre
     """int8: the Q/DQ of each block's Conv/MatMul/Gemm nodes alone (m2f.calib.quantize), the rest fp32."""
     import dataclasses
 
-    from m2f.export.fp16 import block_of
+    from .fp16 import block_of
 
     from .quantize import quantize
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from m2f import contract
 from m2f.errors import ArgumentError
-from m2f.model import Mask2Former
+from m2f.model.mask2former import Mask2Former
 
 from . import heads as heads_mod
 

@@ -23,7 +23,7 @@ from m2f import contract
 from m2f.errors import ArgumentError
 from m2f.fileio import atomic_path, check_output_file
 from m2f.onnx_graph import describe_graph
-from m2f.model import Mask2Former
+from m2f.model.mask2former import Mask2Former
 from m2f.plugins import lowering
 from m2f.plugins.masked_attention import contract as masked_attention
 from m2f.plugins.ms_deform_attn import contract as ms_deform_attn

@@ -1,19 +1,11 @@
 """The PyTorch Mask2Former, its checkpoint loaders and the reference post-processing (imports torch; no onnx).
 
-The names below are imported on first use, so the torch-free parts of this package (the configuration dataclasses
-and the presets, ``m2f.model.config`` and ``m2f.model.presets``) can be read on a machine without torch.
+    config.py, presets.py, d2_config.py   the architecture and dataset settings (no torch: read anywhere)
+    checkpoint.py, checkpoint_io.py        load_checkpoint: detectron2, HuggingFace, mmdetection, m2f files
+    hf.py, mmdet.py                        the weight-name maps of HuggingFace and mmdetection
+    mask2former.py                         the model; resnet.py, swin.py, pixel_decoder.py, transformer_decoder.py
+    postprocess.py                         the reference post-processing (semantic, instance, panoptic)
+
+Importing this package imports nothing; import the module you need (``from m2f.model.checkpoint import
+load_checkpoint``), so the torch-free modules stay torch-free.
 """
-import importlib
-
-_EXPORTS = {
-    "LoadReport": "checkpoint", "load_checkpoint": "checkpoint",
-    "Mask2FormerConfig": "config", "ResNetConfig": "config", "SwinConfig": "config",
-    "load_d2_config": "d2_config", "Mask2Former": "mask2former", "get_preset": "presets", "preset_names": "presets",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'm2f.model' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -36,8 +36,8 @@ def bundled_onnx(tmp_path_factory):
     """The bundled default model exported as the demo exports it (uint8 input, static 192x256 canvas)."""
     pytest.importorskip("torch", reason="exporting needs PyTorch")
     from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS
-    from m2f.export import ExportOptions, export_onnx
-    from m2f.model import load_checkpoint
+    from m2f.export.onnx_export import ExportOptions, export_onnx
+    from m2f.model.checkpoint import load_checkpoint
 
     model = load_checkpoint(DEFAULT_WEIGHTS, preset=DEFAULT_PRESET)
     path = tmp_path_factory.mktemp("bundled") / "bundled.onnx"

@@ -109,7 +109,7 @@ def _samples_pq(out) -> float:
 
 def test_train_command_end_to_end(tmp_path, capsys):
     """m2f synthetic -> m2f train (2 iterations) -> model.pth that the checkpoint loader reads, and --eval scores."""
-    from m2f.model import load_checkpoint
+    from m2f.model.checkpoint import load_checkpoint
 
     assert main(["synthetic", "-o", str(tmp_path / "data"), "-n", "4", "--seed", "3"]) == 0
     assert main(["train", "--preset", "synthetic-r50-lite", "--data", str(tmp_path / "data"), "-o",

@@ -73,7 +73,7 @@ def test_precision_and_engine_building_need_no_torch():
     """Calibration, the fp16 converter and m2f build run where the fp32 ONNX is, without PyTorch."""
     r = _import_all_with_blocked(["m2f.calib"], ["torch"])
     assert r.returncode == 0, r.stderr
-    r = _run(BLOCK_TORCH + "import m2f.export.fp16, m2f.export.engine, m2f.commands.build, m2f.commands.convert")
+    r = _run(BLOCK_TORCH + "import m2f.calib.fp16, m2f.calib.engine, m2f.commands.build, m2f.commands.convert")
     assert r.returncode == 0, r.stderr
 
 

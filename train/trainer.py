@@ -24,7 +24,7 @@ import torch
 
 from m2f.errors import M2FError
 from m2f.fileio import atomic_path, write_json
-from m2f.model import Mask2Former
+from m2f.model.mask2former import Mask2Former
 from m2f.threads import use_threads
 
 from .augment import LSJ

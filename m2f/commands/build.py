@@ -7,7 +7,7 @@ HELP = "build a TensorRT engine (+ sidecar JSON) from an m2f ONNX; prints the eq
 
 
 def add_arguments(p) -> None:
-    from m2f.export.engine import PRECISIONS
+    from m2f.calib.engine import PRECISIONS
 
     p.add_argument("model", help="an .onnx written by m2f export / convert / calibrate")
     p.add_argument("-o", "--output", required=True, help="the .engine to write (its sidecar: <engine>.json)")
@@ -45,7 +45,7 @@ def run(args) -> int:
 
     from m2f.contract import read_onnx
     from m2f.errors import ArgumentError
-    from m2f.export.engine import BuildOptions, build_engine
+    from m2f.calib.engine import BuildOptions, build_engine
     from m2f.fileio import check_output_file
 
     model = Path(args.model)

@@ -36,7 +36,7 @@ def add_calibration(p, data_required: bool = True) -> None:
 def calibration_options(args):
     from pathlib import Path
 
-    from m2f.calib import CalibrationOptions
+    from m2f.calib.int8 import CalibrationOptions
     from m2f.calib.data import DEFAULT_IMAGES
     from m2f.errors import ArgumentError
 
@@ -80,7 +80,7 @@ def model_and_output(args, command: str):
 
 
 def run(args) -> int:
-    from m2f.calib import calibrate
+    from m2f.calib.int8 import calibrate
 
     model, output = model_and_output(args, "m2f calibrate")
     print_summary(calibrate(model, output, calibration_options(args), progress=print))

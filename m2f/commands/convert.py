@@ -45,7 +45,7 @@ def print_best_summary(summary) -> None:
 
 def convert_to_fp16(model, output, args) -> None:
     """The fp16 conversion with the command's data options (shared with m2f export --precision fp16)."""
-    from m2f.calib.fp16 import DEFAULT_DATA, convert_fp16
+    from m2f.calib.convert import DEFAULT_DATA, convert_fp16
     from m2f.calib.sensitivity import SWEEP_IMAGES
 
     if not args.data:
@@ -66,13 +66,13 @@ def run(args) -> int:
         raise ArgumentError(f"--precision {args.precision} needs --data: the calibration images (a folder, a COCO "
                             f"json, or synthetic:N)")
     if args.precision == "best":
-        from m2f.calib.fp16 import convert_best
+        from m2f.calib.convert import convert_best
         from m2f.calib.sensitivity import SWEEP_IMAGES
 
         print_best_summary(convert_best(model, output, calibration.calibration_options(args), SWEEP_IMAGES,
                                         progress=print))
         return 0
-    from m2f.calib import calibrate
+    from m2f.calib.int8 import calibrate
 
     calibration.print_summary(calibrate(model, output, calibration.calibration_options(args), progress=print))
     return 0

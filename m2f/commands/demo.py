@@ -45,7 +45,7 @@ def _tensorrt_skip_reason() -> str:
 
 def _export(model, out):
     from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS, sample_images
-    from m2f.export import ExportOptions, export_onnx
+    from m2f.export.onnx_export import ExportOptions, export_onnx
     from m2f.geometry import padded_size, shortest_edge_size
     from m2f.runtime.image_io import read_image
 
@@ -103,7 +103,7 @@ def run(args) -> int:
     from m2f.datasets.synthetic import generate
     from m2f.errors import M2FError
     from m2f.fileio import write_json
-    from m2f.model import load_checkpoint
+    from m2f.model.checkpoint import load_checkpoint
     from m2f.runtime import Predictor
     from m2f.threads import use_threads
 

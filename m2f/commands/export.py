@@ -70,7 +70,7 @@ def _export_fp16(model, output: Path, options, source: dict, args) -> None:
     """fp32 export into a temporary folder, then the measured fp16 conversion to ``output``."""
     import tempfile
 
-    from m2f.export import export_onnx
+    from m2f.export.onnx_export import export_onnx
 
     from .convert import convert_to_fp16
 
@@ -85,11 +85,11 @@ def run(args) -> int:
 
     for module in ("torch", "onnx", "onnxslim"):
         require(module, "export", "m2f export")
-    from m2f.export import ExportOptions, export_onnx
+    from m2f.export.onnx_export import ExportOptions, export_onnx
     from m2f.contract import THINGS_FROM_CONFIG
     from m2f.export.onnx_export import check_options, thing_split
     from m2f.fileio import check_output_file
-    from m2f.model import load_checkpoint
+    from m2f.model.checkpoint import load_checkpoint
     from m2f.onnx_graph import format_io
     from m2f.threads import use_threads
 

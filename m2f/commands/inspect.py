@@ -97,7 +97,7 @@ def run(args) -> int:
     if str(args.checkpoint).lower().endswith(".onnx"):
         return inspect_onnx(args)
     require("torch", "model", "m2f inspect")
-    from m2f.model import load_checkpoint
+    from m2f.model.checkpoint import load_checkpoint
 
     model = load_checkpoint(args.checkpoint, preset=args.preset, config=args.config, trust=args.trust_checkpoint)
     cfg, report = model.config, model.load_report

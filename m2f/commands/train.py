@@ -43,7 +43,7 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    from m2f.model import Mask2Former
+    from m2f.model.mask2former import Mask2Former
     from m2f.model.presets import get_preset
     from m2f.datasets.coco import CocoInstances, open_dataset
     from m2f.train.init import init_from_checkpoint

@@ -54,7 +54,7 @@ def open_reference(path: str, preset=None, config=None, trust=False, save: str |
     from m2f.errors import require
 
     require("torch", "model", "a PyTorch reference (or give a .npz saved with --save-reference)")
-    from m2f.model import load_checkpoint
+    from m2f.model.checkpoint import load_checkpoint
 
     live = LiveReference(load_checkpoint(path, preset=preset, config=config, trust=trust))
     return RecordingReference(live, tensor_images) if save else live

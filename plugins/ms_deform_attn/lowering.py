@@ -103,7 +103,7 @@ def attend(value: torch.Tensor, shapes: list, reference_points: torch.Tensor, sa
     flavor = lowering.current()
     if flavor in ("reference", "portable") and torch.is_autocast_enabled(value.device.type):
         # fp16 autocast (the fp16 estimate): the coordinate math and the sampling are an fp32 island, as in m2f's
-        # fp16 ONNX (m2f.export.fp16.required_island)
+        # fp16 ONNX (m2f.calib.fp16.required_island)
         with torch.autocast(value.device.type, enabled=False):
             out = attend(value.float(), shapes, reference_points.float(), sampling_offsets.float(),
                          attention_logits.float())

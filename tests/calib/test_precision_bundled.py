@@ -57,8 +57,8 @@ def fp16(bundled_onnx, tmp_path_factory):
 def best(tmp_path_factory):
     """--precision best needs fp16 Q/DQ scales, so an opset-19 export."""
     from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS
-    from m2f.export import ExportOptions, export_onnx
-    from m2f.model import load_checkpoint
+    from m2f.export.onnx_export import ExportOptions, export_onnx
+    from m2f.model.checkpoint import load_checkpoint
 
     folder = tmp_path_factory.mktemp("best")
     fp32 = export_onnx(load_checkpoint(DEFAULT_WEIGHTS, preset=DEFAULT_PRESET), folder / "opset19.onnx",

@@ -5,7 +5,7 @@ import onnx
 import pytest
 
 from m2f.cli import main
-from m2f.export import ExportOptions, export_onnx
+from m2f.export.onnx_export import ExportOptions, export_onnx
 from m2f.model.checkpoint_io import save_detectron2_pkl
 
 from ..model.helpers import random_model, tiny_config

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from m2f import contract
-from m2f.export import ExportOptions, export_onnx
+from m2f.export.onnx_export import ExportOptions, export_onnx
 from m2f.model.postprocess import postprocess
 from m2f.runtime import head_decoding
 from m2f.validate.compare import TOLERANCES

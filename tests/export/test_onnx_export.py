@@ -5,7 +5,7 @@ import onnx
 import pytest
 import torch
 
-from m2f.export import ExportOptions, export_onnx
+from m2f.export.onnx_export import ExportOptions, export_onnx
 from m2f.contract import KEY, parse
 from m2f.validate.compare import TOLERANCES
 
@@ -99,7 +99,7 @@ def test_empty_masks_stay_finite(tmp_path):
 
 def test_huggingface_directory_float_input(tmp_path):
     pytest.importorskip("transformers", reason="transformers is a test dependency")
-    from m2f.model import load_checkpoint
+    from m2f.model.checkpoint import load_checkpoint
 
     from ..model.test_hf_parity import CONFIGS, _save_random_hf
 
@@ -119,7 +119,8 @@ def test_huggingface_directory_float_input(tmp_path):
 @pytest.mark.slow
 def test_r50_coco_panoptic_at_800x1344(tmp_path):
     """The full-size R50 preset (random weights) exports at its default canvas and runs in ONNX Runtime."""
-    from m2f.model import Mask2Former, get_preset
+    from m2f.model.mask2former import Mask2Former
+    from m2f.model.presets import get_preset
 
     torch.manual_seed(0)
     model = Mask2Former(get_preset("coco-panoptic-r50")).eval()

@@ -1,7 +1,9 @@
 """Tiny random Mask2Formers for tests (seconds on a CPU, every code path of the full model)."""
 import torch
 
-from m2f.model import Mask2Former, Mask2FormerConfig, ResNetConfig, SwinConfig
+from m2f.model.mask2former import Mask2Former
+
+from m2f.model.config import Mask2FormerConfig, ResNetConfig, SwinConfig
 
 
 def tiny_config(kind: str, num_classes: int = 6) -> Mask2FormerConfig:

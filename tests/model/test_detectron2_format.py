@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from m2f.errors import CheckpointError
-from m2f.model import Mask2Former, get_preset, load_checkpoint
+from m2f.model.mask2former import Mask2Former
+from m2f.model.presets import get_preset
+from m2f.model.checkpoint import load_checkpoint
 from m2f.model.checkpoint_io import save_detectron2_pkl
 
 from .helpers import random_model, tiny_config

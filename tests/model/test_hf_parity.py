@@ -7,7 +7,7 @@ transformers = pytest.importorskip("transformers", reason="transformers is a tes
 
 from safetensors.torch import load_file  # noqa: E402
 
-from m2f.model import load_checkpoint  # noqa: E402
+from m2f.model.checkpoint import load_checkpoint  # noqa: E402
 from m2f.plugins.masked_attention.reference import blocked_keys  # noqa: E402
 from m2f.validate.compare import TOLERANCES  # noqa: E402
 
@@ -114,7 +114,7 @@ def test_hf_panoptic_postprocess_deviation_is_known():
     post_process_panoptic_segmentation returns a map of -1, the original (and m2f) a map of 0 = void."""
     from types import SimpleNamespace
 
-    from m2f.model import get_preset
+    from m2f.model.presets import get_preset
     from m2f.model.postprocess import panoptic_inference
 
     q, k = 5, 3

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from m2f.cli import main
-from m2f.model import load_checkpoint
+from m2f.model.checkpoint import load_checkpoint
 
 DATA = Path(__file__).parent / "data"
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from m2f.model import get_preset
+from m2f.model.presets import get_preset
 from m2f.model.postprocess import instance_inference, panoptic_inference, postprocess, semantic_inference
 
 

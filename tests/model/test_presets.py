@@ -3,7 +3,10 @@ import pytest
 import torch
 
 from m2f.errors import ConfigError
-from m2f.model import Mask2Former, get_preset, preset_names
+from m2f.model.mask2former import Mask2Former
+
+# MODEL_ZOO.md "#params" of the COCO panoptic models, in millions.
+from m2f.model.presets import get_preset, preset_names
 
 # MODEL_ZOO.md "#params" of the COCO panoptic models, in millions.
 PUBLISHED_PARAMS_M = {"r50": 44, "r101": 63, "swin-t": 47, "swin-s": 69, "swin-b": 107, "swin-l": 216}
@@ -70,7 +73,7 @@ def test_r50_forward_512():
 
 @pytest.mark.parametrize("name", ["coco-panoptic-r50", "ade20k-semantic-swin-b"])
 def test_config_dict_round_trip(name):
-    from m2f.model import Mask2FormerConfig
+    from m2f.model.config import Mask2FormerConfig
 
     cfg = get_preset(name)
     assert Mask2FormerConfig.from_dict(cfg.to_dict()) == cfg

@@ -7,7 +7,7 @@ import torch
 
 transformers = pytest.importorskip("transformers", reason="transformers is a test dependency (pip install m2f[test])")
 
-from m2f.model import ResNetConfig  # noqa: E402
+from m2f.model.config import ResNetConfig  # noqa: E402
 from m2f.model.resnet import ResNet  # noqa: E402
 
 _RULES = [

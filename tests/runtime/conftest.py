@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from m2f.export import ExportOptions, export_onnx
+from m2f.export.onnx_export import ExportOptions, export_onnx
 
 from ..model.helpers import random_model, tiny_config
 

@@ -9,8 +9,8 @@ from PIL import Image
 from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS, sample_images
 from m2f.commands.demo import HELD_OUT_SEED
 from m2f.datasets.synthetic import generate
-from m2f.export import ExportOptions, export_onnx
-from m2f.model import load_checkpoint
+from m2f.export.onnx_export import ExportOptions, export_onnx
+from m2f.model.checkpoint import load_checkpoint
 from m2f.model.reference_pipeline import predict
 from m2f.runtime import Predictor
 

@@ -184,7 +184,7 @@ def test_static_canvas_fits_every_image(tmp_path, capsys):
     import warnings
 
     from m2f.errors import M2FWarning
-    from m2f.export import ExportOptions, export_onnx
+    from m2f.export.onnx_export import ExportOptions, export_onnx
 
     from .conftest import confident_model
 

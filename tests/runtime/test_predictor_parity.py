@@ -72,7 +72,7 @@ def _blob_case(seed, q=30, k=12, h=24, w=40):
                                       ((96, 140), (150, 219))], ids=["scale1", "scale1-full", "down", "up"])
 def test_numpy_postprocess_equals_torch_reference(seed, geometry):
     """Same logits into both post-processings: panoptic (fast scale-1 path and general path) and instance."""
-    from m2f.model import get_preset
+    from m2f.model.presets import get_preset
     import dataclasses
 
     valid, out_size = geometry
@@ -96,7 +96,7 @@ def test_numpy_postprocess_equals_torch_reference(seed, geometry):
 def test_semantic_only_order(exported):
     """Semantic-only configs compute scores at the canvas before crop + resize (reference §2)."""
     logits, masks = _blob_case(3)
-    from m2f.model import get_preset
+    from m2f.model.presets import get_preset
     import dataclasses
 
     cfg = dataclasses.replace(get_preset("ade20k-semantic-r50"), num_classes=logits.shape[1] - 1, class_names=[],
@@ -123,7 +123,7 @@ def test_runtime_without_torch(exported, tmp_path):
 
 def test_panoptic_helpers_agree_with_reference_on_degenerate_inputs():
     """No query kept, and a single query."""
-    from m2f.model import get_preset
+    from m2f.model.presets import get_preset
 
     cfg = get_preset("coco-panoptic-r50")
     logits = np.full((3, 134), -5, np.float32)
@@ -146,7 +146,7 @@ def test_scale1_fast_path_is_exact(seed, valid, ties):
     kept queries tie (equal scores x probabilities everywhere, different classes: the first query must win)."""
     import dataclasses
 
-    from m2f.model import get_preset
+    from m2f.model.presets import get_preset
 
     logits, masks = _blob_case(seed)
     if ties:  # queries 0 and 1: the same mask and the same score, for different classes

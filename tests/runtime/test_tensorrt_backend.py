@@ -32,7 +32,7 @@ def _build_engine(onnx_path, engine_path):
 def test_engine_matches_onnxruntime(tmp_path):
     import onnx
 
-    from m2f.export import ExportOptions, export_onnx
+    from m2f.export.onnx_export import ExportOptions, export_onnx
     from m2f.contract import KEY
 
     from .conftest import confident_model

@@ -14,8 +14,8 @@ from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS, sample_images
 from m2f.cli import main
 from m2f.contract import THINGS_DEFAULT, resolve_thing_ids
 from m2f.errors import ArgumentError
-from m2f.export import ExportOptions, export_onnx
-from m2f.model import load_checkpoint
+from m2f.export.onnx_export import ExportOptions, export_onnx
+from m2f.model.checkpoint import load_checkpoint
 from m2f.model.reference_pipeline import predict
 from m2f.runtime import Predictor
 

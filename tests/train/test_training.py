@@ -9,7 +9,7 @@ import torch
 
 pytest.importorskip("scipy", reason="scipy is a training dependency (pip install m2f[train])")
 
-from m2f.model import Mask2Former  # noqa: E402
+from m2f.model.mask2former import Mask2Former  # noqa: E402
 from m2f.train.augment import LSJ  # noqa: E402
 from m2f.train.batchnorm import freeze_batchnorm, unfreeze_batchnorm  # noqa: E402
 from m2f.datasets.coco import CocoInstances, CocoPanoptic, open_dataset  # noqa: E402

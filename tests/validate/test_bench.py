@@ -53,7 +53,7 @@ def test_flops_match_fvcore_on_the_same_model(tmp_path):
     initial predictions from the learned query features)."""
     torch = pytest.importorskip("torch")
     fvcore = pytest.importorskip("fvcore.nn", reason="fvcore is the independent reference (test extra)")
-    from m2f.export import ExportOptions, export_onnx
+    from m2f.export.onnx_export import ExportOptions, export_onnx
     from m2f.validate.flops import count_flops
 
     from ..runtime.conftest import confident_model

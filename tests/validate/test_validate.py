@@ -11,7 +11,7 @@ from PIL import Image
 torch = pytest.importorskip("torch", reason="a PyTorch reference needs torch")
 
 from m2f.cli import main  # noqa: E402
-from m2f.export import ExportOptions, export_onnx  # noqa: E402
+from m2f.export.onnx_export import ExportOptions, export_onnx  # noqa: E402
 
 from ..runtime.conftest import confident_model  # noqa: E402
 
@@ -109,7 +109,7 @@ def test_scores_equal_the_demo_scorer(bundled_onnx):
     """validate's parity run on the held-out synthetic set gives the same PQ / AP / mIoU as scoring the PyTorch
     pipeline and the Predictor directly (the demo's former scorer)."""
     from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS
-    from m2f.model import load_checkpoint
+    from m2f.model.checkpoint import load_checkpoint
     from m2f.runtime import Predictor
     from m2f.validate.data import open_images
     from m2f.validate.evaluate import evaluate_predictor, evaluate_pytorch

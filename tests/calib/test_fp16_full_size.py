@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from m2f.calib.session import open_session
-from m2f.export import ExportOptions, export_onnx
-from m2f.export.fp16 import to_fp16
-from m2f.model import Mask2Former, get_preset
+from m2f.export.onnx_export import ExportOptions, export_onnx
+from m2f.calib.fp16 import to_fp16
+from m2f.model.mask2former import Mask2Former
+from m2f.model.presets import get_preset
 
 LEVELS = ("tap.pixel_decoder.level0", "tap.pixel_decoder.level1", "tap.pixel_decoder.level2")
 RELATIVE = 2e-2  # of each level's largest magnitude: fp16 rounding through six encoder layers

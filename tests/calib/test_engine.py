@@ -9,7 +9,7 @@ import pytest
 
 from m2f.contract import FileRecord, parse
 from m2f.errors import ArgumentError
-from m2f.export.engine import BuildOptions, BuildPlan, default_profile, parse_shapes, parser_error, plan_build, \
+from m2f.calib.engine import BuildOptions, BuildPlan, default_profile, parse_shapes, parser_error, plan_build, \
     profile, sidecar, trtexec_command
 from m2f.runtime.backends.tensorrt_backend import check_built_for
 
@@ -125,7 +125,7 @@ def test_build_and_run_bundled(bundled_onnx, tmp_path):
     """The real thing on a TensorRT machine: build the bundled fp32 graph and run it through the runtime."""
     import numpy as np
 
-    from m2f.export.engine import build_engine
+    from m2f.calib.engine import build_engine
     from m2f.runtime import Predictor
 
     meta = parse(next(p.value for p in __import__("onnx").load(str(bundled_onnx)).metadata_props), "bundled")

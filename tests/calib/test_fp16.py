@@ -1,4 +1,4 @@
-"""The fp16 converter (m2f.export.fp16) on graphs small enough to check by hand, and on every op flavor of the
+"""The fp16 converter (m2f.calib.fp16) on graphs small enough to check by hand, and on every op flavor of the
 bundled model: ONNX Runtime runs the converted graph, fp32 islands stay fp32, one Cast per tensor and direction,
 the graph's inputs and outputs keep their types."""
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from m2f.calib.session import open_session
-from m2f.export.fp16 import block_of, required_island, to_fp16
+from m2f.calib.fp16 import block_of, required_island, to_fp16
 
 
 def _tiny_graph():
@@ -85,8 +85,8 @@ def test_plugin_flavors_in_fp16(flavor, tmp_path):
     """The plugin nodes take fp16 inputs (run in ONNX Runtime as m2f's ops between Casts) and the outputs agree
     with the fp32 graph's."""
     from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS
-    from m2f.export import ExportOptions, export_onnx
-    from m2f.model import load_checkpoint
+    from m2f.export.onnx_export import ExportOptions, export_onnx
+    from m2f.model.checkpoint import load_checkpoint
 
     model = load_checkpoint(DEFAULT_WEIGHTS, preset=DEFAULT_PRESET)
     path = export_onnx(model, tmp_path / "m.onnx", ExportOptions(height=192, width=256, flavor=flavor)).path
