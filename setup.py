@@ -6,10 +6,10 @@ Metadata and dependencies live in pyproject.toml; only the folder mapping is her
 """
 from setuptools import setup
 
-STAGES = ["model", "plugins", "export", "calib", "runtime", "serving", "train", "validate"]
+STAGES = ["model", "plugins", "export", "calib", "runtime", "serving", "train", "validate", "cli"]
 
 setup(
-    packages=["m2f", "m2f.assets", "m2f.commands", "m2f.datasets", "m2f.plugins.ms_deform_attn",
+    packages=["m2f", "m2f.assets", "m2f.datasets", "m2f.plugins.ms_deform_attn",
               "m2f.plugins.masked_attention"] + [f"m2f.{s}" for s in STAGES],
     package_dir={"m2f": "m2f", **{f"m2f.{s}": s for s in STAGES}},
     package_data={"m2f.model": ["presets/*.yaml"],

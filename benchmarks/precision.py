@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-HELD_OUT_SEED = 1000  # m2f.commands.demo.HELD_OUT_SEED
 CALIBRATION_DATA = "synthetic:64:7"  # not the held-out set
 
 
@@ -50,7 +49,7 @@ def main() -> None:
 
     import torch
 
-    from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS
+    from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS, HELD_OUT_SEED
     from m2f.datasets.coco import open_dataset
     from m2f.model.checkpoint import load_checkpoint
     from m2f.runtime.predictor import Predictor

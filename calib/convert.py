@@ -1,9 +1,11 @@
-"""fp32 m2f ONNX -> fp16 with measured fp32 islands (``m2f convert --precision fp16``, ``m2f export --precision
-fp16``): the sensitivity sweep (m2f.calib.sensitivity) on calibration images, the conversion (m2f.calib.fp16),
-checks, metadata, and the sensitivity table beside the model.
+"""An fp32 m2f ONNX at another precision, measured: ``convert(model, output, precision, options)``, the one entry
+point behind ``m2f convert`` and the ``--precision`` of ``m2f export`` and ``m2f build``.
 
-``convert_best`` (``m2f convert --precision best``): INT8 Q/DQ on the blocks whose int8 version measures safe, fp16
-everywhere else but the fp32 islands; the Q/DQ scales become fp16 too, which ONNX allows from opset 19."""
+- fp16 (``convert_fp16``): the sensitivity sweep (m2f.calib.sensitivity) on measurement images, the conversion
+  with fp32 islands (m2f.calib.fp16), checks, metadata, and the sensitivity table beside the model;
+- int8 (``m2f.calib.int8.calibrate``): explicit Q/DQ from calibration statistics;
+- best (``convert_best``): INT8 Q/DQ on the blocks whose int8 version measures safe, fp16 everywhere else but the
+  fp32 islands; the Q/DQ scales become fp16 too, which ONNX allows from opset 19."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,10 +14,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .sensitivity import SWEEP_IMAGES, Sweep
+from .int8 import trt_note
+from .options import IN_GRAPH, SWEEP_IMAGES, PrecisionOptions
+from .sensitivity import Sweep
 
-DEFAULT_DATA = "synthetic:16:1"
 MIN_OPSET_BEST = 19  # QuantizeLinear / DequantizeLinear with fp16 scales
+
+
+def convert(model_path: str | Path, output: str | Path, precision: str, options: PrecisionOptions,
+            progress: Callable[[str], None] = lambda s: None):
+    """fp32 m2f ONNX at ``model_path`` -> ``output`` (written atomically) at ``precision`` (fp16 | int8 | best),
+    measured on ``options``' images; returns the step's summary (its ``lines()`` say what was done)."""
+    from m2f.errors import ArgumentError
+
+    if precision not in IN_GRAPH:
+        raise ArgumentError(f"--precision {precision} is not one of {', '.join(IN_GRAPH)}")
+    options.check(precision)
+    model_path, output = input_and_output(model_path, output)
+    if precision == "fp16":
+        if not options.data:
+            progress(f"note: measuring fp16 sensitivity on {options.fp16_data}; pass --data with images of your "
+                     f"domain")
+        return convert_fp16(model_path, output, options, progress)
+    if precision == "best":
+        return convert_best(model_path, output, options, SWEEP_IMAGES, progress)
+    from .int8 import calibrate
+
+    return calibrate(model_path, output, options, progress)
 
 
 @dataclass
@@ -27,6 +52,15 @@ class Fp16Summary:
     casts: int
     tables: tuple[Path, Path]
     trt_issues: list
+
+    def lines(self) -> list[str]:
+        sweep = self.sweep
+        return [f"wrote {self.path}: {self.fp16_nodes} nodes fp16, {self.fp32_nodes} fp32, {self.casts} Casts; sweep "
+                f"of {len(sweep.blocks)} blocks on {sweep.images} images took {sweep.seconds:.0f} s",
+                f"  fp32 islands: {', '.join(sweep.islands) or 'none'}",
+                f"  whole graph vs fp32: {sweep.whole.flips:.1e} of mask signs flipped, {sweep.whole.decisions:.1e} of "
+                f"query decisions changed (ONNX Runtime CPU: fp16 storage, not fp16 arithmetic)",
+                f"  sensitivity table: {self.tables[1]}", *trt_note(self.trt_issues)]
 
 
 def _feeds(meta, data: str, images: int, seed: int) -> list[dict]:
@@ -45,16 +79,32 @@ def _check_unique_names(model) -> None:
         seen.add(node.name)
 
 
-def convert_fp16(model_path: str | Path, output: str | Path, data: str = DEFAULT_DATA, images: int = SWEEP_IMAGES,
-                 seed: int = 0, threads: int | None = None, progress: Callable[[str], None] = lambda s: None) \
-        -> Fp16Summary:
-    """Measure, convert and write ``output`` atomically (its metadata: precision fp16 and the islands)."""
+def input_and_output(model: str | Path, output: str | Path) -> tuple[Path, Path]:
+    """The fp32 input model and a different output .onnx, checked before any work (one sentence otherwise)."""
+    from m2f.errors import ArgumentError, require
+    from m2f.fileio import check_output_file
+
+    for module in ("onnx", "onnxruntime"):
+        require(module, "export", "converting an ONNX model")
+    model = Path(model)
+    if not model.is_file():
+        raise ArgumentError(f"{model} does not exist; give the fp32 .onnx that m2f export wrote")
+    output = check_output_file(output, (".onnx",))
+    if output.resolve() == model.resolve():
+        raise ArgumentError("--output is the input model; write the new graph to another file")
+    return model, output
+
+
+def convert_fp16(model_path: str | Path, output: str | Path, options: PrecisionOptions = PrecisionOptions(),
+                 progress: Callable[[str], None] = lambda s: None) -> Fp16Summary:
+    """Measure (on ``options.fp16_data``, ``options.images`` or SWEEP_IMAGES of them), convert and write ``output``
+    atomically (its metadata: precision fp16 and the islands)."""
     import onnx
 
     from m2f.contract import Fp16Info, GraphChange, read_onnx
     from m2f.errors import ArgumentError
     from m2f.fileio import atomic_path, check_output_file
-    from m2f.trt_compat import check_graph
+    from m2f.calib.trt_compat import check_graph
 
     from .fp16 import block_of, to_fp16
     from .int8 import with_metadata
@@ -65,7 +115,8 @@ def convert_fp16(model_path: str | Path, output: str | Path, data: str = DEFAULT
     meta = read_onnx(model, model_path.name)
     if meta.precision != "fp32":
         raise ArgumentError(f"{model_path.name} is already {meta.precision}; convert the fp32 export")
-    feeds = _feeds(meta, data, images, seed)
+    data, threads = options.fp16_data, options.threads
+    feeds = _feeds(meta, data, options.images or SWEEP_IMAGES, options.seed)
     images = len(feeds)  # fewer when the data has fewer
     progress(f"[1/3] fp16 sensitivity of each block on {images} images of {data}")
     table = sweep(model, feeds, threads, progress)
@@ -95,16 +146,27 @@ class BestSummary:
     tables: list[Path]
     trt_issues: list
 
+    def lines(self) -> list[str]:
+        final = self.int8.whole
+        return [f"wrote {self.path}: Q/DQ on {self.quantized} Conv/MatMul/Gemm nodes, fp16 elsewhere",
+                f"  kept out of int8: {', '.join(self.int8.islands) or 'nothing (every block measured safe)'}",
+                f"  fp32 islands: {', '.join(self.fp16.islands) or 'none'}",
+                f"  whole graph vs fp32: {final.flips:.1e} of mask signs flipped, {final.decisions:.1e} of query "
+                f"decisions changed (ONNX Runtime CPU)",
+                f"  sensitivity tables: {', '.join(str(p) for p in self.tables if p.suffix == '.md')}",
+                *trt_note(self.trt_issues)]
 
-def convert_best(model_path: str | Path, output: str | Path, options, sweep_images: int = SWEEP_IMAGES,
+
+def convert_best(model_path: str | Path, output: str | Path, options: PrecisionOptions,
+                 sweep_images: int = SWEEP_IMAGES,
                  progress: Callable[[str], None] = lambda s: None) -> BestSummary:
-    """fp32 -> INT8 where its block measures safe, fp16 elsewhere, fp32 islands (``options``: CalibrationOptions)."""
+    """fp32 -> INT8 where its block measures safe, fp16 elsewhere, fp32 islands."""
     import onnx
 
     from m2f.contract import Fp16Info
     from m2f.errors import ArgumentError
     from m2f.fileio import atomic_path, check_output_file
-    from m2f.trt_compat import check_graph
+    from m2f.calib.trt_compat import check_graph
 
     from .fp16 import block_of, to_fp16
     from .int8 import int8_metadata, prepare, with_metadata

@@ -24,7 +24,8 @@ from m2f import contract
 from m2f.errors import ArgumentError, M2FError
 from m2f.fileio import sha256_file
 
-PRECISIONS = ("fp32", "fp16", "int8", "best")
+PRECISIONS = contract.PRECISIONS
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 MB = 1 << 20
 DEFAULT_MAX_BATCH = 1  # of a dynamic graph's default profile
 
@@ -51,14 +52,13 @@ def plan_build(graph_precision: str, requested: str | None, trt_major: int, has_
     if requested in (None, "fp32"):
         return BuildPlan(True, precision="fp32")
     if trt_major >= 11:
-        command = "m2f calibrate model.onnx --data ..." if requested in ("int8", "best") else \
-            "m2f convert model.onnx --precision fp16"
-        raise ArgumentError(f"TensorRT {trt_major} removed builder precision flags and implicit calibration; put the "
-                            f"precision into the ONNX first ({command}) and build that")
+        raise ArgumentError(f"TensorRT {trt_major} removed builder precision flags and implicit calibration; build "
+                            f"without --builder-flags, which puts the precision into the ONNX first (as m2f convert "
+                            f"model.onnx --precision {requested} does)")
     flags = {"fp16": ("FP16",), "int8": ("INT8",), "best": ("FP16", "INT8")}[requested]
     if "INT8" in flags and not has_calibration:
-        raise ArgumentError(f"--precision {requested} on an fp32 ONNX needs --calib (images for TensorRT's entropy "
-                            f"calibrator), or calibrate the ONNX with m2f calibrate and build that")
+        raise ArgumentError(f"--precision {requested} with --builder-flags needs --data (images for TensorRT's "
+                            f"entropy calibrator)")
     return BuildPlan(False, flags, "INT8" in flags, requested)
 
 
@@ -147,6 +147,7 @@ def profile(meta: contract.Metadata, min_shapes: str | None = None, opt_shapes: 
 @dataclass
 class BuildOptions:
     precision: str | None = None  # None: as the ONNX says
+    builder_flags: bool = False  # TensorRT 10: precision by builder flags (+ implicit INT8 calibration) instead
     min_shapes: str | None = None
     opt_shapes: str | None = None
     max_shapes: str | None = None
@@ -203,6 +204,62 @@ def parser_error(errors: list[tuple[str, str, str]], flavor: str) -> str:
     else:
         hint = f"check the graph with m2f inspect --trt-compat; a different --flavor than {flavor} may avoid it"
     return f"TensorRT's ONNX parser refused node {node} ({op}): {desc}{more}; {hint}"
+
+
+def in_graph_path(output: Path, precision: str) -> Path:
+    """Where ``m2f build --precision`` writes the converted ONNX it builds: beside the engine,
+    ``<engine stem>.<precision>.onnx`` (kept, so it can be validated and rebuilt)."""
+    return output.with_name(f"{output.stem}.{precision}.onnx")
+
+
+def build(model_path: str | Path, output: str | Path, options: BuildOptions, precision_options=None,
+          progress: Callable[[str], None] = lambda s: None) -> dict:
+    """``m2f build``: the engine ``output`` (and its sidecar) from the m2f ONNX at ``model_path``.
+
+    The precision is the graph's, or ``options.precision`` for an fp32 graph: written into the ONNX first by
+    ``m2f.calib.convert.convert`` (measured on ``precision_options``, m2f.calib.options.PrecisionOptions), the same
+    step as ``m2f convert``, then built strongly typed; with ``options.builder_flags`` (TensorRT 10 only) by builder
+    flags and TensorRT's implicit calibrator on ``precision_options.data`` instead. Returns build_engine's record
+    plus "onnx", the graph that was built."""
+    import onnx
+
+    from m2f.errors import require
+    from m2f.fileio import check_output_file
+
+    from .options import PrecisionOptions
+
+    require("tensorrt", "trt", "m2f build")
+    model_path, output = Path(model_path), check_output_file(output, ENGINE_SUFFIXES)
+    if not model_path.is_file():
+        raise ArgumentError(f"{model_path} does not exist; give an .onnx written by m2f export")
+    for lib in options.plugins:
+        if not Path(lib).is_file():
+            raise ArgumentError(f"plugin library {lib} does not exist; build it with m2f plugins build")
+    precision_options = precision_options or PrecisionOptions()
+    meta = contract.read_onnx(onnx.load(str(model_path), load_external_data=False), model_path.name)
+    requested = options.precision
+    calibration = None
+    if options.builder_flags:
+        options = dataclasses.replace(options, calib_cache=options.calib_cache or precision_options.cache
+                                      or output.with_suffix(".calib"))
+        if requested in ("int8", "best") and precision_options.data:
+            from .data import CalibrationSet
+
+            calibration = CalibrationSet.open(meta, precision_options.data, precision_options.calibration_images,
+                                              precision_options.seed)
+    elif requested not in (None, "fp32") and meta.precision == "fp32":
+        from .convert import convert
+
+        converted = in_graph_path(output, requested)
+        progress(f"putting {requested} into the graph: {converted}")
+        summary = convert(model_path, converted, requested, precision_options, progress)
+        for line in summary.lines():
+            progress(line)
+        model_path = converted
+        meta = contract.read_onnx(onnx.load(str(model_path), load_external_data=False), model_path.name)
+        options = dataclasses.replace(options, precision=None)
+    result = build_engine(model_path, output, meta, options, calibration, progress)
+    return {**result, "onnx": model_path}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -278,6 +335,9 @@ def build_engine(onnx_path: Path, output: Path, meta: contract.Metadata, options
 
     trt = require("tensorrt", "trt", "m2f build")
     major = int(trt.__version__.split(".")[0])
+    if not options.builder_flags and meta.precision == "fp32" and options.precision not in (None, "fp32"):
+        raise ArgumentError(f"{onnx_path.name} is fp32: put {options.precision} into the graph first (build() does, "
+                            f"as m2f convert does), or ask for builder flags on TensorRT 10")
     plan = plan_build(meta.precision, options.precision, major, calibration is not None)
     profiles = profile(meta, options.min_shapes, options.opt_shapes, options.max_shapes, options.max_batch)
     logger = trt.Logger(trt.Logger.WARNING)

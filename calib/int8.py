@@ -11,21 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .ranges import DEFAULT_PERCENTILE, METHODS
+from .options import PrecisionOptions
 
-__all__ = ["CalibrationOptions", "CalibrationSummary", "calibrate", "METHODS"]
-
-
-@dataclass
-class CalibrationOptions:
-    data: str  # validate.data.open_images spec: a folder, a COCO json, synthetic[:N[:SEED]]
-    images: int = 32
-    seed: int = 0
-    method: str = "minmax"
-    percentile: float = DEFAULT_PERCENTILE
-    exclude: tuple[str, ...] = ()
-    cache: Path | None = None  # statistics cache (default: beside the input model)
-    threads: int | None = None
+__all__ = ["CalibrationSummary", "calibrate"]
 
 
 @dataclass
@@ -38,12 +26,29 @@ class CalibrationSummary:
     seconds: dict[str, float] = field(default_factory=dict)
     trt_issues: list = field(default_factory=list)
 
+    def lines(self) -> list[str]:
+        """What was done, for the console."""
+        took = ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())
+        out = [f"wrote {self.path}: Q/DQ on {self.quantized} Conv/MatMul/Gemm nodes, calibrated on {self.images} "
+               f"images{' (statistics from the cache)' if self.cache_hit else ''}; {took}"]
+        reasons: dict[str, int] = {}
+        for reason in self.excluded.values():
+            reasons[reason] = reasons.get(reason, 0) + 1
+        if reasons:
+            out.append("  kept float: " + "; ".join(f"{n} ({reason})" for reason, n in reasons.items()))
+        return out + trt_note(self.trt_issues)
+
+
+def trt_note(issues: list) -> list[str]:
+    """A line about nodes TensorRT's ONNX parser would refuse, if any."""
+    return [f"  note: {len(issues)} node(s) TensorRT's parser would refuse, e.g. {issues[0]}"] if issues else []
+
 
 def default_cache(model_path: Path, fingerprint: str) -> Path:
     return model_path.with_name(f"{model_path.name}.calib-{fingerprint}.npz")
 
 
-def int8_metadata(meta, options: CalibrationOptions, selection, images: int):
+def int8_metadata(meta, options: PrecisionOptions, selection, images: int):
     """``meta`` (m2f.contract.Metadata) of an int8 graph calibrated with ``options`` on ``images`` images."""
     from m2f.contract import Calibration
 
@@ -65,7 +70,7 @@ class Prepared:
     seconds: dict[str, float]
 
 
-def prepare(model_path: Path, options: CalibrationOptions, progress: Callable[[str], None] = lambda s: None,
+def prepare(model_path: Path, options: PrecisionOptions, progress: Callable[[str], None] = lambda s: None,
             step: str = "[1/3]", proto=None) -> Prepared:
     """Load the fp32 model (unless the caller has: ``proto``; ArgumentError for any other precision), choose the
     quantisable nodes and collect (or reuse from the cache) their input statistics."""
@@ -83,7 +88,7 @@ def prepare(model_path: Path, options: CalibrationOptions, progress: Callable[[s
     if meta.precision != "fp32":
         raise ArgumentError(f"{model_path.name} is already {meta.precision}; start from the fp32 export")
     selection = select(proto, options.exclude)
-    data = CalibrationSet.open(meta, options.data, options.images, options.seed)
+    data = CalibrationSet.open(meta, options.data, options.calibration_images, options.seed)
     cache = options.cache or default_cache(model_path, data.fingerprint)
     key = cache_key(model_path, data.fingerprint, selection.activations)
     seconds = {}
@@ -112,13 +117,13 @@ def with_metadata(proto, meta):
     return proto
 
 
-def calibrate(model_path: str | Path, output: str | Path, options: CalibrationOptions,
+def calibrate(model_path: str | Path, output: str | Path, options: PrecisionOptions,
               progress: Callable[[str], None] = lambda s: None) -> CalibrationSummary:
     """fp32 m2f ONNX -> int8 Q/DQ ONNX at ``output`` (written atomically, metadata kept and updated)."""
     import onnx
 
     from m2f.fileio import atomic_path, check_output_file
-    from m2f.trt_compat import check_graph
+    from m2f.calib.trt_compat import check_graph
 
     from .quantize import quantize
 

@@ -24,7 +24,6 @@ import numpy as np
 FLIP_TOLERANCE = 1e-3  # fraction of mask-logit signs (or integer outputs) allowed to change
 DECISION_TOLERANCE = 1e-2  # fraction of queries allowed to change their predicted class or keep/drop decision
 KEEP_THRESHOLD = 0.8  # the object-mask threshold of every Mask2Former config: a query is kept above it
-SWEEP_IMAGES = 8
 
 
 @dataclass

@@ -51,6 +51,7 @@ class ExportOptions:
     taps: bool = False  # also output every stage's intermediate result (m2f.contract.tap_specs), for validation
     thing_classes: tuple[str, ...] = ()  # names or ids: exactly these are things (contract.resolve_thing_ids)
     stuff_classes: tuple[str, ...] = ()  # names or ids that are stuff
+    task: str | None = None  # advertise only this task (default: the config's tasks, plus the head's)
 
     @property
     def static_batch(self) -> int:
@@ -96,6 +97,23 @@ def check_options(options: ExportOptions) -> None:
         raise ArgumentError("give either --square or --height/--width, not both")
     if options.batch is not None and options.batch < 1:
         raise ArgumentError(f"batch must be at least 1, not {options.batch}")
+    if options.task not in (None, *contract.TASKS):
+        raise ArgumentError(f"--task must be one of {', '.join(contract.TASKS)}, not {options.task!r}")
+    if options.task and options.head and options.task != options.head:
+        raise ArgumentError(f"--head {options.head} computes {options.head} results, so the graph cannot advertise "
+                            f"only --task {options.task}; give the same task to both, or one of them")
+
+
+def advertised_tasks(cfg, options: ExportOptions) -> tuple[str, ...]:
+    """The tasks the metadata advertises: ``options.task`` alone, or the config's plus the head's. Any task will
+    do: the raw outputs serve all three, also for a model whose config turned on only semantic inference (its
+    semantic post-processing order, ``sem_seg_postprocess_before_inference``, stays the config's)."""
+    if options.task:
+        return (options.task,)
+    tasks = list(cfg.tasks)
+    if options.head and options.head not in tasks:
+        tasks.append(options.head)
+    return tuple(t for t in contract.TASKS if t in tasks)
 
 
 def resolve_canvas(model: Mask2Former, options: ExportOptions) -> tuple[int, int]:
@@ -165,7 +183,7 @@ def build_metadata(model: Mask2Former, adapter: GraphAdapter, options: ExportOpt
     thing_ids, thing_source = thing_split(cfg, options)
     return contract.Metadata(
         format_version=contract.FORMAT_VERSION, m2f_version=m2f.__version__, model_name=cfg.name,
-        tasks=tuple(cfg.tasks), num_classes=cfg.num_classes, num_queries=cfg.num_queries,
+        tasks=advertised_tasks(cfg, options), num_classes=cfg.num_classes, num_queries=cfg.num_queries,
         class_names=tuple(class_names(cfg)), thing_ids=tuple(thing_ids), thing_source=thing_source,
         category_ids=tuple(cfg.category_ids) if cfg.category_ids else None,
         input=contract.InputInfo(

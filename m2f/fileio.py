@@ -78,3 +78,14 @@ def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     hash_file(digest, path)
     return digest.hexdigest()
+
+
+def checkpoint_sha256(path: str | Path) -> str:
+    """sha256 of a checkpoint: the file, or for a folder (HuggingFace) its weight files in name order."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(
+        p for p in path.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+    digest = hashlib.sha256()
+    for f in files:
+        hash_file(digest, f)
+    return digest.hexdigest()

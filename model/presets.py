@@ -12,12 +12,12 @@ from pathlib import Path
 
 import yaml
 
+from m2f.contract import TASKS
 from m2f.errors import ConfigError
 
 from .config import Mask2FormerConfig, ResNetConfig, SwinConfig
 
 DATASETS = ("coco", "ade20k", "cityscapes")
-TASKS = ("panoptic", "instance", "semantic")
 BACKBONES = ("r50", "r101", "swin-t", "swin-s", "swin-b", "swin-l")
 SWIN = {
     "swin-t": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7),
@@ -36,7 +36,7 @@ def dataset_metadata(dataset: str) -> dict:
 
 
 def preset_names() -> list[str]:
-    zoo = [f"{d}-{t}-{b}" for d in DATASETS for t in TASKS for b in BACKBONES if t in dataset_metadata(d)]
+    zoo = [f"{d}-{t}-{b}" for d in DATASETS for t in reversed(TASKS) for b in BACKBONES if t in dataset_metadata(d)]
     return zoo + list(SMALL)
 
 

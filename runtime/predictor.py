@@ -20,7 +20,6 @@ from .image_io import read_image, to_rgb8
 from .preprocess import Preprocessor
 from .results import Instance, Result, Segment
 
-TASKS = ("semantic", "instance", "panoptic")
 SERVER_SCHEMES = ("http://", "grpc://")
 
 

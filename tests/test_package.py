@@ -73,7 +73,7 @@ def test_precision_and_engine_building_need_no_torch():
     """Calibration, the fp16 converter and m2f build run where the fp32 ONNX is, without PyTorch."""
     r = _import_all_with_blocked(["m2f.calib"], ["torch"])
     assert r.returncode == 0, r.stderr
-    r = _run(BLOCK_TORCH + "import m2f.calib.fp16, m2f.calib.engine, m2f.commands.build, m2f.commands.convert")
+    r = _run(BLOCK_TORCH + "import m2f.calib.fp16, m2f.calib.engine, m2f.cli.build, m2f.cli.convert")
     assert r.returncode == 0, r.stderr
 
 
@@ -81,14 +81,14 @@ def test_serving_needs_no_torch():
     """A Triton server or its Python backend has the runtime, not PyTorch."""
     r = _import_all_with_blocked(["m2f.serving"], ["torch"])
     assert r.returncode == 0, r.stderr
-    r = _run(BLOCK_TORCH + "import m2f.commands.serve, m2f.commands.triton_repo")
+    r = _run(BLOCK_TORCH + "import m2f.cli.serve, m2f.cli.triton_repo")
     assert r.returncode == 0, r.stderr
 
 
 def test_op_contracts_and_numpy_ops_need_no_torch():
     """Each op folder's contract and the numpy implementation ONNX Runtime runs are read by the runtime, the
     parser check and the fp16 converter, on machines without PyTorch; the op packages themselves import nothing."""
-    r = _run(BLOCK_TORCH + "import m2f.plugins, m2f.plugins.lowering, m2f.trt_compat, m2f.runtime.custom_ops; "
+    r = _run(BLOCK_TORCH + "import m2f.plugins, m2f.plugins.lowering, m2f.calib.trt_compat, m2f.runtime.custom_ops; "
                            "from m2f.plugins.ms_deform_attn import contract, onnxruntime_op; "
                            "from m2f.plugins.masked_attention import contract, onnxruntime_op")
     assert r.returncode == 0, r.stderr

@@ -14,9 +14,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from m2f.assets import HELD_OUT_SEED
 from m2f.errors import DatasetError
 
-SYNTHETIC_DEFAULT = (100, 1000)
+SYNTHETIC_DEFAULT = (100, HELD_OUT_SEED)
 
 
 class ImageFolder:

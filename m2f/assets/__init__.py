@@ -10,6 +10,8 @@ DETECTRON2_CONFIG_KEYS = ASSETS / "detectron2_config_keys.json"  # tools/detectr
 # used seed 0 and the demo's held-out set seed 1000, so the model has never seen these).
 SAMPLES = ASSETS / "samples"
 SAMPLES_SEED = 2000
+TRAINING_SEED = 0  # `m2f synthetic -n 2000 --seed 0`: the bundled model's training set (README)
+HELD_OUT_SEED = 1000  # the demo's held-out set: a seed the training never used
 
 
 def sample_images() -> list[Path]:

@@ -37,9 +37,9 @@ def test_builder_flags_only_on_tensorrt_10():
     assert plan_build("fp32", "best", 10, True) == BuildPlan(False, ("FP16", "INT8"), True, "best")
     with pytest.raises(ArgumentError, match="TensorRT 11 removed .*m2f convert model.onnx --precision fp16"):
         plan_build("fp32", "fp16", 11, False)
-    with pytest.raises(ArgumentError, match="m2f calibrate"):
+    with pytest.raises(ArgumentError, match="m2f convert model.onnx --precision int8"):
         plan_build("fp32", "int8", 11, True)
-    with pytest.raises(ArgumentError, match="needs --calib"):
+    with pytest.raises(ArgumentError, match="needs --data"):
         plan_build("fp32", "int8", 10, False)
     with pytest.raises(ArgumentError, match="already fp16"):
         plan_build("fp16", "int8", 10, True)

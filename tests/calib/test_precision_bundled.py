@@ -10,12 +10,12 @@ import pytest
 from onnx import TensorProto, numpy_helper
 
 from m2f.cli import main
-from m2f.commands.demo import HELD_OUT_SEED
+from m2f.assets import HELD_OUT_SEED
 from m2f.contract import KEY
 from m2f.datasets.coco import open_dataset
 from m2f.datasets.synthetic import generate
 from m2f.runtime import Predictor
-from m2f.trt_compat import check_graph
+from m2f.calib.trt_compat import check_graph
 from m2f.validate.evaluate import evaluate_predictor
 
 HELD_OUT = 20

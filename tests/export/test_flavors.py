@@ -13,7 +13,7 @@ from m2f import contract
 from m2f.export.onnx_export import ExportOptions, export_onnx
 from m2f.plugins.masked_attention import contract as ma_contract
 from m2f.plugins.ms_deform_attn import contract as msda_contract
-from m2f.trt_compat import check_graph
+from m2f.calib.trt_compat import check_graph
 from m2f.validate.compare import TOLERANCES
 
 from ..model.helpers import random_model, tiny_config

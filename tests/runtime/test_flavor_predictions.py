@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS, sample_images
-from m2f.commands.demo import HELD_OUT_SEED
+from m2f.assets import HELD_OUT_SEED
 from m2f.datasets.synthetic import generate
 from m2f.export.onnx_export import ExportOptions, export_onnx
 from m2f.model.checkpoint import load_checkpoint

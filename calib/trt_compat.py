@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from m2f.assets import ASSETS
+
 from m2f.plugins.masked_attention import contract as ma
 from m2f.plugins.ms_deform_attn import contract as msda
 
-MATRIX = Path(__file__).parent / "assets" / "tensorrt_onnx_operators.json"
+MATRIX = ASSETS / "tensorrt_onnx_operators.json"
 KNOWN_PLUGINS = {(msda.ONNX_DOMAIN, msda.PLUGIN_NAME), (ma.ONNX_DOMAIN, ma.PLUGIN_NAME),
                  (msda.TRT_BUILTIN_DOMAIN, msda.TRT_BUILTIN_NAME)}
 TOPK_MAX = 3840

@@ -103,16 +103,54 @@ def output_folder(path: str) -> Path:
     return out
 
 
-def add_sample_data(group, required: bool, default_images: int | None = None) -> None:
-    """The images a precision step measures on (calibration, fp16 sensitivity), through the runtime's own
-    pre-processing."""
-    group.add_argument("--data", required=required,
-                       help="images to measure on: a folder, a COCO json, or synthetic[:N[:SEED]]"
-                            + ("" if required else " (default: synthetic images; pass your own for your domain)"))
-    group.add_argument("--images", type=positive_int, default=default_images,
-                       help="how many of them (chosen at random with --seed when there are more)"
-                            + (f"; default {default_images}" if default_images else ""))
+def add_precision(p: argparse.ArgumentParser, choices: tuple[str, ...] | None, default: str | None = None,
+                  required: bool = False) -> None:
+    """The one precision decision, spelled the same in export, convert and build: ``--precision`` (``choices``;
+    None leaves the flag out, for a command whose precision is fixed) and the images it is measured or calibrated
+    on (``precision_options``)."""
+    from m2f.calib.options import CALIBRATION_IMAGES, DEFAULT_FP16_DATA, SWEEP_IMAGES
+    from m2f.calib.ranges import DEFAULT_PERCENTILE, METHODS
+
+    group = p.add_argument_group("precision (written into the ONNX: fp16 with measured fp32 islands, int8 as "
+                                 "calibrated Q/DQ, best = both; docs/precision.md)")
+    if choices:
+        group.add_argument("--precision", choices=choices, default=default, required=required,
+                           help="fp16: every block fp16 except the fp32 islands a sensitivity sweep keeps; int8: "
+                                "explicit Q/DQ from calibration on --data; best: int8 on the blocks where it measures "
+                                "safe, fp16 elsewhere (needs an --opset 19 export)" + (f" (default {default})"
+                                                                                        if default else ""))
+    group.add_argument("--data", help=f"images to measure and calibrate on: a folder, a COCO json, or "
+                                      f"synthetic[:N[:SEED]] (int8/best: required; fp16: default {DEFAULT_FP16_DATA})")
+    group.add_argument("--images", type=positive_int,
+                       help=f"how many of them, chosen at random with --seed when there are more (default: "
+                            f"{CALIBRATION_IMAGES} to calibrate, {SWEEP_IMAGES} per sensitivity sweep)")
     group.add_argument("--seed", type=non_negative_int, default=0, help="seed of that choice (default 0)")
+    group.add_argument("--method", choices=METHODS, default="minmax",
+                       help="int8 range per activation tensor: the largest |x| (default), a percentile of |x|, or "
+                            "TensorRT's entropy (KL) method")
+    group.add_argument("--percentile", type=float, default=DEFAULT_PERCENTILE,
+                       help=f"for --method percentile, in (50, 100] (default {DEFAULT_PERCENTILE})")
+    group.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                       help="keep nodes whose name matches this fnmatch pattern in float (repeatable), e.g. "
+                            "'*/predictor/*'")
+    group.add_argument("--calib-cache", help="calibration cache: the statistics (.npz; default beside the input "
+                                             "model), or TensorRT's calibrator cache with m2f build --builder-flags")
+
+
+def precision_options(args):
+    """m2f.calib.options.PrecisionOptions from ``add_precision``'s flags (and ``--threads``)."""
+    from m2f.calib.options import PrecisionOptions
+
+    return PrecisionOptions(data=args.data, images=args.images, seed=args.seed, method=args.method,
+                            percentile=args.percentile, exclude=tuple(args.exclude),
+                            cache=Path(args.calib_cache) if args.calib_cache else None,
+                            threads=getattr(args, "threads", None))
+
+
+def print_conversion(summary) -> None:
+    """What a precision conversion did (its summary's lines) and the next step."""
+    print("\n".join(summary.lines()))
+    print(f"next: m2f validate CKPT {summary.path} --data ...   (accuracy against fp32 / PyTorch)")
 
 
 def add_classes(p: argparse.ArgumentParser) -> None:

@@ -79,10 +79,10 @@ def inspect_onnx(args) -> int:
 
 
 def check_trt_compat(proto) -> list:
-    """Shape-inferred graph (types for every node) -> m2f.trt_compat issues."""
+    """Shape-inferred graph (types for every node) -> m2f.calib.trt_compat issues."""
     import onnx
 
-    from m2f.trt_compat import check_graph
+    from m2f.calib.trt_compat import check_graph
 
     inferred = onnx.shape_inference.infer_shapes(proto)
     return check_graph(inferred)

@@ -1,6 +1,7 @@
-"""The ``m2f`` command line. Subcommands live in ``m2f.commands.<name>``; each module defines ``HELP``,
+"""The ``m2f`` command line. Subcommands live in ``m2f.cli.<name>``; each module defines ``HELP``,
 ``add_arguments(parser)`` (stdlib only) and ``run(args)`` (which imports its own heavy dependencies), so
-``m2f --help`` works with nothing but numpy installed."""
+``m2f --help`` works with nothing but numpy installed. Commands never import each other: what two share is an
+argument group in ``args.py`` or a function of the library."""
 from __future__ import annotations
 
 import argparse
@@ -8,10 +9,10 @@ import importlib
 import sys
 import warnings
 
-from . import __version__
-from .errors import M2FError, M2FWarning
+from m2f import __version__
+from m2f.errors import M2FError, M2FWarning
 
-# name -> module under m2f.commands. Order is the order shown in --help.
+# name -> module under m2f.cli. Order is the order shown in --help.
 COMMANDS = ("demo", "export", "convert", "calibrate", "build", "infer", "validate", "bench", "inspect", "plugins",
             "triton-repo", "serve", "presets", "synthetic", "train")
 
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"m2f {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"m2f.commands.{name.replace('-', '_')}")
+        module = importlib.import_module(f"m2f.cli.{name.replace('-', '_')}")
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)

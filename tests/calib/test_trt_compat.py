@@ -1,4 +1,4 @@
-"""m2f.trt_compat (TensorRT's ONNX-parser operator matrix, checked without TensorRT): the bundled matrix is the
+"""m2f.calib.trt_compat (TensorRT's ONNX-parser operator matrix, checked without TensorRT): the bundled matrix is the
 upstream table, each rule refuses what the table says the parser refuses, and ``m2f inspect --trt-compat``."""
 import json
 import os
@@ -9,9 +9,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from m2f.trt_compat import MATRIX, check_graph, parse_matrix
+from m2f.calib.trt_compat import MATRIX, check_graph, parse_matrix
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TABLE = Path(os.environ.get("M2F_TENSORRT_HEADERS", ROOT.parent / "shared" / "third_party" / "tensorrt")).parent \
     / "onnx-tensorrt" / "operators-10.1.md"
 

@@ -15,7 +15,6 @@ import time
 from . import args as shared
 
 HELP = "bundled model -> ONNX -> torch-free runtime, scored (PQ / AP / mIoU) per backend against PyTorch"
-HELD_OUT_SEED = 1000  # the training set uses seed 0 (README: "Reproducing the bundled model")
 RAW_COMPARISON_IMAGES = 10  # held-out images whose raw outputs are compared with PyTorch's
 
 
@@ -98,7 +97,7 @@ def _samples(predictor, out) -> tuple[list[dict], dict]:
 
 def run(args) -> int:
     _require_all()
-    from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS
+    from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS, HELD_OUT_SEED
     from m2f.datasets.coco import CocoPanoptic
     from m2f.datasets.synthetic import generate
     from m2f.errors import M2FError

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from m2f.contract import TASKS
+
 from . import args as shared
 from .signals import StopSignals
 
@@ -19,7 +21,7 @@ def add_arguments(p) -> None:
     p.add_argument("model", help=".onnx from 'm2f export', or a TensorRT engine with its .json sidecar")
     p.add_argument("inputs", nargs="+", help="image files, folders of images, video files, or camera indices (0, 1…)")
     p.add_argument("-o", "--output", required=True, help="folder for the results")
-    p.add_argument("--task", action="append", choices=("semantic", "instance", "panoptic"),
+    p.add_argument("--task", action="append", choices=TASKS,
                    help="only these tasks (repeatable; default: all the model produces)")
     p.add_argument("--threshold", type=shared.probability, help="object-mask threshold (default: the model's)")
     p.add_argument("--overlap-threshold", type=shared.probability, help="panoptic overlap threshold (default: "
