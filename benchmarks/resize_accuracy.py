@@ -51,14 +51,14 @@ def main() -> None:
     ap.add_argument("--model", type=Path)
     ap.add_argument("--images", type=int, default=8)
     args = ap.parse_args()
-    from m2f.runtime import Predictor
+    from m2f.runtime import HostOptions, Predictor
 
     frame = np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
     t_pil, t_cv2 = time_resize("pil", frame), time_resize("cv2", frame)
     print(f"resize 1080x1920 -> 800x1422: PIL {1000 * t_pil:.1f} ms, OpenCV {1000 * t_cv2:.1f} ms "
           f"({t_pil / t_cv2:.1f}x)")
     model = args.model or tiny_model(Path(tempfile.mkdtemp()) / "tiny.onnx")
-    pil, cv = Predictor(model, resize="pil"), Predictor(model, resize="cv2")
+    pil, cv = Predictor(model, HostOptions(resize="pil")), Predictor(model, HostOptions(resize="cv2"))
     sem, pan = [], []
     rng = np.random.default_rng(1)
     for i in range(args.images):

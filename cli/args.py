@@ -91,6 +91,35 @@ def providers(args) -> list[str] | None:
     return args.providers.split(",") if args.providers else None
 
 
+def host_options(args, **fixed):
+    """m2f.runtime.HostOptions from whichever host-step flags the command has (``fixed`` overrides them)."""
+    from m2f.runtime.host import HostOptions
+
+    things, stuff = class_lists(args) if hasattr(args, "thing_classes") else ((), ())
+    given = {"tasks": tuple(args.task) if getattr(args, "task", None) else None,
+             "resize": getattr(args, "resize", "pil"), "threshold": getattr(args, "threshold", None),
+             "overlap_threshold": getattr(args, "overlap_threshold", None), "thing_classes": things,
+             "stuff_classes": stuff}
+    return HostOptions(**{**given, **fixed})
+
+
+def open_predictor(args, model: str | None = None, options=None, threads: int | None = None):
+    """The model (``args.model`` by default) as a Predictor with the runtime flags, or a served model's
+    RemotePredictor for an http:// or grpc:// URL."""
+    from m2f.serving.client import is_server_url
+
+    model = model or args.model
+    options = options or host_options(args)
+    if is_server_url(str(model)):
+        from m2f.serving.client import RemotePredictor
+
+        return RemotePredictor(str(model), options)
+    from m2f.runtime import Predictor
+
+    return Predictor(model, options, providers=providers(args), plugins=getattr(args, "plugins", None),
+                     threads=threads or getattr(args, "threads", None))
+
+
 def output_folder(path: str) -> Path:
     """Create the output folder (and its parents); one sentence when that is impossible."""
     out = Path(path)

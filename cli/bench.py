@@ -109,14 +109,12 @@ def _print(record: dict) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from m2f.runtime import Predictor
     from m2f.runtime.image_io import read_image
     from m2f.threads import use_threads
     from m2f.validate.bench import benchmark
     from m2f.validate.data import ImageFolder
 
-    predictor = Predictor(args.model, providers=shared.providers(args), plugins=args.plugins, resize=args.resize,
-                          threads=use_threads(args.threads))
+    predictor = shared.open_predictor(args, threads=use_threads(args.threads))
     images = [read_image(p) for p in ImageFolder(Path(args.images)).files] if args.images else None
     record = benchmark(predictor, args.batch, images, args.iterations, args.duration, args.warmup,
                        progress=(lambda text: None) if args.json else print)

@@ -105,16 +105,12 @@ def _process(items, predictor, writer, meter, args, stop, report) -> None:
 
 def run(args) -> int:
     from m2f.errors import M2FError
-    from m2f.runtime import Predictor
     from m2f.runtime.batch import RunWriter, expand_inputs
     from m2f.runtime.stream import RateMeter
 
     out = shared.output_folder(args.output)
     items = expand_inputs(args.inputs, exclude=out)
-    things, stuff = shared.class_lists(args)
-    predictor = Predictor(args.model, tasks=args.task, providers=shared.providers(args), plugins=args.plugins,
-                          resize=args.resize, threshold=args.threshold, overlap_threshold=args.overlap_threshold,
-                          threads=args.threads, thing_classes=things, stuff_classes=stuff)
+    predictor = shared.open_predictor(args)
     writer = RunWriter(out, predictor.names, predictor.category_ids, overlays=not args.no_overlay,
                        score_threshold=args.score_threshold)
 

@@ -44,10 +44,9 @@ def add_arguments(p) -> None:
 def _predictors(args) -> list:
     from m2f.runtime import Predictor
 
-    things, stuff = shared.class_lists(args)
-    return [Predictor(args.model, providers=shared.providers(args), plugins=args.plugins, resize=args.resize,
-                      threshold=args.threshold, overlap_threshold=args.overlap_threshold, threads=args.threads,
-                      thing_classes=things, stuff_classes=stuff) for _ in range(args.instances)]
+    options = shared.host_options(args)
+    return [Predictor(args.model, options, providers=shared.providers(args), plugins=args.plugins,
+                      threads=args.threads) for _ in range(args.instances)]
 
 
 def run(args) -> int:

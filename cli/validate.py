@@ -72,8 +72,7 @@ def _progress(done: int, total: int) -> None:
 def run(args) -> int:
     from m2f.fileio import check_output_file
     from m2f.errors import ArgumentError
-    from m2f.runtime import Predictor
-    from m2f.runtime.predictor import is_server_url
+    from m2f.serving.client import is_server_url
     from m2f.threads import use_threads
     from m2f.validate.data import open_images
     from m2f.validate.parity import parse_rules, run_parity
@@ -92,8 +91,7 @@ def run(args) -> int:
     data = open_images(args.data)
     reference = open_reference(args.reference, args.preset, args.config, args.trust_checkpoint, save,
                                args.tensor_images)
-    predictors = {m: Predictor(m, providers=shared.providers(args), plugins=args.plugins, resize=args.resize,
-                               threads=threads) for m in args.models}
+    predictors = {m: shared.open_predictor(args, m, threads=threads) for m in args.models}
     total = len(data) if args.limit is None else min(args.limit, len(data))
     print(f"validating {', '.join(args.models)} against {reference.name} on {args.data} ({total} images)")
     report = run_parity(reference, predictors, data, args.data, limit=args.limit, tensor_images=args.tensor_images,

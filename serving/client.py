@@ -1,4 +1,5 @@
-"""A served m2f model used like a local one: ``Predictor("http://127.0.0.1:8000/m2f")`` (no torch).
+"""A served m2f model used like a local one: ``RemotePredictor("http://127.0.0.1:8000/m2f")`` has the Predictor's
+API (``predict``, ``predict_batch``, ``meta``, ``names``, ``tasks``, ``close``, a context manager) (no torch).
 
 The URL names the protocol (``http://`` or ``grpc://``), the server and the model; the model is ``m2f serve``'s or
 the ensemble of a repository from ``m2f triton-repo``. Its metadata (class names, tasks, category ids) comes from
@@ -7,6 +8,7 @@ server can batch them, and the answers decode to the same ``Result`` objects a l
 
 Pre- and post-processing run on the server with the settings it was started with (``m2f serve --threshold …``);
 asking the client for other thresholds, another resize or another thing/stuff split is refused with one sentence.
+The client may narrow the tasks and set a score threshold: those only drop parts of the server's answer.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import numpy as np
 
 from m2f import contract
 from m2f.errors import ArgumentError, require
+from m2f.runtime.host import HostOptions, HostSteps
 
 from .protocol import ServingError, decode_result, encode_png
 
@@ -37,23 +40,30 @@ def parse_url(url: str) -> tuple[str, str, str]:
     return parsed.scheme, parsed.netloc, model
 
 
-def _refuse_client_settings(threshold, overlap_threshold, resize, thing_classes, stuff_classes) -> None:
-    asked = [flag for flag, given in (("threshold", threshold is not None),
-                                      ("overlap threshold", overlap_threshold is not None),
-                                      ("resize", resize != "pil"),
-                                      ("thing/stuff classes", bool(thing_classes or stuff_classes))) if given]
+SERVER_SCHEMES = ("http://", "grpc://")
+
+
+def is_server_url(model) -> bool:
+    """True for a served model, ``http://HOST:PORT/MODEL`` or ``grpc://HOST:PORT/MODEL``."""
+    return isinstance(model, str) and model.startswith(SERVER_SCHEMES)
+
+
+def _refuse_client_settings(options: HostOptions) -> None:
+    asked = [flag for flag, given in (("threshold", options.threshold is not None),
+                                      ("overlap threshold", options.overlap_threshold is not None),
+                                      ("resize", options.resize != "pil"),
+                                      ("thing/stuff classes", bool(options.thing_classes or options.stuff_classes)))
+             if given]
     if asked:
         raise ArgumentError(f"a served model runs with the server's settings, so the {', '.join(asked)} cannot be "
                             f"chosen by the client; pass them to 'm2f serve' (or drop them here)")
 
 
 class ServedModel:
-    """A model on a Triton server. ``meta``: its m2f metadata; ``predict_batch`` runs images through it."""
+    """A model on a Triton server (the connection). ``meta``: its m2f metadata; ``predict_batch`` runs images
+    through it and returns the server's Results."""
 
-    def __init__(self, url: str, threshold: float | None = None, overlap_threshold: float | None = None,
-                 resize: str = "pil", thing_classes=(), stuff_classes=(), timeout: float = DEFAULT_TIMEOUT_S,
-                 concurrency: int = DEFAULT_CONCURRENCY):
-        _refuse_client_settings(threshold, overlap_threshold, resize, thing_classes, stuff_classes)
+    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT_S, concurrency: int = DEFAULT_CONCURRENCY):
         self.url = url
         self.scheme, self.address, self.model = parse_url(url)
         self.name = f"triton-{self.scheme}"
@@ -66,7 +76,7 @@ class ServedModel:
         if inputs != [contract.SERVED_IMAGE]:
             raise ServingError(f"the served model {self.model} takes {', '.join(inputs) or 'no input'}, not one "
                                f"{contract.SERVED_IMAGE}: it is not an m2f serve model or a repository's ensemble "
-                               f"(a raw network from --pre-post client is used with Predictor.host_steps)")
+                               f"(a raw network from --pre-post client is used with m2f.runtime.HostSteps)")
         text = config.get("parameters", {}).get(contract.METADATA_PARAMETER, {}).get("string_value")
         self.meta = contract.parse(text, f"the served model {self.model} at {self.address}")
         self._last_time: float | None = None
@@ -155,6 +165,41 @@ class ServedModel:
 
     def close(self) -> None:
         self._client.close()
+
+
+class RemotePredictor:
+    """A served model with the Predictor's API. url: ``http://HOST:PORT/MODEL`` or ``grpc://HOST:PORT/MODEL``;
+    options: only ``tasks`` and ``score_threshold`` may differ from the defaults (the server decides the rest)."""
+
+    def __init__(self, url: str, options: HostOptions = HostOptions(), timeout: float = DEFAULT_TIMEOUT_S,
+                 concurrency: int = DEFAULT_CONCURRENCY):
+        _refuse_client_settings(options)
+        self.path = url
+        self.backend = ServedModel(url, timeout, concurrency)
+        self.meta = self.backend.meta
+        self.host = HostSteps(self.meta, options, name=f"the served model {self.backend.model}")
+        self.tasks, self.names, self.category_ids = self.host.tasks, self.host.names, self.host.category_ids
+
+    def predict(self, image):
+        """One image (a path or an array, as Predictor.predict takes) -> Result."""
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: list) -> list:
+        from pathlib import Path
+
+        from m2f.runtime.image_io import read_image, to_rgb8
+
+        arrays = [read_image(im) if isinstance(im, (str, Path)) else to_rgb8(im) for im in images]
+        return [self.host.keep_asked(r) for r in self.backend.predict_batch(arrays)]
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> "RemotePredictor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _raise_or_return(answer):

@@ -63,9 +63,9 @@ def run_load(url: str, images: list[np.ndarray], clients: int = 8, requests_per_
              check=None) -> LoadReport:
     """Send ``clients x requests_per_client`` requests (image i of the list in turn); ``check(index, result)``
     returns False for a wrong answer."""
-    from m2f.runtime import Predictor
+    from .client import RemotePredictor
 
-    predictors = [Predictor(url) for _ in range(clients)]
+    predictors = [RemotePredictor(url) for _ in range(clients)]
     before = _statistics(url)
     report = LoadReport(requests=clients * requests_per_client, wall_s=0.0)
     lock = threading.Lock()

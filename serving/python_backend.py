@@ -9,7 +9,7 @@ tested m2f runtime (the server's Python needs ``pip install 'm2f[runtime]'``). B
   decoding and ``Preprocessor``, one image per request. A request that is not an image gets an error response
   with one sentence; the other requests of the batch go on.
 - ``PostprocessModel``: the network's outputs for one image plus those sizes -> ``result_json``, ``panoptic_png``
-  and ``semantic_png`` (``m2f.serving.protocol``), by ``Predictor.postprocess``: the runtime's reference-exact
+  and ``semantic_png`` (``m2f.serving.protocol``), by ``HostSteps.postprocess``: the runtime's reference-exact
   post-processing.
 Tensors carry a leading dimension of 1 per request either way: a batching model's batch dimension, or the first of
 the dims a non-batching model's config lists (the repository writes ``[1] + dims`` there).
@@ -24,7 +24,7 @@ import numpy as np
 from m2f import contract
 from m2f.errors import M2FError
 from m2f.runtime.image_io import decode_image
-from m2f.runtime.predictor import Predictor
+from m2f.runtime.host import HostSteps
 from m2f.runtime.preprocess import Prepared
 
 from . import DEFAULT_MAX_PIXELS
@@ -81,7 +81,7 @@ class PreprocessModel(_PerRequestModel):
 
     def initialize(self, args: dict) -> None:
         meta, config = _load(args)
-        self.predictor = Predictor.host_steps(meta)
+        self.predictor = HostSteps(meta)
         parameter = config.get("parameters", {}).get(MAX_PIXELS_PARAMETER, {}).get("string_value")
         self.max_pixels = int(parameter) if parameter else DEFAULT_MAX_PIXELS
 
@@ -106,7 +106,7 @@ class PostprocessModel(_PerRequestModel):
 
     def initialize(self, args: dict) -> None:
         meta, _ = _load(args)
-        self.predictor = Predictor.host_steps(meta)
+        self.predictor = HostSteps(meta)
         self.outputs = list(contract.output_names(meta.head))
 
     def _answer(self, request) -> list:

@@ -9,7 +9,7 @@
       plugins/                  the TensorRT plugin library an engine of the m2f flavor needs (LD_PRELOAD it)
 
 With ``--pre-post client`` the network alone is written, named NAME, and clients do pre/post-processing themselves
-(``Predictor.host_steps``). Every config.pbtxt is built as Triton's own ``ModelConfig`` protobuf (tritonclient ships
+(``m2f.runtime.HostSteps``). Every config.pbtxt is built as Triton's own ``ModelConfig`` protobuf (tritonclient ships
 its schema) and written in protobuf text format; each carries the metadata as the ``m2f_metadata`` parameter.
 Dynamic batching needs a graph with a dynamic batch (``m2f export --dynamic``); a static graph of batch 1 is served
 one image at a time (max_batch_size 0), and a static graph of a larger batch cannot be fed one image per request.

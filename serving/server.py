@@ -174,8 +174,8 @@ def client_example(options: ServeOptions) -> str:
     urls = options.urls()
     return "\n".join([
         f"  m2f infer {urls['http']} image.jpg -o out/",
-        "  python -c \"from m2f.runtime import Predictor; "
-        f"print(Predictor('{urls['grpc']}').predict('image.jpg').segments)\"",
+        "  python -c \"from m2f.serving.client import RemotePredictor; "
+        f"print(RemotePredictor('{urls['grpc']}').predict('image.jpg').segments)\"",
         f"  curl -s {urls['http'].rsplit('/', 1)[0]}/v2/models/{options.model_name}/config  # inputs, outputs, "
         "metadata",
         f"  curl -s {urls['metrics']} | grep nv_inference_  # Prometheus metrics",

@@ -116,3 +116,64 @@ def test_no_stage_imports_private_names_of_another():
                         offences.append(f"{path.relative_to(root)}: from {node.module} import "
                                         f"{', '.join(a.name for a in node.names)}")
     assert not offences, offences
+
+
+# The stages from the ground up (docs/architecture.md): a module may import its own stage and the ones before it.
+STAGE_ORDER = ("m2f", "plugins", "model", "export", "runtime", "validate", "calib", "serving", "train", "cli")
+CLI_SHARED = {"m2f.cli", "m2f.cli.args", "m2f.cli.main", "m2f.cli.signals"}  # what commands may share
+ENTRY_POINTS = {"m2f.__main__"}  # `python -m m2f` starts the CLI
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """{m2f module: m2f modules it imports anywhere (lazy imports inside functions count)}, read from the source;
+    ``from package import name`` counts as the submodule when ``name`` is one, else as the package."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sources = {}
+    for stage in STAGE_ORDER:
+        for path in (root / stage).rglob("*.py"):
+            parts = list(path.relative_to(root).with_suffix("").parts)
+            parts = parts if parts[0] == "m2f" else ["m2f", *parts]
+            is_package = parts[-1] == "__init__"
+            sources[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
+    graph = {}
+    for module, (path, is_package) in sources.items():
+        package = module if is_package else module.rsplit(".", 1)[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(anchor + ([node.module] if node.module else []))
+                targets |= {f"{base}.{a.name}" if f"{base}.{a.name}" in sources else base for a in node.names}
+        graph[module] = {t for t in targets if t == "m2f" or t.startswith("m2f.")}
+    return graph
+
+
+def _stage(module: str) -> str:
+    part = module.split(".")[1] if "." in module else "m2f"
+    return part if part in STAGE_ORDER else "m2f"
+
+
+def test_stages_import_only_themselves_and_the_stages_below():
+    """No upward import and so no cycle between stages: runtime never imports serving, the ground floor never
+    imports a stage."""
+    order = {s: i for i, s in enumerate(STAGE_ORDER)}
+    upward = sorted(f"{m} -> {t}" for m, targets in _import_graph().items() for t in targets
+                    if order[_stage(t)] > order[_stage(m)] and m not in ENTRY_POINTS)
+    assert not upward, upward
+
+
+def test_nothing_outside_the_cli_imports_it_and_commands_import_no_other_command():
+    graph = _import_graph()
+    outside = sorted(f"{m} -> {t}" for m, targets in graph.items() for t in targets
+                     if _stage(t) == "cli" and _stage(m) != "cli" and m not in ENTRY_POINTS)
+    assert not outside, outside
+    between = sorted(f"{m} -> {t}" for m, targets in graph.items() if _stage(m) == "cli" and m not in CLI_SHARED
+                     for t in targets if _stage(t) == "cli" and t not in CLI_SHARED and t != m)
+    assert not between, between

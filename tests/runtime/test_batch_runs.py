@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from m2f.cli import main
-from m2f.runtime import Predictor
+from m2f.runtime import HostOptions, Predictor
 from m2f.runtime.batch import expand_inputs
 
 from .test_io_and_errors import _video
@@ -114,7 +114,7 @@ def test_predictor_checks_thresholds(exported):
     from m2f.errors import ArgumentError
 
     with pytest.raises(ArgumentError, match="the score threshold must be between 0 and 1, not 1.2"):
-        Predictor(exported[1], score_threshold=1.2)
+        Predictor(exported[1], HostOptions(score_threshold=1.2))
 
 
 def test_show_without_gui_opencv_is_one_sentence(tmp_path, exported, capsys):
@@ -146,7 +146,7 @@ def test_score_threshold_filters_and_overlay_draws_only_confident_instances(expo
     assert not (drawn[7:13, 7:13] == 100).all()  # the confident one is
     everything = overlay(image, result, ["a", "b"], "instance", score_threshold=0.0)
     assert not (everything[27:33, 42:53] == 100).all()
-    scores = [i.score for i in Predictor(exported[1], score_threshold=0.5).predict(image).instances]
+    scores = [i.score for i in Predictor(exported[1], HostOptions(score_threshold=0.5)).predict(image).instances]
     assert scores and min(scores) >= 0.5
     all_scores = [i.score for i in Predictor(exported[1]).predict(image).instances]
     assert len(all_scores) > len(scores) and sorted(scores, reverse=True) == scores

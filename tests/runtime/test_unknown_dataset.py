@@ -17,7 +17,7 @@ from m2f.errors import ArgumentError
 from m2f.export.onnx_export import ExportOptions, export_onnx
 from m2f.model.checkpoint import load_checkpoint
 from m2f.model.reference_pipeline import predict
-from m2f.runtime import Predictor
+from m2f.runtime import HostOptions, Predictor
 
 NAMES = ["robot", "pallet", "person", "box", "forklift", "floor", "wall", "shelf"]  # a dataset m2f does not know
 
@@ -58,7 +58,7 @@ def test_panoptic_and_instance_on_a_semantic_only_model(custom, stuff):
     model, path = custom
     image = np.asarray(Image.open(sample_images()[0]).convert("RGB"))
     things = set(range(len(NAMES))) - {NAMES.index(s) if not s.isdigit() else int(s) for s in stuff}
-    with Predictor(path, tasks=["panoptic", "instance"], threads=1, stuff_classes=stuff) as predictor:
+    with Predictor(path, HostOptions(tasks=("panoptic", "instance"), stuff_classes=stuff), threads=1) as predictor:
         got = predictor.predict(image)
     ref = _reference(model, image, things)
     ref_seg, ref_segments = ref["panoptic_seg"]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from m2f import contract
+from m2f.runtime.host import HostOptions
 
 from .conftest import Served
 
@@ -31,9 +32,9 @@ def assert_same(served, local):
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_served_results_equal_the_local_predictor(served, sample_images, local_results, protocol):
-    from m2f.runtime import Predictor
+    from m2f.serving.client import RemotePredictor
 
-    with Predictor(getattr(served, protocol)) as remote:
+    with RemotePredictor(getattr(served, protocol)) as remote:
         assert remote.names == local_names(served)
         results = remote.predict_batch(sample_images)
     assert len(results) == len(local_results)
@@ -74,9 +75,9 @@ def test_infer_command_runs_a_served_model(served, sample_images, local_results,
 
 
 def test_client_side_task_and_score_filters(served, sample_images, local_results):
-    from m2f.runtime import Predictor
+    from m2f.serving.client import RemotePredictor
 
-    with Predictor(served.grpc, tasks=["instance"], score_threshold=0.3) as remote:
+    with RemotePredictor(served.grpc, HostOptions(tasks=("instance",), score_threshold=0.3)) as remote:
         got = remote.predict(sample_images[1])
     assert got.panoptic is None and got.semantic is None and not got.segments
     assert [i.score for i in got.instances] == [i.score for i in local_results[1].instances if i.score >= 0.3]
@@ -113,7 +114,7 @@ def _png(height, width) -> bytes:
 ])
 def test_bad_images_get_one_sentence_and_the_server_keeps_serving(served, sample_images, local_results, payload,
                                                                   expected):
-    from m2f.runtime import Predictor
+    from m2f.serving.client import RemotePredictor
 
     answer, refused = _raw_request(served, contract.SERVED_IMAGE, np.array([[payload]], dtype=object), "BYTES",
                                    [1, 1])
@@ -121,7 +122,7 @@ def test_bad_images_get_one_sentence_and_the_server_keeps_serving(served, sample
     message = answer.as_numpy(contract.SERVED_ERROR).reshape(-1)[0].decode()
     assert expected in message and "Traceback" not in message and message.count("\n") == 0
     assert answer.as_numpy(contract.SERVED_RESULT).reshape(-1)[0] == b""
-    with Predictor(served.http) as remote:  # still serving
+    with RemotePredictor(served.http) as remote:  # still serving
         assert_same(remote.predict(sample_images[0]), local_results[0])
 
 
@@ -132,19 +133,19 @@ def test_bad_images_get_one_sentence_and_the_server_keeps_serving(served, sample
 ])
 def test_malformed_requests_are_refused_by_triton(served, sample_images, local_results, name, data, datatype,
                                                   shape, expected):
-    from m2f.runtime import Predictor
+    from m2f.serving.client import RemotePredictor
 
     answer, refused = _raw_request(served, name, data, datatype, shape)
     assert answer is None and expected in refused and "Traceback" not in refused
-    with Predictor(served.grpc) as remote:
+    with RemotePredictor(served.grpc) as remote:
         assert_same(remote.predict(sample_images[2]), local_results[2])
 
 
 def test_a_refused_image_raises_one_sentence_in_the_client(served, sample_images, local_results):
-    from m2f.runtime import Predictor
+    from m2f.serving.client import RemotePredictor
     from m2f.serving.protocol import ServingError
 
-    with Predictor(served.http) as remote:
+    with RemotePredictor(served.http) as remote:
         with pytest.raises(ServingError, match=r"is 700x700 = 490000 pixels, more than the 300000 this server "
                                                r"accepts; send a smaller image$"):
             remote.predict(np.zeros((700, 700, 3), np.uint8))
@@ -159,20 +160,20 @@ def test_a_refused_image_raises_one_sentence_in_the_client(served, sample_images
 def test_client_errors_name_the_problem(url, expected):
     pytest.importorskip("tritonclient.http", reason="needs tritonclient (pip install 'm2f[serve]')")
     from m2f.errors import M2FError
-    from m2f.runtime import Predictor
+    from m2f.serving.client import RemotePredictor
 
     with pytest.raises(M2FError, match=expected):
-        Predictor(url)
+        RemotePredictor(url)
 
 
 def test_unknown_model_and_client_thresholds_are_refused(served):
     from m2f.errors import M2FError
-    from m2f.runtime import Predictor
+    from m2f.serving.client import RemotePredictor
 
     with pytest.raises(M2FError, match="has no ready model named 'nope'"):
-        Predictor(served.http.replace("/m2f", "/nope"))
+        RemotePredictor(served.http.replace("/m2f", "/nope"))
     with pytest.raises(M2FError, match="cannot be chosen by the client; pass them to 'm2f serve'"):
-        Predictor(served.http, threshold=0.5)
+        RemotePredictor(served.http, HostOptions(threshold=0.5))
 
 
 def test_health_and_prometheus_metrics(served):
@@ -191,11 +192,11 @@ def test_stopping_answers_the_requests_in_flight(bundled_onnx, sample_images, lo
     request arriving after the signal would be refused by Triton; these were all accepted before it)."""
     import time
 
-    from m2f.runtime import Predictor
+    from m2f.serving.client import RemotePredictor
 
     # batches of up to 32 that wait up to 2 s to fill: the 18 requests below are queued, not yet run, at the signal
     server = Served(bundled_onnx, "--max-queue-delay", "2000000", "--max-batch", "32")
-    clients = [Predictor(server.grpc) for _ in range(3)]
+    clients = [RemotePredictor(server.grpc) for _ in range(3)]
     answers, errors = [], []
 
     def send(remote):
