@@ -1,6 +1,6 @@
 """Maps the top-level stage folders into ONE installed namespace, ``m2f``.
 
-The repository keeps each pipeline stage in a top-level folder (design.md §1) while code always imports
+The repository keeps each pipeline stage in a top-level folder (docs/architecture.md) while code always imports
 ``m2f.model``, ``m2f.runtime`` …, never a bare ``runtime`` that would clash in site-packages.
 Metadata and dependencies live in pyproject.toml; only the folder mapping is here.
 """

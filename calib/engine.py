@@ -1,6 +1,6 @@
 """ONNX -> TensorRT engine (``m2f build``), on the TensorRT Python API of 10.x and 11.x.
 
-Two ways to a precision (design §2.4):
+Two ways to a precision (docs/numerics.md):
 
 - strongly typed (TensorRT 10 and 11): the precision is in the ONNX (``m2f convert`` / ``m2f calibrate`` wrote fp16
   tensors or Q/DQ nodes); the builder gets no precision flags and runs what the graph says.

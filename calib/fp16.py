@@ -9,7 +9,7 @@ the mask logits of M2fMaskedAttention (its 0.5 threshold is decided in fp32), an
 
 The islands are blocks of the graph, named from the exporter's node scopes (``block_of``):
 
-- always fp32 (design §2.4, ``required_island``): pre/post-processing in the graph (adapter, heads), softmaxes and
+- always fp32 (docs/numerics.md, ``required_island``): pre/post-processing in the graph (adapter, heads), softmaxes and
   normalisation statistics, the mask einsum, the masked-attention threshold (Sigmoid / Less / Where / the Cast
   feeding them) and the deformable-attention sampling math of the portable flavor (the plugin nodes themselves
   take fp16, as TensorRT's plugin does);
@@ -60,7 +60,7 @@ def block_of(name: str) -> str:
 
 
 def required_island(node) -> str | None:
-    """Why ``node`` must stay fp32 whatever is measured (design §2.4), or None."""
+    """Why ``node`` must stay fp32 whatever is measured (docs/numerics.md), or None."""
     if block_of(node.name) == "pre/post-processing":
         return "pre/post-processing in the graph"
     if node.op_type in NORMALISATION_OPS:

@@ -3,7 +3,7 @@
 What is quantised: the inputs of Conv, MatMul and Gemm nodes whose second input is a weight (an initializer) --
 activations per tensor, weights per output channel, both symmetric int8 (zero point 0, scale = amax / 127), weights
 stored as int8 initializers read by DequantizeLinear. Nothing else: biases stay float, outputs get no Q/DQ, and
-the numerically sensitive parts (design §2.4: the masked-attention threshold, softmaxes, norms, the deformable
+the numerically sensitive parts (docs/numerics.md: the masked-attention threshold, softmaxes, norms, the deformable
 sampling index math, the mask einsum) are never Conv/MatMul/Gemm-with-weights, so they stay float. Attention
 MatMuls between two activations are left float (a per-tensor scale for both sides costs accuracy for little gain).
 Nodes matching an ``exclude`` pattern (fnmatch on the node name) stay float too.

@@ -3,9 +3,9 @@
 The bundled model (preset ``synthetic-r50-lite``, trained on the synthetic panoptic dataset; see README) is loaded
 through the checkpoint loader, exported to ONNX, and run by the torch-free runtime (ONNX Runtime) and by the
 PyTorch reference pipeline on a held-out synthetic set (generated with a seed the training never used). Each backend
-is scored (PQ, mask AP, mIoU) and the raw outputs are compared. The bundled sample images (held out too, with
-ground truth) get overlays, COCO files and their own scores. A TensorRT backend is not in the comparison yet:
-building engines comes with a later version, and ``summary.json`` says why it is absent.
+is scored (PQ, mask AP, mIoU) and the raw outputs are compared. On a machine with TensorRT and a GPU, an engine is
+built from the same ONNX (``m2f build``) and joins the comparison; elsewhere ``summary.json`` says why it is absent.
+The bundled sample images (held out too, with ground truth) get overlays, COCO files and their own scores.
 """
 from __future__ import annotations
 
@@ -32,14 +32,24 @@ def _require_all() -> None:
         require(module, "demo", "m2f demo")
 
 
-def _tensorrt_skip_reason() -> str:
-    """Why no TensorRT backend joins the comparison."""
+def _tensorrt_skip_reason() -> str | None:
+    """Why no TensorRT backend joins the comparison (None: it does)."""
     from m2f.testing import has_gpu, has_tensorrt
 
     for ok, reason in (has_tensorrt(), has_gpu()):
         if not ok:
             return reason
-    return "building TensorRT engines (m2f build) is not part of this version yet"
+    return None
+
+
+def _engine(onnx_path, out):
+    """The exported ONNX built into a TensorRT engine (fp32), as m2f build does."""
+    from m2f.calib.engine import BuildOptions, build
+
+    engine = out / (onnx_path.stem + ".engine")
+    print(f"      building a TensorRT engine: {engine.name}")
+    build(onnx_path, engine, BuildOptions())
+    return engine
 
 
 def _export(model, out):
@@ -57,21 +67,23 @@ def _export(model, out):
                        source={"name": DEFAULT_WEIGHTS.name, "format": "torch"})
 
 
-def _validate(model, predictor, held_out, out):
-    """PyTorch vs ONNX Runtime on the held-out set through m2f validate's parity run: scores, tensor parity on the
-    first images, and report.json / .md / .html in the demo's folder."""
+def _validate(model, predictors: dict, held_out, out):
+    """PyTorch vs each backend (ONNX Runtime, and TensorRT where there is one) on the held-out set through m2f
+    validate's parity run: scores, tensor parity on the first images, and report.json / .md / .html in the demo's
+    folder."""
     from m2f.validate.data import Annotated
     from m2f.validate.parity import run_parity
     from m2f.validate.reference import LiveReference
     from m2f.validate.report import write_report
 
-    report = run_parity(LiveReference(model), {str(predictor.path): predictor}, Annotated(held_out), "held-out",
-                        tensor_images=RAW_COMPARISON_IMAGES)
-    write_report(report, out, predictor.names)
-    backend = report.backends[0]
-    for name, scores in (("pytorch", backend.reference_scores), ("onnxruntime", backend.scores)):
+    report = run_parity(LiveReference(model), {str(p.path): p for p in predictors.values()}, Annotated(held_out),
+                        "held-out", tensor_images=RAW_COMPARISON_IMAGES)
+    write_report(report, out, next(iter(predictors.values())).names)
+    rows = [("pytorch", report.backends[0].reference_scores)] + \
+        [(name, b.scores) for name, b in zip(predictors, report.backends)]
+    for name, scores in rows:
         print(f"      {name:<12} PQ {scores['PQ']:.2f}  AP {scores['AP']:.2f}  mIoU {scores['mIoU']:.2f}")
-    return report, backend
+    return report, dict(zip(predictors, report.backends))
 
 
 def _samples(predictor, out) -> tuple[list[dict], dict]:
@@ -114,34 +126,39 @@ def run(args) -> int:
     print(f"[1/5] loading the bundled model ({DEFAULT_WEIGHTS.name}, preset {DEFAULT_PRESET}; {threads} threads)")
     model = load_checkpoint(DEFAULT_WEIGHTS, preset=DEFAULT_PRESET)
     exported = _export(model, out)
-    predictor = Predictor(exported.path, providers=["CPUExecutionProvider"], threads=threads)
+    predictors = {"onnxruntime": Predictor(exported.path, providers=["CPUExecutionProvider"], threads=threads)}
+    skipped = _tensorrt_skip_reason()
+    if skipped is None:
+        predictors["tensorrt"] = Predictor(_engine(exported.path, out))
 
     print(f"[3/5] generating {args.held_out} held-out synthetic images (seed {HELD_OUT_SEED})")
     held_out = CocoPanoptic(generate(out / "held-out", args.held_out, seed=HELD_OUT_SEED))
 
-    print("[4/5] scoring PyTorch and ONNX Runtime on the held-out set (m2f validate)")
-    report, backend = _validate(model, predictor, held_out, out)
-    raw_error = max(c.max_abs for c in backend.outputs.values())
+    print(f"[4/5] scoring PyTorch and {' and '.join(predictors)} on the held-out set (m2f validate)")
+    report, backends = _validate(model, predictors, held_out, out)
+    reference = backends["onnxruntime"].reference_scores
     print(f"[5/5] writing and scoring the bundled sample images in {out}/")
-    files, sample_scores = _samples(predictor, out)
+    files, sample_scores = _samples(predictors["onnxruntime"], out)
     summary = {
         "model": {"preset": DEFAULT_PRESET, "weights": DEFAULT_WEIGHTS.name,
                   "trained_on": "m2f synthetic -n 2000 --seed 0 (README: Reproducing the bundled model)"},
         "held_out": {"images": len(held_out), "seed": HELD_OUT_SEED},
-        "pytorch": backend.reference_scores, "onnxruntime": backend.scores,
-        "max_abs_error_vs_pytorch": {"onnxruntime": raw_error},
-        "pq_difference_vs_pytorch": {"onnxruntime": round(abs(backend.scores["PQ"] - backend.reference_scores["PQ"]),
-                                                          3)},
+        "pytorch": reference, **{name: b.scores for name, b in backends.items()},
+        "max_abs_error_vs_pytorch": {name: max(c.max_abs for c in b.outputs.values()) for name, b in backends.items()},
+        "pq_difference_vs_pytorch": {name: round(abs(b.scores["PQ"] - reference["PQ"]), 3)
+                                     for name, b in backends.items()},
         "validation": {"passed": report.passed, "report": "report.html"},
         "samples": {"files": files, "scores": sample_scores},
         "onnx": {"path": exported.path.name, "nodes": exported.nodes},
         "threads": threads,
         "total_s": round(time.perf_counter() - t0, 1),
-        "tensorrt_skipped": _tensorrt_skip_reason(),
+        **({"tensorrt_skipped": skipped} if skipped else {}),
     }
+    for predictor in predictors.values():
+        predictor.close()
     write_json(out / "summary.json", summary)
-    print(json.dumps({k: summary[k] for k in ("pytorch", "onnxruntime", "max_abs_error_vs_pytorch")}, indent=1))
+    print(json.dumps({k: summary[k] for k in ("pytorch", *predictors, "max_abs_error_vs_pytorch")}, indent=1))
     print(f"samples: PQ {sample_scores['PQ']:.2f} against their ground truth")
     print(f"look at {out}/{files[0]['overlay']} (overlay), {out}/instances.json (COCO results), "
-          f"{out}/report.html (PyTorch vs ONNX Runtime) and {out}/summary.json")
+          f"{out}/report.html (PyTorch vs {' and '.join(predictors)}) and {out}/summary.json")
     return 0

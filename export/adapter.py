@@ -1,4 +1,4 @@
-"""The graph contract of design.md §2.1, as a module wrapped around a Mask2Former for tracing.
+"""The graph contract of docs/architecture.md, as a module wrapped around a Mask2Former for tracing.
 
 uint8 input:  image uint8 [N, H, W, 3] RGB + valid_size int32 [N, 2] (h, w of the image inside the canvas)
               -> cast, normalise with the model's mean/std, zero outside the valid region (exactly detectron2's

@@ -1,4 +1,4 @@
-"""The m2f graph contract and the metadata schema (design.md §2.1), in one torch-free module that export, the
+"""The m2f graph contract and the metadata schema (docs/architecture.md), in one torch-free module that export, the
 runtime, the engine builder, the plugins and serving all read. Stdlib only.
 
 Inputs (``input_specs``):

@@ -27,5 +27,5 @@ def has_gpu() -> tuple[bool, str]:
 
 def has_tensorrt() -> tuple[bool, str]:
     if importlib.util.find_spec("tensorrt") is None:
-        return False, "TensorRT Python package not installed (it cannot be installed on this CI machine)"
+        return False, "TensorRT is not installed (its Python package needs an NVIDIA GPU machine: pip install 'm2f[trt]')"
     return True, ""

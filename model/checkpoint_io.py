@@ -19,7 +19,7 @@ import torch
 from m2f.errors import CheckpointError, first_line
 from m2f.fileio import atomic_path
 
-# Exactly what model-zoo pickles need (reference §4.1), under both numpy 1.x and 2.x module names.
+# Exactly what model-zoo pickles need (docs/model.md §4.1), under both numpy 1.x and 2.x module names.
 _PICKLE_ALLOWED = {
     ("collections", "OrderedDict"),
     ("numpy", "ndarray"),

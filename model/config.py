@@ -10,7 +10,7 @@ from typing import Union
 
 from m2f.errors import ConfigError
 
-# RGB order, 0..255 scale; every published Mask2Former config uses these (reference §1.1).
+# RGB order, 0..255 scale; every published Mask2Former config uses these (docs/model.md §1.1).
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
@@ -113,7 +113,7 @@ class Mask2FormerConfig:
 
     @property
     def postprocess_before_inference(self) -> bool:
-        """Whether masks are cropped and resized to the output size before semantic inference (reference §2)."""
+        """Whether masks are cropped and resized to the output size before semantic inference (docs/model.md §2)."""
         return self.sem_seg_postprocess_before_inference or self.panoptic_on or self.instance_on
 
     def to_dict(self) -> dict:

@@ -51,7 +51,7 @@ _DEFAULTS = {
     "INPUT.MIN_SIZE_TEST": 800, "INPUT.MAX_SIZE_TEST": 1333, "INPUT.FORMAT": "BGR",
     "TEST.DETECTIONS_PER_IMAGE": 100, "DATASETS.TEST": [],
 }
-# MODEL keys that only matter for training or loading, or that the original code ignores (reference §4.1).
+# MODEL keys that only matter for training or loading, or that the original code ignores (docs/model.md §4.1).
 _IGNORED_MODEL_KEYS = {
     "MODEL.WEIGHTS", "MODEL.DEVICE", "MODEL.MASK_ON", "MODEL.KEYPOINT_ON", "MODEL.LOAD_PROPOSALS",
     "MODEL.BACKBONE.FREEZE_AT", "MODEL.RESNETS.STEM_TYPE", "MODEL.RESNETS.RES5_MULTI_GRID",

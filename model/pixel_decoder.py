@@ -1,6 +1,6 @@
 """MSDeformAttnPixelDecoder: a deformable-attention encoder over res3..res5 plus a one-level FPN to stride 4.
 
-Runs in float32 as the original (reference §1.3). Module names are the original's so checkpoints load unchanged.
+Runs in float32 as the original (docs/model.md §1.3). Module names are the original's so checkpoints load unchanged.
 """
 from __future__ import annotations
 

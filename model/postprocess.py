@@ -1,4 +1,4 @@
-"""Reference post-processing in PyTorch, exactly as the original MaskFormer.forward at inference (reference §2).
+"""Reference post-processing in PyTorch, exactly as the original MaskFormer.forward at inference (docs/model.md §2).
 
 This is the parity reference the torch-free runtime is judged against. Per image:
 mask logits [Q, H/4, W/4] -> bilinear to the padded canvas -> (crop to the valid size -> resize to the output

@@ -3,7 +3,7 @@
 Names read ``<dataset>-<task>-<backbone>``, e.g. ``coco-panoptic-r50``, ``ade20k-semantic-swin-l``,
 ``cityscapes-instance-swin-b``. Dataset metadata (class names, thing ids, test sizes) lives in the flat YAML files
 beside this module; architecture choices that differ per family (queries, norm, window) are the rules below, taken
-from the published configs (reference §4).
+from the published configs (docs/model.md §4).
 """
 from __future__ import annotations
 

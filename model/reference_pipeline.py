@@ -1,4 +1,4 @@
-"""The PyTorch reference pipeline, image in -> results out, as the original runs at test time (reference §2).
+"""The PyTorch reference pipeline, image in -> results out, as the original runs at test time (docs/model.md §2).
 
 uint8 RGB [H, W, 3] -> ResizeShortestEdge with PIL bilinear on the uint8 image -> normalise -> zero-pad to a
 multiple of 32 (one image per canvas, as the original evaluates) -> model -> reference post-processing at the
@@ -17,7 +17,7 @@ from .postprocess import postprocess
 
 
 def resize_shortest_edge_size(height: int, width: int, short: int, max_size: int) -> tuple[int, int]:
-    """detectron2's ResizeShortestEdge.get_output_shape, step for step (reference §2): the short side becomes
+    """detectron2's ResizeShortestEdge.get_output_shape, step for step (docs/model.md §2): the short side becomes
     ``short`` exactly, the long side scales with it; if the long side then exceeds ``max_size`` both are scaled
     down; each is rounded with int(x + 0.5).
 

@@ -1,4 +1,4 @@
-"""Swin Transformer backbone as Mask2Former's D2SwinTransformer, with its module names (reference §1.2).
+"""Swin Transformer backbone as Mask2Former's D2SwinTransformer, with its module names (docs/model.md §1.2).
 
 Window padding amounts and the shifted-window mask are computed from the feature map's runtime shape with tensor
 arithmetic (no Python-constant slices), so the same code is right for any input size and traces to a graph with

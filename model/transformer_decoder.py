@@ -2,7 +2,7 @@
 
 Module names are the original's (``transformer_cross_attention_layers.{i}.multihead_attn.in_proj_weight`` …).
 Masked cross-attention itself is ``m2f.plugins.masked_attention``. Sequence-first tensors ([L, N, C]) as the
-original; the attention mask is derived from the previous layer's mask prediction (reference §1.4).
+original; the attention mask is derived from the previous layer's mask prediction (docs/model.md §1.4).
 """
 from __future__ import annotations
 

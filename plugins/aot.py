@@ -1,5 +1,5 @@
 """Ahead-of-time build of the Triton kernels: cubin + PTX per GPU architecture and one C launcher per kernel
-configuration, with no GPU needed (``triton.compile`` with an explicit target; see design §2.3).
+configuration, with no GPU needed (``triton.compile`` with an explicit target; see docs/ops.md).
 
 Layout written under the output folder:
     sm_XX/<config>.cubin, sm_XX/<config>.ptx   one per kernel configuration (``aot_kernels()`` of each op) and arch

@@ -1,4 +1,4 @@
-"""How the two special ops are computed or exported: a scoped setting, not state on the model (design.md §2.2).
+"""How the two special ops are computed or exported: a scoped setting, not state on the model (docs/ops.md).
 
     with lowered("m2f"):          # inside the block the ops emit m2f's plugin nodes when traced
         torch.onnx.export(...)

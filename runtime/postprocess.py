@@ -1,4 +1,4 @@
-"""Reference-exact post-processing in numpy (no torch), from raw outputs: reference §2, as ``m2f.model.postprocess``.
+"""Reference-exact post-processing in numpy (no torch), from raw outputs: docs/model.md §2, as ``m2f.model.postprocess``.
 
 Per image: mask logits [Q, h, w] at 1/4 of the canvas -> bilinear to the canvas -> crop to the valid size -> bilinear
 to the output size -> semantic / instance / panoptic. Only what a task needs is upsampled (kept queries for
@@ -55,7 +55,7 @@ def semantic(logits: np.ndarray, lowres: np.ndarray, valid, out_size, before_inf
     """Class map int32 [H0, W0]: argmax of softmax(cls)[:-1] x sigmoid(mask), in row chunks to bound memory.
 
     ``before_inference`` (panoptic/instance configs) resizes masks before the einsum; semantic-only configs compute
-    scores at the canvas, then crop and resize the scores (the orders differ; reference §2)."""
+    scores at the canvas, then crop and resize the scores (the orders differ; docs/model.md §2)."""
     probs = softmax(logits.astype(np.float32))[:, :-1]  # [Q, K]
     if before_inference:
         masks = masks_at_output(lowres, valid, out_size)

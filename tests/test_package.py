@@ -1,4 +1,4 @@
-"""Packaging rules of design.md §1: m2f and m2f.runtime import without torch; the CLI's help needs nothing heavy;
+"""Packaging rules of docs/architecture.md: m2f and m2f.runtime import without torch; the CLI's help needs nothing heavy;
 every stage folder is importable as m2f.<stage>."""
 import subprocess
 import sys
@@ -64,7 +64,7 @@ def test_model_imports_no_onnx():
 
 
 def test_model_and_export_do_not_import_the_runtime():
-    """Dependency direction (design.md §1): model/ and export/ never import from runtime/."""
+    """Dependency direction (docs/architecture.md): model/ and export/ never import from runtime/."""
     r = _import_all_with_blocked(["m2f.model", "m2f.export"], ["m2f.runtime"])
     assert r.returncode == 0, r.stderr
 

@@ -1,4 +1,4 @@
-"""Mask2Former's SetCriterion (reference §3): class cross-entropy with a down-weighted no-object class, and point-
+"""Mask2Former's SetCriterion (docs/model.md §3): class cross-entropy with a down-weighted no-object class, and point-
 sampled mask BCE + dice on matched pairs with PointRend importance sampling, on every prediction set (deep
 supervision), each set with its own Hungarian matching.
 """

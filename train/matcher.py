@@ -1,4 +1,4 @@
-"""Hungarian matching of predictions to ground-truth segments (reference §3, orig HungarianMatcher).
+"""Hungarian matching of predictions to ground-truth segments (docs/model.md §3, orig HungarianMatcher).
 
 Per image: cost = w_class * (-p(gt class)) + w_mask * BCE cost + w_dice * dice cost, both mask costs on ONE shared set
 of uniformly random points, in float32 without autocast, then scipy's linear_sum_assignment.

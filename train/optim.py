@@ -1,4 +1,4 @@
-"""Mask2Former's optimiser and schedules (reference §3): AdamW with a backbone learning-rate multiplier, no weight
+"""Mask2Former's optimiser and schedules (docs/model.md §3): AdamW with a backbone learning-rate multiplier, no weight
 decay on norm layers, embeddings and Swin's position tables; multi-step or poly decay; full-model gradient clipping."""
 from __future__ import annotations
 

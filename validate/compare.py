@@ -8,7 +8,7 @@ agreement per query. ``Comparison.merge`` aggregates several images' comparisons
 Relative error is |got - ref| / max(|ref|, 1e-6 * max |ref|): elements near zero are measured against the tensor's
 own scale rather than blowing up. Stage drift (validate's taps) uses ``drift`` = max abs error / max |ref|.
 
-Tolerances live in ``TOLERANCES`` (design.md §4): fp32 op vs float64 reference 1e-5; model fp32 vs PyTorch/HF 1e-4
+Tolerances live in ``TOLERANCES`` (docs/numerics.md): fp32 op vs float64 reference 1e-5; model fp32 vs PyTorch/HF 1e-4
 on logits; fp16 kernels |err| <= 1e-3 + 4e-3 |ref|; INT8 is judged by task metrics only, never elementwise.
 """
 from __future__ import annotations

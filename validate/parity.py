@@ -27,7 +27,7 @@ from .evaluate import Evaluator, Prediction, from_runtime
 from .metrics import PanopticQuality
 
 # What fails a backend unless --fail-on says otherwise, by the precision its metadata records (INT8: task metrics
-# only, never elementwise; design.md §4).
+# only, never elementwise; docs/numerics.md).
 DEFAULT_RULES = {"fp32": "nan>0,drift>1e-3,pq_drop>0.5", "fp16": "nan>0,pq_drop>0.5", "int8": "nan>0,pq_drop>1.0",
                  "best": "nan>0,pq_drop>1.0"}
 RULE_METRICS = ("pq_drop", "ap_drop", "miou_drop", "max_abs", "drift", "mismatch", "nan", "pixel_disagreement")

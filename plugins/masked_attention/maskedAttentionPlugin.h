@@ -2,7 +2,7 @@
  * M2fMaskedAttention (namespace m2f, version 1): Mask2Former's masked cross-attention on IPluginV3 (README.md here).
  *
  * Inputs: q [N, M, Q, D], k [N, M, S, D], v [N, M, S, D] (fp32 or fp16, one type), and optionally mask_logits
- * [N, Q, S] (always fp32: the decision sigmoid(logit) < 0.5 is made in fp32, design.md §3). A query whose keys are
+ * [N, Q, S] (always fp32: the decision sigmoid(logit) < 0.5 is made in fp32, docs/numerics.md). A query whose keys are
  * all blocked attends to every key (the empty-row rule), so the output is never NaN. Output [N, M, Q, D] in q's
  * type; head dim D up to 64. No attributes.
  */

@@ -1,4 +1,4 @@
-"""TensorRT engine runner (TensorRT 10.x and 11.x named-tensor API; reference tensorrt-api.md §7).
+"""TensorRT engine runner (TensorRT 10.x and 11.x named-tensor API; docs/tensorrt.md).
 
 Buffers: one device allocation and one pinned host buffer per I/O tensor, grown only when a new input shape needs
 more bytes than the largest so far (smaller shapes reuse it), and freed on ``close()`` and when replaced. Copies are

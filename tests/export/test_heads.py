@@ -88,7 +88,7 @@ def test_panoptic_head(case, tmp_path):
                                                model.config.thing_ids, v, v)
         ref_seg, ref_segments = reference[i]["panoptic_seg"]
         assert segments == ref_segments
-        # discrete maps: a small pixel budget for near-ties that float noise may flip (reference §4.1)
+        # discrete maps: a small pixel budget for near-ties that float noise may flip (docs/model.md §4.1)
         assert (seg == ref_seg.numpy()).mean() >= 0.999
         total += len(segments)
     assert total > 0  # the case really exercises segment logic

@@ -131,6 +131,6 @@ def test_r50_coco_panoptic_at_800x1344(tmp_path):
     assert logits.shape == (1, 100, 134) and masks.shape == (1, 100, 200, 336)
     with torch.no_grad():
         ref = model(detectron2_padded(model, image, valid))
-    # full-size random R50: float32 summation-order noise reaches a few 1e-4 on large activations (reference §4.1)
+    # full-size random R50: float32 summation-order noise reaches a few 1e-4 on large activations (docs/model.md §4.1)
     np.testing.assert_allclose(logits, ref["pred_logits"].numpy(), atol=2e-3, rtol=0)
     np.testing.assert_allclose(masks, ref["pred_masks"].numpy(), atol=2e-3, rtol=0)

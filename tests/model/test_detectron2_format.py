@@ -15,7 +15,7 @@ from m2f.model.checkpoint_io import save_detectron2_pkl
 
 from .helpers import random_model, tiny_config
 
-# Names and shapes from the official COCO panoptic R50 checkpoint layout (reference §4).
+# Names and shapes from the official COCO panoptic R50 checkpoint layout (docs/model.md §4).
 OFFICIAL_R50 = {
     "backbone.stem.conv1.weight": (64, 3, 7, 7),
     "backbone.stem.conv1.norm.running_var": (64,),

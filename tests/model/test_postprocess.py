@@ -1,4 +1,4 @@
-"""Reference post-processing vs naive numpy implementations written from reference §2 (independent code)."""
+"""Reference post-processing vs naive numpy implementations written from docs/model.md §2 (independent code)."""
 import dataclasses
 
 import numpy as np

@@ -94,7 +94,7 @@ def test_numpy_postprocess_equals_torch_reference(seed, geometry):
 
 
 def test_semantic_only_order(exported):
-    """Semantic-only configs compute scores at the canvas before crop + resize (reference §2)."""
+    """Semantic-only configs compute scores at the canvas before crop + resize (docs/model.md §2)."""
     logits, masks = _blob_case(3)
     from m2f.model.presets import get_preset
     import dataclasses

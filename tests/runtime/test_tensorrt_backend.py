@@ -9,7 +9,7 @@ from m2f.runtime import Predictor
 
 
 def _build_engine(onnx_path, engine_path):
-    """TensorRT's documented build sequence (reference tensorrt-api.md §7); FP32 (no precision flags)."""
+    """TensorRT's documented build sequence (docs/tensorrt.md); FP32 (no precision flags)."""
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
