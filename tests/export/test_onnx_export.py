@@ -61,7 +61,7 @@ def test_static_batch2(kind, tmp_path):
     path = export_onnx(model, tmp_path / "s.onnx", ExportOptions(height=64, width=96, batch=2)).path
     _check(model, path, 2, 64, 96, [[64, 96], [50, 70]])
     meta = parse(next(p.value for p in onnx.load(str(path)).metadata_props if p.key == KEY), "s.onnx")
-    assert meta["input"]["shape"] == [2, 64, 96, 3] and meta["num_queries"] == model.config.num_queries
+    assert meta.input.shape == (2, 64, 96, 3) and meta.num_queries == model.config.num_queries
 
 
 @pytest.mark.parametrize("kind,dynamic", [("resnet", False), ("swin", True)])

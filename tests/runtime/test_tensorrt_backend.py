@@ -1,6 +1,5 @@
 """The TensorRT engine runner vs ONNX Runtime on the same ONNX file (needs a GPU and TensorRT: skipped here with the
 reason; M2F_REQUIRE=gpu,trt makes the skip a failure on a machine that should have them)."""
-import json
 
 import numpy as np
 import pytest
@@ -8,42 +7,18 @@ import pytest
 from m2f.runtime import Predictor
 
 
-def _build_engine(onnx_path, engine_path):
-    """TensorRT's documented build sequence (docs/tensorrt.md); FP32 (no precision flags)."""
-    import tensorrt as trt
-
-    logger = trt.Logger(trt.Logger.WARNING)
-    trt.init_libnvinfer_plugins(logger, "")
-    builder = trt.Builder(logger)
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse_from_file(str(onnx_path)), parser.get_error(0)
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1 << 30)
-    plan = builder.build_serialized_network(network, config)
-    assert plan is not None
-    engine_path.write_bytes(bytes(plan))
-    return trt.__version__
-
-
 @pytest.mark.gpu
 @pytest.mark.trt
 def test_engine_matches_onnxruntime(tmp_path):
-    import onnx
-
+    from m2f.calib.engine import BuildOptions, build
     from m2f.export.onnx_export import ExportOptions, export_onnx
-    from m2f.contract import KEY
 
     from .conftest import confident_model
 
     model = confident_model()
     onnx_path = export_onnx(model, tmp_path / "m.onnx", ExportOptions(height=96, width=160)).path
     engine = tmp_path / "m.engine"
-    version = _build_engine(onnx_path, engine)
-    meta = json.loads(next(p.value for p in onnx.load(str(onnx_path)).metadata_props if p.key == KEY))
-    meta["tensorrt"] = {"version": version}
-    (tmp_path / "m.engine.json").write_text(json.dumps(meta))
+    build(onnx_path, engine, BuildOptions())  # m2f build's own code: the engine and its sidecar
     image = np.random.default_rng(0).integers(0, 256, (90, 150, 3), dtype=np.uint8)
     ref = Predictor(onnx_path, providers=["CPUExecutionProvider"]).predict(image)
     got = Predictor(engine).predict(image)

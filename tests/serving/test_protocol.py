@@ -37,6 +37,7 @@ def test_round_trip_against_independent_decoders(num_classes):
     grey = np.asarray(Image.open(io.BytesIO(answer[contract.SERVED_SEMANTIC])))
     np.testing.assert_array_equal(grey, want.semantic)
     document = json.loads(answer[contract.SERVED_RESULT])
+    assert len(document["instances"]) == len(want.instances) == 3
     for encoded, instance in zip(document["instances"], want.instances):
         rle = {"size": encoded["mask"]["size"], "counts": encoded["mask"]["counts"].encode()}
         np.testing.assert_array_equal(coco_mask.decode(rle).astype(bool), instance.mask)
@@ -45,6 +46,7 @@ def test_round_trip_against_independent_decoders(num_classes):
     np.testing.assert_array_equal(got.panoptic, want.panoptic)
     np.testing.assert_array_equal(got.semantic, want.semantic)
     assert got.segments == want.segments and (got.input_size, got.fit_scale) == ((30, 43), 0.75)
+    assert len(got.instances) == len(want.instances)
     for a, b in zip(got.instances, want.instances):
         assert (a.category_id, a.category, a.score, a.query) == (b.category_id, b.category, b.score, b.query)
         np.testing.assert_array_equal(a.mask, b.mask)

@@ -114,6 +114,7 @@ def test_python_models_run_in_the_real_tritonserver(repo, bundled_onnx, sample_i
                 inputs[-1].set_data_from_numpy(value)
             return client.infer(model, inputs)
 
+        assert len(sample_images) == len(local_results) == 3
         for path, want in zip(sample_images, local_results):
             pre = call("m2f_preprocess", {contract.SERVED_IMAGE: np.array([[path.read_bytes()]], dtype=object)})
             feeds = {n: pre.as_numpy(n) for n in (contract.IMAGE, contract.VALID_SIZE)}

@@ -216,6 +216,7 @@ def test_stopping_answers_the_requests_in_flight(bundled_onnx, sample_images, lo
     assert code == 143 and "server stopped" in server.output
     assert len(answers) == 3
     for results in answers:
+        assert len(results) == len(local_results * 2)
         for got, want in zip(results, local_results * 2):
             assert_same(got, want)
 
