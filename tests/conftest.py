@@ -1,5 +1,6 @@
 """Markers: ``gpu`` and ``trt`` tests skip with a stated reason when the machine lacks them, and FAIL instead when
 M2F_REQUIRE names them (e.g. M2F_REQUIRE=gpu,trt on a GPU machine), so a skip is never mistaken for a pass."""
+import importlib.util
 import os
 
 import pytest
@@ -10,6 +11,16 @@ from m2f import testing
 # imported (test modules import the plugins, which import Triton). With a GPU they run compiled.
 if not testing.has_gpu()[0]:
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+# The suite runs in one process per core (pytest-xdist, pyproject's addopts): each takes one thread, so that torch and
+# ONNX Runtime never wait on a core the other worker holds (m2f.threads explains the cost).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("M2F_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(1)
 
 _CHECKS = {"gpu": testing.has_gpu, "trt": testing.has_tensorrt}
 

@@ -1,23 +1,33 @@
 /*
- * How TensorRT finds the plugins, whichever way the library is loaded, without linking libnvinfer:
+ * How TensorRT finds the plugins, whichever way a host loads the library, without linking libnvinfer
+ * (docs/tensorrt.md, "Loading m2f's plugin library"):
  *
- * - IPluginRegistry::loadLibrary (trtexec --dynamicPlugins, m2f's runner, trt.get_plugin_registry().load_library):
- *   TensorRT calls the exported getCreators and registers what it returns.
- * - A plain dlopen into a process that already runs TensorRT (trtexec --staticPlugins, polygraphy --plugins,
- *   ctypes.CDLL): a load-time constructor finds TensorRT's getPluginRegistry with dlsym and registers the creators
- *   itself. If loadLibrary later loads the same library, getCreators first withdraws that registration, since
- *   loadLibrary refuses creators that are already registered.
- * - Without TensorRT in the process (inspection, the test harness), nothing is registered.
+ * - Hosts that ask the library: IPluginRegistry::loadLibrary (m2f build and the m2f runtime, trtexec
+ *   --dynamicPlugins, trt.get_plugin_registry().load_library) call the exported getCreators and register what it
+ *   returns. The library registers nothing itself then: its load-time constructor sees TensorRT's libnvinfer on the
+ *   call stack (loadLibrary is the one opening it) and leaves the registration to the host, so it never calls into
+ *   the registry while loadLibrary holds it.
+ * - Hosts that only open it (trtexec --staticPlugins, polygraphy --plugins and other ctypes.CDLL, Triton's
+ *   `--backend-config=tensorrt,plugins=...`): the load-time constructor registers both creators with the registry of
+ *   the TensorRT already in the process. It finds that TensorRT by its soname, libnvinfer.so.<major>, with
+ *   RTLD_NOLOAD: that also finds a libnvinfer loaded privately (RTLD_LOCAL, as Python's bindings and Triton's TensorRT
+ *   backend load it), which a global symbol lookup cannot see.
+ * - A library opened before TensorRT is (LD_PRELOAD) or where there is none (inspection, the test harness)
+ *   registers nothing.
+ * If a host loads the library both ways in one process, getCreators withdraws the earlier self-registration first:
+ * loadLibrary refuses creators that are already registered.
  *
- * Both paths refuse (one sentence on stderr, no creators) a TensorRT of another major version than the headers the
- * library was built with. TensorRT's logger is never used (its ABI changed in TensorRT 11).
+ * Both paths refuse, with one sentence, a TensorRT of another major version than the headers the library was built
+ * with (its plugin and logger ABI differ). Messages go through the logger TensorRT hands over (setLoggerFinder).
  */
 #include "maskedAttentionPlugin.h"
 #include "msDeformAttnPlugin.h"
 
 #include <dlfcn.h>
+#include <execinfo.h>
 
 #include <cstdio>
+#include <cstring>
 
 #ifndef M2F_PLUGINS_ARCHS
 #define M2F_PLUGINS_ARCHS "unknown"
@@ -33,7 +43,11 @@ namespace
 __attribute__((used)) char const kBUILD_INFO[] = "M2F_PLUGINS_BUILD tensorrt=" M2F_STRINGIFY(NV_TENSORRT_MAJOR) "."
     M2F_STRINGIFY(NV_TENSORRT_MINOR) "." M2F_STRINGIFY(NV_TENSORRT_PATCH) " archs=" M2F_PLUGINS_ARCHS;
 
+// The TensorRT this library can work with: the soname of its major version.
+constexpr char const* kNVINFER = "libnvinfer.so." M2F_STRINGIFY(NV_TENSORRT_MAJOR);
+constexpr char const* kLIBRARY = "m2f plugins";
 constexpr int32_t kNB_CREATORS = 2;
+constexpr int kMAX_FRAMES = 64; // loadLibrary -> dlopen -> the constructor is about a dozen frames deep
 
 IPluginCreatorInterface* const* creators()
 {
@@ -43,12 +57,17 @@ IPluginCreatorInterface* const* creators()
     return all;
 }
 
-//! False (with one sentence on stderr) when the process runs a TensorRT of another major version than the headers
-//! this library was built with; true when it matches or when no TensorRT is loaded.
-bool runtimeMatchesBuild()
+//! The TensorRT already in this process (a handle to release with dlclose), or nullptr when there is none.
+void* residentTensorRT()
+{
+    return dlopen(kNVINFER, RTLD_NOW | RTLD_NOLOAD);
+}
+
+//! False (with one sentence) when `nvinfer` is a TensorRT of another major version than this library's headers.
+bool runtimeMatchesBuild(void* nvinfer)
 {
     using GetVersion = int32_t (*)();
-    auto const getVersion = reinterpret_cast<GetVersion>(dlsym(RTLD_DEFAULT, "getInferLibVersion"));
+    auto const getVersion = reinterpret_cast<GetVersion>(dlsym(nvinfer, "getInferLibVersion"));
     if (getVersion == nullptr)
     {
         return true;
@@ -58,56 +77,106 @@ bool runtimeMatchesBuild()
     {
         return true;
     }
-    std::fprintf(stderr,
-        "m2f plugins: this library was built against TensorRT %d headers but the process runs TensorRT %d; rebuild it "
-        "against this TensorRT: m2f plugins build --tensorrt-include <TensorRT include dir>\n",
-        NV_TENSORRT_MAJOR, major);
+    char line[400];
+    std::snprintf(line, sizeof line,
+        "this library was built against TensorRT %d headers but the process runs TensorRT %d; rebuild it against "
+        "this TensorRT: m2f plugins build --tensorrt-include <TensorRT include dir>",
+        NV_TENSORRT_MAJOR, static_cast<int>(major));
+    m2f::plugin::reportError(kLIBRARY, line);
+    return false;
+}
+
+//! Whether TensorRT's libnvinfer is on the call stack: its loadLibrary is opening this library and will register
+//! the creators from getCreators itself.
+bool openedByTensorRT()
+{
+    void* frames[kMAX_FRAMES];
+    int const depth = backtrace(frames, kMAX_FRAMES);
+    for (int i = 0; i < depth; ++i)
+    {
+        Dl_info info{};
+        if (dladdr(frames[i], &info) == 0 || info.dli_fname == nullptr)
+        {
+            continue;
+        }
+        char const* base = std::strrchr(info.dli_fname, '/');
+        base = base != nullptr ? base + 1 : info.dli_fname;
+        if (std::strncmp(base, "libnvinfer.so", std::strlen("libnvinfer.so")) == 0)
+        {
+            return true;
+        }
+    }
     return false;
 }
 
 //! The registry the load-time constructor registered with (nullptr when it did not).
-IPluginRegistry* gStaticRegistry = nullptr;
+IPluginRegistry* gSelfRegistry = nullptr;
 
-__attribute__((constructor)) void registerWhenTensorRTIsLoaded()
+__attribute__((constructor)) void registerWhenOpenedByAHost()
 {
-    using GetRegistry = IPluginRegistry* (*) ();
-    auto const getRegistry = reinterpret_cast<GetRegistry>(dlsym(RTLD_DEFAULT, "getPluginRegistry"));
-    if (getRegistry == nullptr || !runtimeMatchesBuild())
+    void* nvinfer = residentTensorRT();
+    if (nvinfer == nullptr)
     {
         return;
     }
-    IPluginRegistry* registry = getRegistry();
-    bool registered = registry != nullptr;
-    for (int32_t i = 0; registered && i < kNB_CREATORS; ++i)
+    using GetRegistry = IPluginRegistry* (*) ();
+    auto const getRegistry = reinterpret_cast<GetRegistry>(dlsym(nvinfer, "getPluginRegistry"));
+    if (getRegistry != nullptr && !openedByTensorRT() && runtimeMatchesBuild(nvinfer))
     {
-        registered = registry->registerCreator(*creators()[i], m2f::plugin::kNAMESPACE);
+        IPluginRegistry* registry = getRegistry();
+        bool registered = registry != nullptr;
+        for (int32_t i = 0; registered && i < kNB_CREATORS; ++i)
+        {
+            registered = registry->registerCreator(*creators()[i], m2f::plugin::kNAMESPACE);
+        }
+        if (!registered && registry != nullptr)
+        {
+            m2f::plugin::reportError(kLIBRARY, "TensorRT refused to register the plugins (are they registered "
+                                               "already, from another copy of this library?)");
+        }
+        gSelfRegistry = registered ? registry : nullptr;
     }
-    gStaticRegistry = registered ? registry : nullptr;
+    dlclose(nvinfer); // the handle only counted a reference; TensorRT stays loaded by whoever loaded it
 }
 } // namespace
 
 extern "C" __attribute__((visibility("default"))) IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
 {
-    (void) kBUILD_INFO;
     nbCreators = 0;
-    if (!runtimeMatchesBuild())
+    try
     {
+        void* nvinfer = residentTensorRT();
+        bool const matches = nvinfer == nullptr || runtimeMatchesBuild(nvinfer);
+        if (nvinfer != nullptr)
+        {
+            dlclose(nvinfer);
+        }
+        if (!matches)
+        {
+            return nullptr;
+        }
+        IPluginCreatorInterface* const* all = creators();
+        if (gSelfRegistry != nullptr) // hand the load-time registration over to loadLibrary
+        {
+            for (int32_t i = 0; i < kNB_CREATORS; ++i)
+            {
+                gSelfRegistry->deregisterCreator(*all[i]);
+            }
+            gSelfRegistry = nullptr;
+        }
+        nbCreators = kNB_CREATORS;
+        return all;
+    }
+    catch (...)
+    {
+        m2f::plugin::reportError(kLIBRARY, "could not create the plugin creators");
         return nullptr;
     }
-    if (gStaticRegistry != nullptr) // hand the load-time registration over to loadLibrary
-    {
-        for (int32_t i = 0; i < kNB_CREATORS; ++i)
-        {
-            gStaticRegistry->deregisterCreator(*creators()[i]);
-        }
-        gStaticRegistry = nullptr;
-    }
-    nbCreators = kNB_CREATORS;
-    return creators();
 }
 
-// Kept for the loaders that call it; the logger it finds is never used (its ABI changed in TensorRT 11).
+//! TensorRT hands over its logger finder; the plugins' messages go to the logger it finds (per calling thread).
+//! The library is built per TensorRT major version, so the ILoggerFinder it calls has that version's ABI.
 extern "C" __attribute__((visibility("default"))) void setLoggerFinder(ILoggerFinder* finder)
 {
-    (void) finder;
+    m2f::plugin::setLoggerFinder(finder);
 }

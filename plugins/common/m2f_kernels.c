@@ -16,6 +16,7 @@ typedef CUresult (*cuFuncSetAttribute_t)(CUfunction, CUfunction_attribute, int);
 typedef CUresult (*cuLaunchKernel_t)(CUfunction, unsigned int, unsigned int, unsigned int, unsigned int,
                                      unsigned int, unsigned int, unsigned int, CUstream, void**, void**);
 typedef CUresult (*cuGetErrorString_t)(CUresult, const char**);
+typedef CUresult (*cuCtxGetId_t)(CUcontext, unsigned long long*);
 
 static struct {
     void* handle;
@@ -29,6 +30,7 @@ static struct {
     cuFuncSetAttribute_t funcSetAttribute;
     cuLaunchKernel_t launchKernel;
     cuGetErrorString_t getErrorString;
+    cuCtxGetId_t ctxGetId; /* NULL before CUDA 12 */
 } driver;
 
 static pthread_once_t driver_once = PTHREAD_ONCE_INIT;
@@ -66,6 +68,7 @@ static void load_driver(void) {
     M2F_RESOLVE(launchKernel, cuLaunchKernel_t, "cuLaunchKernel")
     M2F_RESOLVE(getErrorString, cuGetErrorString_t, "cuGetErrorString")
 #undef M2F_RESOLVE
+    driver.ctxGetId = (cuCtxGetId_t)dlsym(driver.handle, "cuCtxGetId");
     init = (cuInit_t)dlsym(driver.handle, "cuInit");
     driver.status = init ? init(0) : CUDA_ERROR_NOT_INITIALIZED;
     if (driver.status != CUDA_SUCCESS)
@@ -93,10 +96,17 @@ const char* m2f_kernels_last_error(void) {
 
 int m2f_kernels_device_arch(void) {
     CUdevice device;
+    CUresult status;
     int major = 0, minor = 0;
-    if (driver_ready() != CUDA_SUCCESS || driver.ctxGetDevice(&device) != CUDA_SUCCESS) return -1;
-    driver.deviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device);
-    driver.deviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device);
+    if (driver_ready() != CUDA_SUCCESS) return -1;
+    if ((status = driver.ctxGetDevice(&device)) != CUDA_SUCCESS ||
+        (status = driver.deviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device)) !=
+            CUDA_SUCCESS ||
+        (status = driver.deviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device)) !=
+            CUDA_SUCCESS) {
+        cuda_error("reading the GPU's compute capability", status);
+        return -1;
+    }
     return major * 10 + minor;
 }
 
@@ -129,6 +139,7 @@ static void no_image_error(const m2f_kernel* kernel, int arch) {
 
 CUresult m2f_kernel_get(m2f_kernel* kernel, const m2f_loaded** loaded) {
     CUcontext context;
+    unsigned long long context_id = 0;
     CUmodule module;
     CUfunction function;
     CUresult status;
@@ -139,30 +150,39 @@ CUresult m2f_kernel_get(m2f_kernel* kernel, const m2f_loaded** loaded) {
         set_error("no current CUDA context: launch from a thread with a context (TensorRT makes one)");
         return status != CUDA_SUCCESS ? status : CUDA_ERROR_INVALID_CONTEXT;
     }
+    if (driver.ctxGetId && (status = driver.ctxGetId(context, &context_id)) != CUDA_SUCCESS) {
+        cuda_error("reading the CUDA context's id", status);
+        return status;
+    }
     pthread_mutex_lock(&cache_lock);
     for (i = 0; i < kernel->n_loaded; ++i) {
-        if (kernel->loaded[i].context == context) {
+        if (kernel->loaded[i].context == context && kernel->loaded[i].context_id == context_id) {
             *loaded = &kernel->loaded[i];
             pthread_mutex_unlock(&cache_lock);
             return CUDA_SUCCESS;
         }
     }
     arch = m2f_kernels_device_arch();
-    image = choose_image(kernel, arch);
-    if (!image) {
+    image = arch < 0 ? NULL : choose_image(kernel, arch);
+    if (arch < 0) {
+        status = CUDA_ERROR_INVALID_DEVICE; /* m2f_kernels_device_arch said why */
+    } else if (!image) {
         no_image_error(kernel, arch);
         status = CUDA_ERROR_NO_BINARY_FOR_GPU;
     } else if (kernel->n_loaded == M2F_MAX_CONTEXTS) {
-        set_error("more CUDA contexts than the kernel cache holds (16)");
+        set_error("more CUDA contexts than the kernel cache holds (16); use fewer execution contexts per process");
         status = CUDA_ERROR_OUT_OF_MEMORY;
     } else if ((status = driver.moduleLoadData(&module, image->data)) != CUDA_SUCCESS) {
         cuda_error("loading the kernel module", status);
     } else if ((status = driver.moduleGetFunction(&function, module, kernel->entry)) != CUDA_SUCCESS) {
         cuda_error("finding the kernel in its module", status);
+    } else if (image->shared > 49152 &&
+               (status = driver.funcSetAttribute(function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                                 (int)image->shared)) != CUDA_SUCCESS) {
+        cuda_error("granting the kernel its shared memory", status);
     } else {
-        if (image->shared > 49152)
-            driver.funcSetAttribute(function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)image->shared);
         kernel->loaded[kernel->n_loaded].context = context;
+        kernel->loaded[kernel->n_loaded].context_id = context_id;
         kernel->loaded[kernel->n_loaded].module = module;
         kernel->loaded[kernel->n_loaded].function = function;
         kernel->loaded[kernel->n_loaded].shared = image->shared;

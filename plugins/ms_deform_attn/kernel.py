@@ -104,6 +104,10 @@ def _launch(value, shapes_t, starts, locations, weights, reference_points, fused
     require("triton", "kernels", "the deformable-attention kernel")
     if value.dtype not in (torch.float32, torch.float16):
         raise ArgumentError(f"the kernel takes float32 or float16 value, got {value.dtype}")
+    sampling = {locations.dtype, weights.dtype, reference_points.dtype}
+    if len(sampling) != 1 or sampling.pop() not in (torch.float32, value.dtype):
+        raise ArgumentError(f"the sampling inputs must all be float32 or all {value.dtype} (the value's dtype), got "
+                            f"{locations.dtype}, {weights.dtype}, {reference_points.dtype}")
     n, s, m, d = value.shape
     _, lq, _, num_levels, num_points, _ = locations.shape
     out = torch.empty(n, lq, m * d, dtype=value.dtype, device=value.device)
@@ -140,19 +144,24 @@ def forward_triton_fused(
     return _launch(value, shapes_t, starts, sampling_offsets, attention_logits, reference_points, fused=True)
 
 
+# (name suffix, value and output dtype, sampling inputs' dtype): the dtype configurations the AOT build compiles; an
+# fp16 graph keeps its sampling coordinates fp32 (the third)
+AOT_PRECISIONS = (("fp32", "fp32", "fp32"), ("fp16", "fp16", "fp16"), ("fp16_sfp32", "fp16", "fp32"))
+
+
 def aot_kernels() -> list[AotKernel]:
-    """Configurations the AOT build compiles: {fp32, fp16} x head dim {32, 64} x {unfused, fused}. A config serves
+    """Configurations the AOT build compiles: AOT_PRECISIONS x head dim {32, 64} x {unfused, fused}. A config serves
     any D up to its head dim; the launcher's grid is (ceil(Lq / BLOCK_Q), N * M)."""
     configs = []
-    for dtype in ("fp32", "fp16"):
+    for suffix, value_type, sampling_type in AOT_PRECISIONS:
         for head_dim in (32, 64):
             for fused in (False, True):
-                ptr = f"*{dtype}"
+                value, sampling = f"*{value_type}", f"*{sampling_type}"
                 configs.append(AotKernel(
-                    name=f"msda{'_fused' if fused else ''}_{dtype}_d{head_dim}", kernel=_msda_kernel,
-                    signature={"value": ptr, "shapes": "*i32", "starts": "*i32", "locations": ptr, "weights": ptr,
-                               "reference_points": ptr, "out": ptr, "S": "i32", "Lq": "i32", "M": "i32",
-                               "L": "i32", "P": "i32", "D": "i32"},
+                    name=f"msda{'_fused' if fused else ''}_{suffix}_d{head_dim}", kernel=_msda_kernel,
+                    signature={"value": value, "shapes": "*i32", "starts": "*i32", "locations": sampling,
+                               "weights": sampling, "reference_points": sampling, "out": value, "S": "i32",
+                               "Lq": "i32", "M": "i32", "L": "i32", "P": "i32", "D": "i32"},
                     constexprs={"FUSED": fused, "BLOCK_Q": KERNEL_BLOCK_Q, "BLOCK_D": head_dim},
                     grid=(f"(Lq + {KERNEL_BLOCK_Q - 1}) / {KERNEL_BLOCK_Q}", "N * M", "1"), extra_args=("N",)))
     return configs

@@ -8,7 +8,9 @@
  *   1 fused, what Mask2Former's pixel decoder computes around the op folded in:
  *     value, spatial_shapes, level_start_index, reference_points [N, Lq, L, 2],
  *     sampling_offsets [N, Lq, M, L, P, 2] (pixels of each level), attention_logits [N, Lq, M, L*P]
- * Output [N, Lq, M*D] in value's type (fp32 or fp16); head dim D up to 64.
+ * Output [N, Lq, M*D] in value's type (fp32 or fp16); head dim D up to 64. The sampling inputs (locations and weights,
+ * or reference points, offsets and logits) are all fp32 or all in value's type: an fp16 graph keeps its coordinate
+ * math fp32 (docs/numerics.md).
  */
 #ifndef M2F_MS_DEFORM_ATTN_PLUGIN_H
 #define M2F_MS_DEFORM_ATTN_PLUGIN_H
@@ -29,8 +31,6 @@ public:
     nvinfer1::AsciiChar const* getPluginName() const noexcept override;
     nvinfer1::AsciiChar const* getPluginVersion() const noexcept override;
 
-    int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
-        nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
     int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs, nvinfer1::DimsExprs const* shapeInputs,
         int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs, int32_t nbOutputs,
         nvinfer1::IExprBuilder& exprBuilder) noexcept override;
@@ -41,11 +41,16 @@ public:
         void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
     nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
 
+protected:
+    std::string checkShapes(std::vector<nvinfer1::Dims> const& inputs, int32_t nbOutputs, bool runtime) const override;
+
 private:
     //! One sentence when the inputs do not have the ranks and count of this form ("" when they do).
     std::string checkInputs(std::vector<int32_t> const& ranks) const;
 
     int32_t mFused;
+    // what getFieldsToSerialize hands out, rebuilt on each call from mFused
+    int32_t mSerializedFused{0};
     nvinfer1::PluginField mField{};
     nvinfer1::PluginFieldCollection mFields{};
 };

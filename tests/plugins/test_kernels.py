@@ -92,6 +92,39 @@ def test_msda_fused_kernel_matches_reference(case, dtype, device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("fused", [False, True], ids=["plain", "fused"])
+def test_msda_fp16_value_with_fp32_sampling(fused, device):
+    """An fp16 graph keeps its sampling coordinates fp32 (the fp16_sfp32 AOT configuration): an fp16 value with fp32
+    locations and weights (or reference points, offsets and logits) against the float64 reference on the same
+    inputs, fp16 output."""
+    n, lq, m, d, shapes, points = MSDA_CASES[2]
+    g = torch.Generator().manual_seed(12)
+    levels = len(shapes)
+    value = torch.randn(n, sum(h * w for h, w in shapes), m, d, generator=g).half()
+    if fused:
+        sampling = [torch.rand(n, lq, levels, 2, generator=g), torch.randn(n, lq, m, levels, points, 2, generator=g) * 3,
+                    torch.randn(n, lq, m, levels * points, generator=g) * 2]
+        ref = msda_reference.fused_reference(value.double(), shapes, None, *[t.double() for t in sampling])
+        run = msda_kernel.forward_triton_fused
+    else:
+        _, locations, weights = _msda_inputs(13, n, lq, m, d, shapes, points, torch.float32, "cpu")
+        sampling = [locations, weights]
+        ref = msda_reference.reference(value.double(), shapes, None, *[t.double() for t in sampling])
+        run = msda_kernel.forward_triton
+    got = run(value.to(device), shapes, None, *[t.to(device) for t in sampling])
+    assert got.dtype == torch.float16
+    _check(got, ref, torch.float16)
+
+
+def test_msda_kernel_refuses_mixed_sampling_dtypes():
+    value, locations, weights = _msda_inputs(3, 1, 4, 1, 32, [(3, 5)], 1, torch.float16, "cpu")
+    with pytest.raises(Exception, match="sampling inputs must all be float32 or all torch.float16"):
+        msda_kernel.forward_triton(value, [(3, 5)], None, locations.float(), weights)
+    with pytest.raises(Exception, match="sampling inputs must all be float32 or all torch.float32"):
+        msda_kernel.forward_triton(value.float(), [(3, 5)], None, locations, weights)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_msda_kernel_mask2former_size(device):
     """Lq = 100 queries, M = 8, D = 32 over the 1/32, 1/16, 1/8 levels of an 800x1344 canvas, P = 4."""
     shapes = [(25, 42), (50, 84), (100, 168)]

@@ -17,16 +17,135 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <new>
 #include <string>
 #include <vector>
 
 using namespace nvinfer1;
 
+// While set, every allocation through operator new fails: the plugin library's allocations bind to these
+// definitions (the executable comes first in the symbol search), so a throwing allocation inside an entry point can
+// be provoked and its handling checked.
+bool gFailAllocations = false;
+
+void* operator new(size_t size)
+{
+    if (gFailAllocations)
+    {
+        throw std::bad_alloc();
+    }
+    if (void* p = std::malloc(size == 0 ? 1 : size))
+    {
+        return p;
+    }
+    throw std::bad_alloc();
+}
+
+void operator delete(void* p) noexcept
+{
+    std::free(p);
+}
+
+void operator delete(void* p, size_t) noexcept
+{
+    std::free(p);
+}
+
 namespace
 {
 int gFailures = 0;
+
+//! What the plugins logged through the logger TensorRT would hand over (the last error, without allocating: it is
+//! also called while allocations fail).
+class RecordingLogger : public ILogger
+{
+public:
+    void log(Severity severity, AsciiChar const* msg) noexcept override
+    {
+        if (severity == Severity::kERROR && msg != nullptr)
+        {
+            std::snprintf(last, sizeof last, "%s", msg);
+            ++count;
+        }
+    }
+    char last[1024] = "";
+    int32_t count = 0;
+};
+
+class TestLoggerFinder : public ILoggerFinder
+{
+public:
+    ILogger* findLogger() override
+    {
+        return &logger;
+    }
+    RecordingLogger logger;
+};
+
+//! An execution context's error recorder: what the plugins reported while attached to it.
+class RecordingErrorRecorder : public IErrorRecorder
+{
+public:
+    int32_t getNbErrors() const noexcept override
+    {
+        return static_cast<int32_t>(errors.size());
+    }
+    ErrorCode getErrorCode(int32_t) const noexcept override
+    {
+        return ErrorCode::kINVALID_ARGUMENT;
+    }
+    ErrorDesc getErrorDesc(int32_t i) const noexcept override
+    {
+        return errors[i].c_str();
+    }
+    bool hasOverflowed() const noexcept override
+    {
+        return false;
+    }
+    void clear() noexcept override
+    {
+        errors.clear();
+    }
+    bool reportError(ErrorCode, ErrorDesc desc) noexcept override
+    {
+        errors.emplace_back(desc);
+        return true;
+    }
+    RefCount incRefCount() noexcept override
+    {
+        return 1;
+    }
+    RefCount decRefCount() noexcept override
+    {
+        return 0;
+    }
+    std::vector<std::string> errors;
+};
+
+class TestResourceContext : public IPluginResourceContext
+{
+public:
+    IGpuAllocator* getGpuAllocator() const noexcept override
+    {
+        return nullptr;
+    }
+    IErrorRecorder* getErrorRecorder() const noexcept override
+    {
+        return recorder;
+    }
+    IErrorRecorder* recorder{nullptr};
+};
+
+TestLoggerFinder gLoggerFinder;
+
+//! Whether the last error message the logger received contains `text`.
+bool logged(char const* text)
+{
+    return gLoggerFinder.logger.count > 0 && std::strstr(gLoggerFinder.logger.last, text) != nullptr;
+}
 
 void check(bool ok, std::string const& name, std::string const& detail = "")
 {
@@ -265,6 +384,8 @@ void msDeformAttn(IPluginCreatorV3One* creator)
     float half = 0.5F;
     check(create(creator, {PluginField("fused", &two, PluginFieldType::kINT32, 1)}, TensorRTPhase::kBUILD) == nullptr,
         "msda fused=2 rejected");
+    check(logged("m2f plugins: M2fMSDeformAttn: attribute 'fused' is 2"), "msda error goes to TensorRT's logger",
+        gLoggerFinder.logger.last);
     check(create(creator, {PluginField("fused", &half, PluginFieldType::kFLOAT32, 1)}, TensorRTPhase::kBUILD)
             == nullptr,
         "msda float attribute rejected");
@@ -307,9 +428,20 @@ void msDeformAttn(IPluginCreatorV3One* creator)
         dynamic({2, 21, 8, 3, 4, 2}, DataType::kHALF), dynamic({2, 21, 8, 12}, DataType::kHALF),
         dynamic({2, 21, 256}, DataType::kHALF)};
     check(acceptsAll(build, io), "msda fp16 linear combination accepted");
-    io[4].desc.type = DataType::kFLOAT;
-    check(!build->supportsFormatCombination(4, io.data(), 6, 1), "msda mixed float types rejected");
+    for (int32_t i = 3; i < 6; ++i)
+    {
+        io[i].desc.type = DataType::kFLOAT;
+    }
+    check(acceptsAll(build, io), "msda fp16 value with fp32 sampling inputs accepted");
     io[4].desc.type = DataType::kHALF;
+    check(!build->supportsFormatCombination(4, io.data(), 6, 1), "msda mixed sampling types rejected");
+    for (int32_t i = 3; i < 6; ++i)
+    {
+        io[i].desc.type = DataType::kHALF;
+    }
+    io[6].desc.type = DataType::kFLOAT;
+    check(!build->supportsFormatCombination(6, io.data(), 6, 1), "msda output not in value's type rejected");
+    io[6].desc.type = DataType::kHALF;
     io[1].desc.type = DataType::kINT64;
     check(!build->supportsFormatCombination(1, io.data(), 6, 1), "msda int64 spatial_shapes rejected");
     io[1].desc.type = DataType::kINT32;
@@ -344,6 +476,29 @@ void msDeformAttn(IPluginCreatorV3One* creator)
     check(build->configurePlugin(io.data(), 6, outDesc.data(), 1) == 0, "msda configure D=32");
     io[0] = dynamic({2, 21, 8, 96}, DataType::kHALF);
     check(build->configurePlugin(io.data(), 6, outDesc.data(), 1) != 0, "msda configure D=96 refused");
+    io[0] = dynamic({2, 21, 8, 32}, DataType::kHALF);
+
+    // an inconsistent graph is refused at configure time, naming the size (not read out of bounds at enqueue)
+    std::vector<DynamicPluginTensorDesc> bad = io;
+    bad[4] = dynamic({2, 21, 4, 3, 4, 2}, DataType::kHALF); // 4 heads in the offsets, 8 in value
+    check(build->configurePlugin(bad.data(), 6, outDesc.data(), 1) != 0 && logged("disagree on M"),
+        "msda heads that disagree refused at configure");
+    bad = io;
+    bad[3] = dynamic({2, 20, 3, 2}, DataType::kHALF); // 20 reference points, 21 queries elsewhere
+    check(build->configurePlugin(bad.data(), 6, outDesc.data(), 1) != 0 && logged("disagree on Lq"),
+        "msda queries that disagree refused at configure");
+    bad = io;
+    bad[5] = dynamic({2, 21, 8, 11}, DataType::kHALF); // logits for 11 samples, L*P = 12
+    check(build->configurePlugin(bad.data(), 6, outDesc.data(), 1) != 0 && logged("disagree on L*P"),
+        "msda logits that are not L*P refused at configure");
+    bad = io;
+    bad[1] = dynamic({4, 2}, DataType::kINT32); // 4 levels in spatial_shapes, 3 in level_start_index
+    check(build->configurePlugin(bad.data(), 6, outDesc.data(), 1) != 0 && logged("disagree on L"),
+        "msda level counts that disagree refused at configure");
+    bad = io;
+    bad[0] = dynamic({-1, -1, 8, 32}, DataType::kHALF); // unknown batch and length at build time: fine
+    bad[4] = dynamic({-1, -1, 8, 3, 4, 2}, DataType::kHALF);
+    check(build->configurePlugin(bad.data(), 6, outDesc.data(), 1) == 0, "msda symbolic dims accepted at configure");
 
     // enqueue without a CUDA driver: an error code and a message, no crash
     std::vector<PluginTensorDesc> desc;
@@ -360,8 +515,48 @@ void msDeformAttn(IPluginCreatorV3One* creator)
     check(runtime->onShapeChange(desc.data(), 6, &outTensor, 1) == 0, "msda onShapeChange");
     int32_t const enqueued = runtime->enqueue(desc.data(), &outTensor, inputs, outputs, nullptr, nullptr);
     std::printf("fact msda_enqueue %d\n", enqueued);
-    delete plain;
+
+    // the kernels index with int32: a shape beyond it is refused before any launch
+    std::vector<PluginTensorDesc> huge = desc;
+    huge[0] = dynamic({64, 2000000, 8, 32}, DataType::kHALF).desc;
+    huge[3] = dynamic({64, 21, 3, 2}, DataType::kHALF).desc;
+    huge[4] = dynamic({64, 21, 8, 3, 4, 2}, DataType::kHALF).desc;
+    huge[5] = dynamic({64, 21, 8, 12}, DataType::kHALF).desc;
+    check(runtime->onShapeChange(huge.data(), 6, &outTensor, 1) != 0 && logged("int32 indexing"),
+        "msda int32 overflow refused at onShapeChange");
+
+    // a failing allocation inside an entry point is reported, not let out (which would terminate the process)
+    gFailAllocations = true;
+    int32_t const underPressure = build->configurePlugin(bad.data(), 5, outDesc.data(), 1);
+    IPluginV3* noClone = fused->clone();
+    gFailAllocations = false;
+    check(underPressure != 0 && noClone == nullptr && logged("bad_alloc"), "msda throwing allocation reported");
+
+    // serialisation fields belong to the object asked: a clone's survive the original
+    IPluginV3* copy = fused->clone();
     delete fused;
+    PluginFieldCollection const* copied
+        = copy ? capability<IPluginV3OneRuntime>(copy, PluginCapabilityType::kRUNTIME)->getFieldsToSerialize() : nullptr;
+    check(copied && copied->nbFields == 1 && *static_cast<int32_t const*>(copied->fields[0].data) == 1,
+        "msda clone serialises its own fields after the original is gone");
+
+    // attached to an execution context, run-time errors go to that context's error recorder
+    RecordingErrorRecorder recorder;
+    TestResourceContext context;
+    context.recorder = &recorder;
+    IPluginV3* attached = copy ? capability<IPluginV3OneRuntime>(copy, PluginCapabilityType::kRUNTIME)
+                                     ->attachToContext(&context)
+                               : nullptr;
+    desc[0] = dynamic({2, 21, 8, 96}, DataType::kHALF).desc;
+    int32_t const refused = attached ? capability<IPluginV3OneRuntime>(attached, PluginCapabilityType::kRUNTIME)
+                                           ->enqueue(desc.data(), &outTensor, inputs, outputs, nullptr, nullptr)
+                                     : 0;
+    check(refused != 0 && recorder.getNbErrors() == 1
+            && std::string(recorder.getErrorDesc(0)).find("head dim 96") != std::string::npos,
+        "msda run-time error reported to the context's error recorder");
+    delete attached;
+    delete copy;
+    delete plain;
 }
 
 // ---- M2fMaskedAttention ------------------------------------------------------------------------------------------
@@ -400,6 +595,20 @@ void maskedAttention(IPluginCreatorV3One* creator)
     check(build->configurePlugin(io.data(), 3, outDesc.data(), 1) == 0, "attention configure without a mask");
     io[0] = dynamic({1, 8, 100, 128}, DataType::kHALF);
     check(build->configurePlugin(io.data(), 4, outDesc.data(), 1) != 0, "attention configure D=128 refused");
+    io[0] = dynamic({1, 8, 100, 32}, DataType::kHALF);
+    check(build->configurePlugin(io.data(), 4, outDesc.data(), 1) == 0, "attention configure with a mask");
+    std::vector<DynamicPluginTensorDesc> bad = io;
+    bad[2] = dynamic({1, 8, 299, 32}, DataType::kHALF); // v with 299 keys, k with 300
+    check(build->configurePlugin(bad.data(), 4, outDesc.data(), 1) != 0 && logged("disagree on S"),
+        "attention keys that disagree refused at configure");
+    bad = io;
+    bad[3] = dynamic({1, 99, 300}, DataType::kFLOAT); // a mask for 99 queries
+    check(build->configurePlugin(bad.data(), 4, outDesc.data(), 1) != 0 && logged("disagree on Q"),
+        "attention mask for other queries refused at configure");
+    bad = io;
+    bad[1] = dynamic({1, 4, 300, 32}, DataType::kHALF); // k with 4 heads
+    check(build->configurePlugin(bad.data(), 4, outDesc.data(), 1) != 0 && logged("disagree on M"),
+        "attention heads that disagree refused at configure");
     PluginFieldCollection const* saved
         = capability<IPluginV3OneRuntime>(plugin, PluginCapabilityType::kRUNTIME)->getFieldsToSerialize();
     IPluginV3* restored = creator->createPlugin("restored", saved, TensorRTPhase::kRUNTIME);
@@ -441,7 +650,7 @@ int main(int argc, char** argv)
     {
         return 1;
     }
-    setLoggerFinder(nullptr); // never dereferenced
+    setLoggerFinder(&gLoggerFinder); // the plugins' messages go to its logger
     int32_t n = 0;
     IPluginCreatorInterface* const* creators = getCreators(n);
     check(n == 2 && creators != nullptr, "two creators", std::to_string(n));
