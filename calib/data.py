@@ -30,9 +30,11 @@ class CalibrationSet:
     fingerprint: str
 
     @classmethod
-    def open(cls, meta, spec: str, images: int = DEFAULT_IMAGES, seed: int = 0) -> "CalibrationSet":
+    def open(cls, meta, spec: str, images: int = DEFAULT_IMAGES, seed: int = 0, canvas: tuple[int, int] | None = None,
+             batch: int | None = None) -> "CalibrationSet":
         """``images`` of ``spec`` (validate.data.open_images' forms), chosen at random with ``seed`` when the dataset
-        has more; DatasetError with one sentence when it has none."""
+        has more; DatasetError with one sentence when it has none. ``canvas`` / ``batch``: every batch at exactly
+        this shape, also for a dynamic graph (TensorRT's implicit calibration at one profile shape)."""
         from m2f.runtime.preprocess import Preprocessor
         from m2f.validate.data import open_images
 
@@ -43,8 +45,10 @@ class CalibrationSet:
         indices = sorted(np.random.default_rng(seed).permutation(len(dataset))[:count].tolist())
         document = meta.to_dict()
         preprocessing = {k: document[k] for k in ("resize", "size_divisibility", "pixel_mean", "pixel_std", "input")}
-        key = json.dumps({"spec": spec, "indices": indices, "preprocessing": preprocessing}, sort_keys=True)
-        return cls(dataset, indices, Preprocessor(meta), hashlib.sha256(key.encode()).hexdigest()[:16])
+        key = json.dumps({"spec": spec, "indices": indices, "preprocessing": preprocessing,
+                          **({"canvas": list(canvas), "batch": batch} if canvas else {})}, sort_keys=True)
+        return cls(dataset, indices, Preprocessor(meta, canvas=canvas, batch=batch),
+                   hashlib.sha256(key.encode()).hexdigest()[:16])
 
     @property
     def batch_size(self) -> int:

@@ -1,12 +1,14 @@
 """ONNX -> TensorRT engine (``m2f build``), on the TensorRT Python API of 10.x and 11.x.
 
-Two ways to a precision (docs/numerics.md):
+Two ways to a precision (docs/precision.md):
 
-- strongly typed (TensorRT 10 and 11): the precision is in the ONNX (``m2f convert`` / ``m2f calibrate`` wrote fp16
-  tensors or Q/DQ nodes); the builder gets no precision flags and runs what the graph says.
-- builder flags (TensorRT 10 only): an fp32 ONNX with ``--precision fp16|int8|best`` sets BuilderFlag.FP16 / INT8,
-  INT8 with TensorRT's implicit entropy calibrator (IInt8EntropyCalibrator2 over ``--calib`` images, cache file).
-  TensorRT 11 removed both; asking for it there is refused with one sentence.
+- strongly typed (TensorRT 10 and 11): the precision is in the ONNX (``m2f convert`` wrote fp16 tensors or Q/DQ
+  nodes; ``build`` does it first for ``--precision``); the builder gets no precision flags and runs what the graph
+  says.
+- builder flags (TensorRT 10 only, ``--builder-flags``): an fp32 ONNX with ``--precision fp16|int8|best`` sets
+  BuilderFlag.FP16 / INT8, INT8 with TensorRT's implicit entropy calibrator (IInt8EntropyCalibrator2 over ``--data``
+  images at the calibration profile's shape, cache file). TensorRT 11 removed both; asking for it there is refused
+  with one sentence.
 
 Everything that does not need TensorRT -- the build plan, optimisation profiles from the metadata, shape flags, the
 sidecar, the equivalent trtexec command line -- is plain Python and unit-tested; ``build_engine`` is the thin part
@@ -245,8 +247,11 @@ def build(model_path: str | Path, output: str | Path, options: BuildOptions, pre
         if requested in ("int8", "best") and precision_options.data:
             from .data import CalibrationSet
 
+            shapes = calibration_shapes(meta, profile(meta, options.min_shapes, options.opt_shapes,
+                                                      options.max_shapes, options.max_batch))
+            canvas, batch = calibration_canvas(meta, shapes)
             calibration = CalibrationSet.open(meta, precision_options.data, precision_options.calibration_images,
-                                              precision_options.seed)
+                                              precision_options.seed, canvas=canvas, batch=batch)
     elif requested not in (None, "fp32") and meta.precision == "fp32":
         from .convert import convert
 
@@ -286,8 +291,14 @@ def _progress_monitor(trt, report: Callable[[str], None]):
     return Monitor()
 
 
-def _entropy_calibrator(trt, batches: Iterable[dict], cache: Path | None, input_names: list[str]):
-    """TensorRT 10's IInt8EntropyCalibrator2 over ``batches`` (feed dicts of numpy arrays), with a cache file."""
+def entropy_calibrator(trt, batches: Iterable[dict], cache: Path | None, shapes: dict[str, tuple[int, ...]],
+                       dtypes: dict[str, str], cuda=None):
+    """TensorRT 10's IInt8EntropyCalibrator2 over ``batches`` (feed dicts of numpy arrays) with a cache file.
+
+    TensorRT reads every calibration batch at one shape, the calibration profile's (its OPT shapes): one device
+    buffer per input is allocated at exactly ``shapes[name]`` x ``dtypes[name]`` before the first batch, and every
+    batch is checked against it, so a batch of another shape ends the calibration with an error (``.error``) instead
+    of overrunning the buffer. ``cuda``: the CUDA calls (m2f.cuda.Cuda by default)."""
     import numpy as np
 
     from m2f.cuda import Cuda
@@ -295,20 +306,26 @@ def _entropy_calibrator(trt, batches: Iterable[dict], cache: Path | None, input_
     class Calibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self):
             trt.IInt8EntropyCalibrator2.__init__(self)
-            self.cuda, self.batches, self.buffers = Cuda(), iter(batches), {}
+            self.cuda, self.batches, self.error = cuda or Cuda(), iter(batches), None
+            self.expected = {n: (tuple(s), np.dtype(dtypes[n])) for n, s in shapes.items()}
+            self.buffers = {n: self.cuda.device_alloc(int(np.prod(s)) * d.itemsize)
+                            for n, (s, d) in self.expected.items()}
 
         def get_batch_size(self):
-            return 1
+            return next(iter(self.expected.values()))[0][0]
 
         def get_batch(self, names):
             feeds = next(self.batches, None)
-            if feeds is None:
+            if feeds is None or self.error:
                 return None
             pointers = []
             for name in names:
+                shape, dtype = self.expected[name]
                 host = np.ascontiguousarray(feeds[name])
-                if name not in self.buffers:
-                    self.buffers[name] = self.cuda.device_alloc(host.nbytes)
+                if host.shape != shape or host.dtype != dtype:
+                    self.error = (f"a calibration batch has {name} {list(host.shape)} {host.dtype}, but TensorRT "
+                                  f"calibrates at the profile's shape {list(shape)} {dtype}")
+                    return None
                 self.cuda.h2d(self.buffers[name], host)
                 pointers.append(int(self.buffers[name]))
             self.cuda.sync()
@@ -319,9 +336,32 @@ def _entropy_calibrator(trt, batches: Iterable[dict], cache: Path | None, input_
 
         def write_calibration_cache(self, data):
             if cache:
-                cache.write_bytes(bytes(data))
+                from m2f.fileio import write_bytes
+
+                write_bytes(cache, bytes(data))
+
+        def free(self):
+            for buffer in self.buffers.values():
+                self.cuda.device_free(buffer)
+            self.buffers = {}
 
     return Calibrator()
+
+
+def calibration_shapes(meta: contract.Metadata, profiles: Profile) -> dict[str, tuple[int, ...]]:
+    """The shape of every input in a calibration batch: the calibration profile's OPT shapes for a dynamic graph
+    (TensorRT overwrites its MIN and MAX with OPT while calibrating), the graph's own for a static one."""
+    if profiles:
+        return {name: tuple(shapes[1]) for name, shapes in profiles.items()}
+    n, (h, w) = meta.input.batch, meta.input.canvas
+    image = (n, h, w, 3) if meta.input.kind == "uint8" else (n, 3, h, w)
+    return {name: (image if i == 0 else (n, 2)) for i, name in enumerate(meta.input.names)}
+
+
+def calibration_canvas(meta: contract.Metadata, shapes: dict[str, tuple[int, ...]]) -> tuple[tuple[int, int], int]:
+    """((H, W), batch) of the calibration batches' canvas, from their shapes."""
+    image = shapes[meta.input.names[0]]
+    return ((image[1], image[2]) if meta.input.kind == "uint8" else (image[2], image[3])), image[0]
 
 
 def build_engine(onnx_path: Path, output: Path, meta: contract.Metadata, options: BuildOptions,
@@ -332,6 +372,7 @@ def build_engine(onnx_path: Path, output: Path, meta: contract.Metadata, options
     from m2f.cuda import Cuda
     from m2f.errors import require
     from m2f.fileio import atomic_path
+    from m2f.runtime.backends.trt_plugins import load_plugin_libraries
 
     trt = require("tensorrt", "trt", "m2f build")
     major = int(trt.__version__.split(".")[0])
@@ -342,11 +383,7 @@ def build_engine(onnx_path: Path, output: Path, meta: contract.Metadata, options
     profiles = profile(meta, options.min_shapes, options.opt_shapes, options.max_shapes, options.max_batch)
     logger = trt.Logger(trt.Logger.WARNING)
     trt.init_libnvinfer_plugins(logger, "")
-    registry = trt.get_plugin_registry()
-    for lib in options.plugins:
-        if registry.load_library(str(lib)) is None:
-            raise M2FError(f"TensorRT could not load the plugin library {lib} (built for another TensorRT major, or "
-                           f"its plugins are already registered)")
+    load_plugin_libraries(trt, options.plugins)
     builder = trt.Builder(logger)
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed else 0
     network = builder.create_network(flags)
@@ -360,8 +397,12 @@ def build_engine(onnx_path: Path, output: Path, meta: contract.Metadata, options
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb * MB)
     for flag in plan.flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
+    calibrator = None
     if plan.calibrator:
-        config.int8_calibrator = _entropy_calibrator(trt, calibration, options.calib_cache, meta.input.names)
+        shapes = calibration_shapes(meta, profiles)
+        calibrator = entropy_calibrator(trt, calibration, options.calib_cache, shapes,
+                                        {s.name: s.dtype for s in contract.input_specs(meta.input.kind, meta.head)})
+        config.int8_calibrator = calibrator
     if options.dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = options.dla_core
@@ -377,11 +418,17 @@ def build_engine(onnx_path: Path, output: Path, meta: contract.Metadata, options
     if options.timing_cache:
         data = options.timing_cache.read_bytes() if options.timing_cache.exists() else b""
         cache = config.create_timing_cache(data)
-        config.set_timing_cache(cache, ignore_mismatch=False)
+        if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+            raise M2FError(f"TensorRT refused the timing cache {options.timing_cache} (made by another TensorRT or "
+                           f"GPU?); delete it, or give another --timing-cache file")
     config.progress_monitor = _progress_monitor(trt, progress)
     progress(f"[2/3] building ({plan.precision}, {'strongly typed' if plan.strongly_typed else 'builder flags'})")
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
+    if calibrator is not None:
+        calibrator.free()
+        if calibrator.error:
+            raise M2FError(f"INT8 calibration stopped: {calibrator.error}")
     if serialized is None:
         raise M2FError("TensorRT could not build the engine (its log above says why); try --workspace with more MB "
                        "or another --flavor")

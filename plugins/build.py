@@ -26,15 +26,51 @@ _TENSORRT_GUESSES = ("/usr/include/x86_64-linux-gnu", "/usr/include/aarch64-linu
 BUILD_INFO = re.compile(rb"M2F_PLUGINS_BUILD tensorrt=(\d+)\.(\d+)\.(\d+) archs=([\d,a-z]*)")
 
 
-def find_tensorrt_include(given: str | None) -> Path:
-    candidates = [given] if given else [os.path.join(os.environ["TensorRT_ROOT"], "include")] \
-        if os.environ.get("TensorRT_ROOT") else list(_TENSORRT_GUESSES)
-    for c in candidates:
-        if c and (Path(c) / "NvInferRuntime.h").exists():
-            return Path(c)
-    where = given or "$TensorRT_ROOT/include and " + ", ".join(_TENSORRT_GUESSES)
+def tensorrt_include_candidates(given: str | None = None) -> list[tuple[str, str]]:
+    """Where TensorRT's headers may be, in the order they are tried: (folder, how it was found). ``given`` (the
+    --tensorrt-include flag), then $TENSORRT_INCLUDE, $TensorRT_ROOT/include, the include folder of a pip-installed
+    TensorRT, the system's install places."""
+    candidates = [(given, "--tensorrt-include")] if given else []
+    if os.environ.get("TENSORRT_INCLUDE"):
+        candidates.append((os.environ["TENSORRT_INCLUDE"], "$TENSORRT_INCLUDE"))
+    if os.environ.get("TensorRT_ROOT"):
+        candidates.append((os.path.join(os.environ["TensorRT_ROOT"], "include"), "$TensorRT_ROOT/include"))
+    candidates += [(folder, "pip-installed TensorRT") for folder in _pip_tensorrt_includes()]
+    candidates += [(folder, "system install") for folder in _TENSORRT_GUESSES]
+    return candidates
+
+
+def _pip_tensorrt_includes() -> list[str]:
+    """include/ folders of pip-installed TensorRT packages (tensorrt_libs, tensorrt), where they ship headers."""
+    import importlib.util
+
+    folders = []
+    for package in ("tensorrt_libs", "tensorrt"):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin:
+            folders.append(str(Path(spec.origin).parent / "include"))
+    return folders
+
+
+def find_tensorrt_include(given: str | None, progress=lambda msg: None) -> Path:
+    """The first folder of ``tensorrt_include_candidates`` that holds NvInferRuntime.h (said through ``progress``,
+    with the TensorRT version its headers declare); ArgumentError naming every place looked in otherwise."""
+    candidates = [(given, "--tensorrt-include")] if given else tensorrt_include_candidates()
+    for folder, how in candidates:
+        if folder and (Path(folder) / "NvInferRuntime.h").exists():
+            progress(f"TensorRT {header_version(Path(folder))} headers from {folder} ({how})")
+            return Path(folder)
+    where = ", ".join(f"{folder} ({how})" for folder, how in candidates)
     raise ArgumentError(f"no TensorRT headers (NvInferRuntime.h) in {where}; give --tensorrt-include DIR or set "
-                        f"TensorRT_ROOT")
+                        f"TENSORRT_INCLUDE")
+
+
+def header_version(include: Path) -> str:
+    """"major.minor.patch" from a TensorRT include folder's NvInferVersion.h ("unknown" without one)."""
+    text = (include / "NvInferVersion.h").read_text(errors="replace") if (include / "NvInferVersion.h").exists() else ""
+    parts = [re.search(rf"#define (?:NV_TENSORRT|TRT)_{key}(?:_ENTERPRISE)?\s+(\d+)", text)
+             for key in ("MAJOR", "MINOR", "PATCH")]
+    return ".".join(m.group(1) for m in parts) if all(parts) else "unknown"
 
 
 def _triton_cuda_include() -> str:
@@ -106,7 +142,7 @@ def build_library(out: str | Path, archs=DEFAULT_ARCHS, tensorrt_include: str | 
     """Build (or reuse, with ``kernels``) the AOT kernels for ``archs``, then the plugin library; returns its path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    trt, cuda = find_tensorrt_include(tensorrt_include), find_cuda_include()
+    trt, cuda = find_tensorrt_include(tensorrt_include, progress), find_cuda_include()
     if kernels is None:
         kernels = out / "kernels"
         build_kernels(kernels, archs, progress=progress)

@@ -45,16 +45,21 @@ def resize_image(image: np.ndarray, height: int, width: int, method: str = "pil"
 
 
 class Preprocessor:
-    """Images (uint8 RGB [H, W, 3]) -> the feeds of an m2f graph, following its metadata."""
+    """Images (uint8 RGB [H, W, 3]) -> the feeds of an m2f graph, following its metadata.
 
-    def __init__(self, meta: contract.Metadata, resize: str = "pil"):
+    ``canvas`` / ``batch`` fix the canvas and batch of a dynamic graph's feeds as a static graph's are (TensorRT's
+    implicit calibration runs at exactly one profile shape)."""
+
+    def __init__(self, meta: contract.Metadata, resize: str = "pil", canvas: tuple[int, int] | None = None,
+                 batch: int | None = None):
         self.meta, self.method = meta, resize
         self.short, self.max_size = meta.resize.short, meta.resize.max
         self.div = meta.size_divisibility
         self.kind = meta.input.kind
-        self.dynamic = meta.input.dynamic
-        if not self.dynamic:  # static graphs: a fixed batch and canvas
-            self.batch, self.static_canvas = meta.input.batch, meta.input.canvas
+        self.dynamic = meta.input.dynamic and canvas is None
+        if not self.dynamic:  # static graphs (or a fixed canvas): a fixed batch and canvas
+            self.batch = batch or meta.input.batch or 1
+            self.static_canvas = tuple(canvas) if canvas is not None else meta.input.canvas
         self.mean = np.asarray(meta.pixel_mean, np.float32)
         self.std = np.asarray(meta.pixel_std, np.float32)
 

@@ -6,7 +6,8 @@
       NAME_preprocess/          Python backend: decode + m2f Preprocessor (1/model.py, 1/metadata.json)
       NAME_network/             the exported graph: onnxruntime_onnx (1/model.onnx) or tensorrt_plan (1/model.plan)
       NAME_postprocess/         Python backend: m2f's reference-exact post-processing (1/model.py, 1/metadata.json)
-      plugins/                  the TensorRT plugin library an engine of the m2f flavor needs (LD_PRELOAD it)
+      plugins/                  the TensorRT plugin library an engine of the m2f flavor needs (the TensorRT
+                                backend opens it: --backend-config=tensorrt,plugins=...)
 
 With ``--pre-post client`` the network alone is written, named NAME, and clients do pre/post-processing themselves
 (``m2f.runtime.HostSteps``). Every config.pbtxt is built as Triton's own ``ModelConfig`` protobuf (tritonclient ships
@@ -261,17 +262,18 @@ def _plugin_library(meta: contract.Metadata, model: Path, options: RepoOptions) 
 
 def repository_readme(models: dict[str, dict], options: RepoOptions, library: Path | None) -> str:
     """How to serve the repository (written into it)."""
-    preload = f"LD_PRELOAD=/models/plugins/{library.name} " if library else ""
+    plugins = f" --backend-config=tensorrt,plugins=/models/plugins/{library.name}" if library else ""
     lines = [f"# Triton model repository for {options.name} (written by m2f triton-repo)", "",
              "Models: " + ", ".join(f"`{n}`" for n in models) + ".", "",
              "Serve it with NVIDIA's Triton container (the Python models need m2f's runtime in it):", "", "```",
              "docker run --rm --gpus all -p 8000:8000 -p 8001:8001 -p 8002:8002 -v $PWD:/models \\",
              "  nvcr.io/nvidia/tritonserver:<yy.mm>-py3 bash -c \\",
-             f"  \"pip install 'm2f[runtime]' && {preload}tritonserver --model-repository=/models\"", "```", ""]
+             f"  \"pip install 'm2f[runtime]' && tritonserver --model-repository=/models{plugins}\"", "```", ""]
     if library:
-        lines += [f"`plugins/{library.name}` holds the TensorRT plugins the engine needs; the TensorRT backend finds "
-                  "them when the server preloads the library (LD_PRELOAD above). Build the engine and the library "
-                  "with the TensorRT version of the container.", ""]
+        lines += [f"`plugins/{library.name}` holds the TensorRT plugins the engine needs. Triton's TensorRT backend "
+                  "opens it (its `plugins` backend option above) after loading TensorRT, and the library registers "
+                  "its plugins then. LD_PRELOAD does not work: at preload time there is no TensorRT to register with. "
+                  "Build the engine and the library with the TensorRT version of the container.", ""]
     lines += ["Clients send an encoded image (`encoded_image`, BYTES) to the ensemble and receive `result_json`, "
               "`panoptic_png` and `semantic_png`; `Predictor('http://HOST:8000/" + options.name + "')` and "
               "`m2f infer http://HOST:8000/" + options.name + " …` do that. Health: `/v2/health/ready`; "

@@ -2,6 +2,7 @@
 M2F_REQUIRE names them (e.g. M2F_REQUIRE=gpu,trt on a GPU machine), so a skip is never mistaken for a pass."""
 import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +54,73 @@ def bundled_onnx(tmp_path_factory):
     model = load_checkpoint(DEFAULT_WEIGHTS, preset=DEFAULT_PRESET)
     path = tmp_path_factory.mktemp("bundled") / "bundled.onnx"
     return export_onnx(model, path, ExportOptions(height=192, width=256), source={"name": DEFAULT_WEIGHTS.name}).path
+
+
+# ---- TensorRT headers and the plugin library (the plugin, conformance and GPU tests share them) --------------------
+
+CI_HEADERS = Path(__file__).resolve().parents[1].parent / "shared" / "third_party" / "tensorrt"
+
+
+def tensorrt_header_sets() -> tuple[dict[str, Path], str]:
+    """({TensorRT version: include folder}, where they came from): the sets in $M2F_TENSORRT_HEADERS
+    (<version>/include each), else the TensorRT headers a user has (m2f.plugins.build's search: --tensorrt-include's
+    places), else the 10.3 / 10.16 / 11.1 sets CI provides beside the repository; ({}, what was looked for) when
+    none is found."""
+    from m2f.errors import ArgumentError
+    from m2f.plugins.build import find_tensorrt_include, header_version
+
+    def sets_in(folder: Path) -> dict[str, Path]:
+        return {d.name: d / "include" for d in sorted(folder.iterdir()) if (d / "include" / "NvInferRuntime.h").exists()} \
+            if folder.is_dir() else {}
+
+    if os.environ.get("M2F_TENSORRT_HEADERS"):
+        folder = Path(os.environ["M2F_TENSORRT_HEADERS"])
+        return sets_in(folder), f"$M2F_TENSORRT_HEADERS ({folder})"
+    try:
+        include = find_tensorrt_include(None)
+        version = header_version(include)
+        return {".".join(version.split(".")[:2]): include}, f"this machine's TensorRT ({include})"
+    except ArgumentError as e:
+        looked = str(e).split(";")[0]
+    found = sets_in(CI_HEADERS)
+    return found, f"the header sets beside the repository ({CI_HEADERS})" if found else \
+        f"{looked}, nor beside the repository in {CI_HEADERS}"
+
+
+def pytest_report_header(config):
+    sets, where = tensorrt_header_sets()
+    return f"TensorRT headers: {', '.join(sets) or 'none'} from {where}"
+
+
+@pytest.fixture(scope="session")
+def header_sets():
+    """{TensorRT version: include folder}; the tests that need them skip, naming what was looked for, without."""
+    sets, where = tensorrt_header_sets()
+    if not sets:
+        pytest.skip(f"no TensorRT headers: {where} (set M2F_TENSORRT_HEADERS)")
+    return sets
+
+
+@pytest.fixture(scope="session")
+def built_kernels(tmp_path_factory):
+    """(folder, manifest) of the AOT kernels for sm_87 and sm_90, built once for every plugin test."""
+    pytest.importorskip("triton", reason="Triton is not installed (pip install m2f[kernels])")
+    from m2f.plugins.aot import build_kernels
+
+    out = tmp_path_factory.mktemp("kernels")
+    return out, build_kernels(out, archs=(87, 90))
+
+
+@pytest.fixture(scope="session")
+def plugin_libraries(built_kernels, header_sets, tmp_path_factory):
+    """{header version: libm2f_plugins.so} built against each header set by direct compiler calls (the CMake path
+    has its own test)."""
+    import shutil
+
+    if shutil.which("g++") is None:
+        pytest.skip("no C++ compiler (g++)")
+    from m2f.plugins.build import build_library
+
+    kernels, _ = built_kernels
+    return {v: build_library(tmp_path_factory.mktemp(f"trt{v}"), (87, 90), str(include), kernels=kernels,
+                             use_cmake=False) for v, include in header_sets.items()}

@@ -14,8 +14,9 @@
  *   backend load it), which a global symbol lookup cannot see.
  * - A library opened before TensorRT is (LD_PRELOAD) or where there is none (inspection, the test harness)
  *   registers nothing.
- * If a host loads the library both ways in one process, getCreators withdraws the earlier self-registration first:
- * loadLibrary refuses creators that are already registered.
+ * If a host loads the library both ways in one process, the plugins registered when it was first opened stay, and
+ * getCreators hands loadLibrary no creators (it refuses ones already registered, and withdrawing them would mean
+ * calling into the registry from inside loadLibrary).
  *
  * Both paths refuse, with one sentence, a TensorRT of another major version than the headers the library was built
  * with (its plugin and logger ABI differ). Messages go through the logger TensorRT hands over (setLoggerFinder).
@@ -28,6 +29,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 #ifndef M2F_PLUGINS_ARCHS
 #define M2F_PLUGINS_ARCHS "unknown"
@@ -43,9 +45,9 @@ namespace
 __attribute__((used)) char const kBUILD_INFO[] = "M2F_PLUGINS_BUILD tensorrt=" M2F_STRINGIFY(NV_TENSORRT_MAJOR) "."
     M2F_STRINGIFY(NV_TENSORRT_MINOR) "." M2F_STRINGIFY(NV_TENSORRT_PATCH) " archs=" M2F_PLUGINS_ARCHS;
 
-// The TensorRT this library can work with: the soname of its major version.
-constexpr char const* kNVINFER = "libnvinfer.so." M2F_STRINGIFY(NV_TENSORRT_MAJOR);
 constexpr char const* kLIBRARY = "m2f plugins";
+constexpr int32_t kOLDEST_MAJOR = 8; // the TensorRT majors whose libnvinfer.so.<major> is looked for
+constexpr int32_t kNEWEST_MAJOR = 13;
 constexpr int32_t kNB_CREATORS = 2;
 constexpr int kMAX_FRAMES = 64; // loadLibrary -> dlopen -> the constructor is about a dozen frames deep
 
@@ -57,22 +59,27 @@ IPluginCreatorInterface* const* creators()
     return all;
 }
 
-//! The TensorRT already in this process (a handle to release with dlclose), or nullptr when there is none.
-void* residentTensorRT()
+//! The TensorRT already in this process: its major version and a handle to release with dlclose, or {0, nullptr}.
+//! Found by soname with RTLD_NOLOAD, which also finds a libnvinfer another library loaded privately (RTLD_LOCAL).
+std::pair<int32_t, void*> residentTensorRT()
 {
-    return dlopen(kNVINFER, RTLD_NOW | RTLD_NOLOAD);
+    for (int32_t major = kOLDEST_MAJOR; major <= kNEWEST_MAJOR; ++major)
+    {
+        char soname[32];
+        std::snprintf(soname, sizeof soname, "libnvinfer.so.%d", static_cast<int>(major));
+        if (void* handle = dlopen(soname, RTLD_NOW | RTLD_NOLOAD))
+        {
+            using GetVersion = int32_t (*)();
+            auto const getVersion = reinterpret_cast<GetVersion>(dlsym(handle, "getInferLibVersion"));
+            return {getVersion != nullptr ? getVersion() / 10000 : major, handle};
+        }
+    }
+    return {0, nullptr};
 }
 
-//! False (with one sentence) when `nvinfer` is a TensorRT of another major version than this library's headers.
-bool runtimeMatchesBuild(void* nvinfer)
+//! False (with one sentence) when the process runs a TensorRT of another major version than this library's headers.
+bool runtimeMatchesBuild(int32_t major)
 {
-    using GetVersion = int32_t (*)();
-    auto const getVersion = reinterpret_cast<GetVersion>(dlsym(nvinfer, "getInferLibVersion"));
-    if (getVersion == nullptr)
-    {
-        return true;
-    }
-    int32_t const major = getVersion() / 10000;
     if (major == NV_TENSORRT_MAJOR)
     {
         return true;
@@ -109,19 +116,19 @@ bool openedByTensorRT()
     return false;
 }
 
-//! The registry the load-time constructor registered with (nullptr when it did not).
-IPluginRegistry* gSelfRegistry = nullptr;
+//! Whether the load-time constructor registered the creators.
+bool gSelfRegistered = false;
 
 __attribute__((constructor)) void registerWhenOpenedByAHost()
 {
-    void* nvinfer = residentTensorRT();
+    auto const [major, nvinfer] = residentTensorRT();
     if (nvinfer == nullptr)
     {
         return;
     }
     using GetRegistry = IPluginRegistry* (*) ();
     auto const getRegistry = reinterpret_cast<GetRegistry>(dlsym(nvinfer, "getPluginRegistry"));
-    if (getRegistry != nullptr && !openedByTensorRT() && runtimeMatchesBuild(nvinfer))
+    if (getRegistry != nullptr && !openedByTensorRT() && runtimeMatchesBuild(major))
     {
         IPluginRegistry* registry = getRegistry();
         bool registered = registry != nullptr;
@@ -134,7 +141,7 @@ __attribute__((constructor)) void registerWhenOpenedByAHost()
             m2f::plugin::reportError(kLIBRARY, "TensorRT refused to register the plugins (are they registered "
                                                "already, from another copy of this library?)");
         }
-        gSelfRegistry = registered ? registry : nullptr;
+        gSelfRegistered = registered;
     }
     dlclose(nvinfer); // the handle only counted a reference; TensorRT stays loaded by whoever loaded it
 }
@@ -145,26 +152,18 @@ extern "C" __attribute__((visibility("default"))) IPluginCreatorInterface* const
     nbCreators = 0;
     try
     {
-        void* nvinfer = residentTensorRT();
-        bool const matches = nvinfer == nullptr || runtimeMatchesBuild(nvinfer);
+        auto const [major, nvinfer] = residentTensorRT();
         if (nvinfer != nullptr)
         {
             dlclose(nvinfer);
-        }
-        if (!matches)
-        {
-            return nullptr;
+            if (!runtimeMatchesBuild(major))
+            {
+                return nullptr;
+            }
         }
         IPluginCreatorInterface* const* all = creators();
-        if (gSelfRegistry != nullptr) // hand the load-time registration over to loadLibrary
-        {
-            for (int32_t i = 0; i < kNB_CREATORS; ++i)
-            {
-                gSelfRegistry->deregisterCreator(*all[i]);
-            }
-            gSelfRegistry = nullptr;
-        }
-        nbCreators = kNB_CREATORS;
+        // registered already when the library was opened: loadLibrary gets none (it refuses duplicates)
+        nbCreators = gSelfRegistered ? 0 : kNB_CREATORS;
         return all;
     }
     catch (...)
@@ -175,8 +174,15 @@ extern "C" __attribute__((visibility("default"))) IPluginCreatorInterface* const
 }
 
 //! TensorRT hands over its logger finder; the plugins' messages go to the logger it finds (per calling thread).
-//! The library is built per TensorRT major version, so the ILoggerFinder it calls has that version's ABI.
+//! The library is built per TensorRT major version, so the ILoggerFinder it calls has that version's ABI: a finder
+//! from a TensorRT of another major (whose ILoggerFinder is laid out differently) is never called, and messages go to
+//! stderr instead.
 extern "C" __attribute__((visibility("default"))) void setLoggerFinder(ILoggerFinder* finder)
 {
-    m2f::plugin::setLoggerFinder(finder);
+    auto const [major, nvinfer] = residentTensorRT();
+    if (nvinfer != nullptr)
+    {
+        dlclose(nvinfer);
+    }
+    m2f::plugin::setLoggerFinder(nvinfer == nullptr || major == NV_TENSORRT_MAJOR ? finder : nullptr);
 }

@@ -4,7 +4,8 @@ Buffers: one device allocation and one pinned host buffer per I/O tensor, grown 
 more bytes than the largest so far (smaller shapes reuse it), and freed on ``close()`` and when replaced. Copies are
 async on one stream; static-shape engines replay a CUDA graph after the first run. CUDA through cuda-python
 (``cuda.bindings.runtime``), PyCUDA as a fallback (no graph replay: PyCUDA has no stream capture). Plugin libraries
-load from ``plugins``, ``$M2F_PLUGINS`` (os.pathsep-separated) or the package's own ``plugins/lib``. Metadata comes
+load through TensorRT's registry (``trt_plugins``) from ``plugins``, ``$M2F_PLUGINS`` or the package's own
+``plugins/lib``. Metadata comes
 from the ``<engine>.json`` sidecar, which also records the TensorRT version and GPU the engine was built for: an
 engine of another TensorRT version or GPU is refused with one sentence naming both.
 
@@ -12,8 +13,6 @@ Not testable without a GPU and TensorRT: its tests are marked ``trt``/``gpu``.
 """
 from __future__ import annotations
 
-import ctypes
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,19 +22,7 @@ from m2f.cuda import Cuda
 from m2f.errors import BackendError, require
 
 from .base import Runner
-
-
-def plugin_libraries(plugins: str | None) -> list[Path]:
-    """The plugin libraries to load: ``plugins``, then $M2F_PLUGINS, then the package's own plugins/lib/*.so."""
-    paths = [plugins] if plugins else []
-    paths += [p for p in os.environ.get("M2F_PLUGINS", "").split(os.pathsep) if p]
-    bundled = Path(__file__).resolve().parents[2] / "plugins" / "lib"
-    if bundled.is_dir():
-        paths += [str(p) for p in sorted(bundled.glob("*.so"))]
-    for p in paths:
-        if not Path(p).exists():
-            raise BackendError(f"plugin library {p} does not exist; build it or fix --plugins / $M2F_PLUGINS")
-    return [Path(p) for p in paths]
+from .trt_plugins import load_plugin_libraries, plugin_libraries
 
 
 class _Buffer:
@@ -54,7 +41,12 @@ class _Buffer:
         self.capacity = nbytes
 
     def view(self, shape: tuple, dtype: np.dtype) -> np.ndarray:
-        return self.host[: int(np.prod(shape)) * dtype.itemsize].view(dtype).reshape(shape)
+        """The staging buffer as ``shape`` x ``dtype``; BackendError when that is larger than what was allocated."""
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        if nbytes > self.capacity:
+            raise BackendError(f"a tensor of {list(shape)} {dtype} ({nbytes} bytes) does not fit its {self.capacity}-byte "
+                               f"buffer; this is a bug in m2f's engine runner")
+        return self.host[:nbytes].view(dtype).reshape(shape)
 
     def free(self) -> None:
         if self.capacity:
@@ -93,10 +85,9 @@ class TensorRTBackend(Runner):
         self.meta = parse(sidecar.read_text() if sidecar.exists() else None, f"{path.name} (sidecar {sidecar.name})")
         self.cuda = Cuda()
         check_built_for(self.meta.tensorrt, path.name, trt.__version__, self.cuda.device())
-        for lib in plugin_libraries(plugins):
-            ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
         logger = trt.Logger(trt.Logger.WARNING)
         trt.init_libnvinfer_plugins(logger, "")
+        load_plugin_libraries(trt, plugin_libraries(plugins))
         self.engine = trt.Runtime(logger).deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
             raise BackendError(f"TensorRT could not load {path.name}; it needs a plugin library (--plugins / "
@@ -125,15 +116,23 @@ class TensorRTBackend(Runner):
         if shapes == self._shapes:
             return
         for n, shape in shapes.items():
-            self.context.set_input_shape(n, shape)
-        unresolved = self.context.infer_shapes()
+            if not self.context.set_input_shape(n, shape):
+                low, _, high = self.engine.get_tensor_profile_shape(n, 0)
+                raise BackendError(f"input {n} of shape {list(shape)} is outside the engine's optimisation profile "
+                                   f"({list(low)} to {list(high)}); rebuild it with m2f build --min-shapes/--max-shapes "
+                                   f"covering this size")
+        try:
+            unresolved = self.context.infer_shapes()
+        except RuntimeError as e:  # the bindings raise when a shape cannot be computed from the inputs
+            raise BackendError(f"TensorRT could not compute the output shapes for inputs {shapes}: {e}") from None
         if unresolved:
             raise BackendError(f"TensorRT could not resolve the shapes of {unresolved} for inputs {shapes}; the "
                                f"engine's optimisation profile may not cover this size")
         for n, buffer in self._buffers.items():
             shape = tuple(self.context.get_tensor_shape(n))
             buffer.ensure(max(int(np.prod(shape)) * self._dtypes[n].itemsize, 1))
-            self.context.set_tensor_address(n, int(buffer.device))
+            if not self.context.set_tensor_address(n, int(buffer.device)):
+                raise BackendError(f"TensorRT refused the device buffer of {n}")
         self._shapes = shapes
         self._drop_graph()
 
@@ -154,9 +153,10 @@ class TensorRTBackend(Runner):
             mode = cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
             try:
                 self.cuda.check(cudart.cudaStreamBeginCapture(self.cuda.stream, mode))
-                self.context.execute_async_v3(self.cuda.handle)
+                captured = self.context.execute_async_v3(self.cuda.handle)
                 graph = self.cuda.check(cudart.cudaStreamEndCapture(self.cuda.stream))
-                self._graph = self.cuda.check(cudart.cudaGraphInstantiate(graph, 0))
+                if captured:  # a failed enqueue leaves a graph that must never be replayed
+                    self._graph = self.cuda.check(cudart.cudaGraphInstantiate(graph, 0))
                 self.cuda.check(cudart.cudaGraphDestroy(graph))
             except BackendError:
                 self._graph = None  # capture unsupported here (plugins, weight streaming): plain enqueue it is

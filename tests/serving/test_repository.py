@@ -166,7 +166,7 @@ def test_engine_repository_and_plugin_library(bundled_onnx, tmp_path):
     assert config["platform"] == "tensorrt_plan" and config["instance_group"][0]["kind"] == "KIND_GPU"
     assert (repo / "m2f" / "1" / "model.plan").read_bytes() == b"serialized engine bytes"
     assert (repo / "plugins" / "libm2f_plugins.so").exists()
-    assert "LD_PRELOAD=/models/plugins/libm2f_plugins.so" in (repo / "README.md").read_text()
+    assert "--backend-config=tensorrt,plugins=/models/plugins/libm2f_plugins.so" in (repo / "README.md").read_text()
 
 
 def test_refusals(bundled_onnx, tmp_path):
