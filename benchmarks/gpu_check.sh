@@ -9,7 +9,9 @@
 #    this GPU against the references; the AOT launchers through libcuda; the plugins' enqueue (created through their
 #    creators, as TensorRT does) on device buffers at R50 800x1344 sizes against the float64 references, with its
 #    median latency; the model on CUDA against the CPU;
-# 2. kernel speed at R50 800x1344 sizes vs the PyTorch references (benchmarks/kernels.py).
+# 2. kernel speed at R50 800x1344 sizes vs the PyTorch references (benchmarks/kernels.py);
+# 3. where TensorRT is installed: every op flavor at fp32, fp16 and int8 as an engine (m2f plugins build, export,
+#    build), all scored by m2f validate against PyTorch on the held-out images, one table (benchmarks/engines.py).
 set -u
 OUT=${OUT:-gpu-check}
 mkdir -p "$OUT"
@@ -24,9 +26,15 @@ M2F_REQUIRE=gpu timeout 420 python -m pytest -q -s -p no:cacheprovider -m gpu te
   > "$OUT/pytest-gpu.txt" 2>&1
 tests_rc=$?
 timeout 120 python benchmarks/kernels.py --runs 50 > "$OUT/kernels.txt" 2>&1
+if python -c "import tensorrt" 2>/dev/null; then
+  timeout 1800 python benchmarks/engines.py -o "$OUT/engines" > "$OUT/engines.txt" 2>&1
+else
+  echo "engines: not built, no TensorRT on this machine" > "$OUT/engines.txt"
+fi
 echo "== summary =="
 cat "$OUT/machine.txt"
 grep -E "^(M2fMSDeformAttn|M2fMaskedAttention) .* ms$" "$OUT/pytest-gpu.txt"
 tail -3 "$OUT/pytest-gpu.txt"
 echo "pytest exit status $tests_rc"
 cat "$OUT/kernels.txt"
+cat "$OUT/engines.txt"

@@ -5,14 +5,17 @@ initializers are stored in fp16 (unless an fp32 node reads them too, or they do 
 and float constants follow. Where an fp16 tensor meets an fp32 node, or the reverse, one Cast is inserted per tensor
 and direction (never two for the same pair). Graph inputs and outputs keep their types, so the runtime and the
 metadata contract do not change. Inputs that stay float32 whatever the node's precision: Resize's roi and scales,
-the mask logits of M2fMaskedAttention (its 0.5 threshold is decided in fp32), and the inputs of Shape/Size.
+the mask logits of M2fMaskedAttention (its 0.5 threshold is decided in fp32), the sampling inputs of M2fMSDeformAttn
+(reference points, offsets, logits: its coordinate math stays fp32 next to an fp16 value), and the inputs of
+Shape/Size.
 
 The islands are blocks of the graph, named from the exporter's node scopes (``block_of``):
 
 - always fp32 (docs/numerics.md, ``required_island``): pre/post-processing in the graph (adapter, heads), softmaxes and
   normalisation statistics, the mask einsum, the masked-attention threshold (Sigmoid / Less / Where / the Cast
-  feeding them) and the deformable-attention sampling math of the portable flavor (the plugin nodes themselves
-  take fp16, as TensorRT's plugin does);
+  feeding them) and the deformable-attention sampling math of the portable flavor; the m2f plugin node takes an fp16
+  value with fp32 sampling inputs; TensorRT's own plugin (trt-builtin) takes every float input in one type, so its
+  locations and weights become fp16 at the node (the README's precision section measures what that costs);
 - fp32 when measured sensitive (``m2f.calib.sensitivity``): any other block, e.g. the deformable-attention
   sampling coordinates.
 """
@@ -23,10 +26,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from m2f.plugins.masked_attention import contract as ma
+from m2f.plugins.ms_deform_attn import contract as msda
 
 FP16_MAX = 65504.0
-# (op type, input index) that stay float32 in an fp16 node
-FLOAT32_INPUTS = {("Resize", 1), ("Resize", 2), (ma.PLUGIN_NAME, ma.MASK_INPUT)}
+# (op type, input index) that stay float32 in an fp16 node: Resize's roi and scales, the mask logits of masked
+# attention (its threshold is decided in fp32), and the sampling inputs of m2f's deformable attention (its
+# coordinate math stays fp32: the plugin takes them fp32 beside an fp16 value; TensorRT's own plugin cannot)
+FLOAT32_INPUTS = {("Resize", 1), ("Resize", 2), (ma.PLUGIN_NAME, ma.MASK_INPUT),
+                  *((msda.PLUGIN_NAME, i) for i in range(len(msda.SHAPE_INPUTS) + 1, len(msda.FUSED_INPUTS)))}
 TYPE_AGNOSTIC = {"Shape", "Size"}  # read only the shape: never cast their input
 NORMALISATION_OPS = {"Softmax", "LayerNormalization", "InstanceNormalization", "GroupNormalization"}
 THRESHOLD_OPS = {"Sigmoid", "Less", "Where", "Cast"}  # the masked-attention mask decision

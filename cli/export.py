@@ -29,7 +29,7 @@ def add_arguments(p) -> None:
     p.add_argument("--input", choices=("uint8", "float"), default="uint8",
                    help="uint8 NHWC image + valid_size (default), or float pixel_values NCHW (HF's input)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 to 20 (default 17)")
-    p.add_argument("--no-simplify", action="store_true", help="skip the onnxslim clean-up")
+    p.add_argument("--no-simplify", action="store_true", help="skip the clean-up after tracing (constant folding, dead nodes)")
     shared.add_plugins(p)
     shared.add_classes(p)
     shared.add_precision(p, PRECISIONS, default="fp32")

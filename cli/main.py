@@ -14,7 +14,7 @@ from m2f.errors import M2FError, M2FWarning
 
 # name -> module under m2f.cli. Order is the order shown in --help.
 COMMANDS = ("demo", "export", "convert", "calibrate", "build", "infer", "validate", "bench", "inspect", "plugins",
-            "triton-repo", "serve", "presets", "synthetic", "train")
+            "doctor", "triton-repo", "serve", "presets", "synthetic", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -162,6 +162,14 @@ def build_info(library: str | Path) -> dict | None:
             "archs": [a for a in found.group(4).decode().split(",") if a]}
 
 
+def kernels_fit(archs: list[int], device_arch: int) -> bool:
+    """Whether a library with cubins for ``archs`` (e.g. [80, 86, 87]) has an image for a GPU of ``device_arch``
+    (e.g. 89): the rule of m2f_kernels.h -- a cubin of the same major version and a minor not above the device's, or
+    the PTX of the newest architecture when the device is at least that one."""
+    same_major = any(a // 10 == device_arch // 10 and a <= device_arch for a in archs)
+    return same_major or (bool(archs) and device_arch >= max(archs))
+
+
 def check_library_for(library: str | Path, tensorrt_version: str) -> None:
     """ArgumentError when ``library`` was built by m2f against another TensorRT major version than
     ``tensorrt_version`` (libraries not built by m2f are not checked)."""

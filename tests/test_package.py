@@ -177,3 +177,39 @@ def test_nothing_outside_the_cli_imports_it_and_commands_import_no_other_command
     between = sorted(f"{m} -> {t}" for m, targets in graph.items() if _stage(m) == "cli" and m not in CLI_SHARED
                      for t in targets if _stage(t) == "cli" and t not in CLI_SHARED and t != m)
     assert not between, between
+
+
+def _extra(name: str) -> list:
+    """The requirements an extra of pyproject.toml pulls in, m2f[...] self-references followed."""
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    extras = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    found = []
+    for text in extras[name]:
+        requirement = Requirement(text)
+        if requirement.name == "m2f":
+            found += [r for extra in requirement.extras for r in _extra(extra)]
+        else:
+            found.append(requirement)
+    return found
+
+
+@pytest.mark.parametrize("extra, cuda_major, tensorrt", [
+    ("jetson", 12, None),  # JetPack 6: CUDA 12 driver, TensorRT from JetPack (no aarch64 wheel on PyPI)
+    ("trt-cu12", 12, "tensorrt-cu12"),
+    ("trt", 12, "tensorrt-cu12"),
+    ("trt-cu13", 13, "tensorrt-cu13"),
+])
+def test_install_extras_pick_a_cuda_python_the_driver_can_run(extra, cuda_major, tensorrt):
+    """cuda-bindings of major N needs a CUDA N driver: each extra must only allow its own major."""
+    requirements = {r.name: r for r in _extra(extra)}
+    cuda = requirements["cuda-python"].specifier
+    assert cuda.contains(f"{cuda_major}.9.0") and not cuda.contains(f"{cuda_major + 1}.0.0")
+    assert not cuda.contains(f"{cuda_major - 1}.9.0")
+    assert [n for n in requirements if n.startswith("tensorrt")] == ([tensorrt] if tensorrt else [])
+    if tensorrt:
+        assert requirements[tensorrt].specifier.contains("10.3.0") or cuda_major == 13

@@ -7,6 +7,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from m2f.calib.session import open_session
+from m2f.plugins.ms_deform_attn import contract as msda_contract
 from m2f.calib.fp16 import block_of, required_island, to_fp16
 
 
@@ -82,8 +83,8 @@ def test_required_islands():
 
 @pytest.mark.parametrize("flavor", ["m2f", "trt-builtin"])
 def test_plugin_flavors_in_fp16(flavor, tmp_path):
-    """The plugin nodes take fp16 inputs (run in ONNX Runtime as m2f's ops between Casts) and the outputs agree
-    with the fp32 graph's."""
+    """The plugin nodes take an fp16 value (run in ONNX Runtime as m2f's ops between Casts) and the outputs agree
+    with the fp32 graph's; m2f's deformable attention keeps its sampling inputs fp32 (TensorRT's own cannot)."""
     from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS
     from m2f.export.onnx_export import ExportOptions, export_onnx
     from m2f.model.checkpoint import load_checkpoint
@@ -96,6 +97,11 @@ def test_plugin_flavors_in_fp16(flavor, tmp_path):
     types = {v.name: v.type.tensor_type.elem_type for v in half.graph.value_info}
     types.update({i.name: i.data_type for i in half.graph.initializer})
     assert plugin_inputs and all(types[i] == TensorProto.FLOAT16 for i in plugin_inputs)
+    sampling = [types[i] for n in half.graph.node if n.op_type in (msda_contract.PLUGIN_NAME,
+                                                                    msda_contract.TRT_BUILTIN_NAME)
+                for i in n.input[3:]]
+    want_sampling = TensorProto.FLOAT if flavor == "m2f" else TensorProto.FLOAT16
+    assert sampling and all(t == want_sampling for t in sampling), (flavor, sampling)
     rng = np.random.default_rng(0)
     feeds = {"image": rng.integers(0, 256, (1, 192, 256, 3), dtype=np.uint8),
              "valid_size": np.array([[192, 256]], np.int32)}
