@@ -1,16 +1,19 @@
-"""Panoptic post-processing: m2f's runtime (numpy) vs HuggingFace Mask2FormerImageProcessor, identical logits.
+"""Post-processing: m2f's runtime (numpy, no torch) vs HuggingFace's Mask2Former image processor on identical raw
+outputs, one CPU thread, the two interleaved in one loop (m2f, HF, m2f, HF, ...), medians and the median of the
+paired ratios HF / m2f.
 
-An 800x1333 output (canvas 800x1344, so mask logits are 200x336), Q=100 queries, K=133 classes, one CPU thread.
-The logits: 20 confident queries (the rest near-uniform over classes, so they are dropped by the 0.8 threshold as in a
-trained model) whose masks are smooth blobs over a smoothly varying negative background, plus mild noise. Prints the
-median of --runs for both and, as its last line, ``speedup_vs_hf=<x>``.
-Usage: python benchmarks/postprocess.py [--runs 7] [--noise 0.05]
+Seven cases (Q=100 queries, K=133 classes, m2f.datasets.raw_outputs: 20 confident queries, blob-shaped mask logits):
+an 800x1333 image on an 800x1344 canvas (output = valid size), a typical COCO photo (network input 800x1067 on an
+800x1088 canvas, output 480x640), smooth logits (noise 0.05) unless "rough" (noise 1). HF's semantics differ from the
+reference's (it resizes masks to 384x384 first; README 'Differences from HuggingFace'): this compares the time each
+takes for its own answer. Each case states the target it is checked against; the last line says whether all are met.
+
+    python benchmarks/postprocess.py [--runs 15] [--cases panoptic-800x1333,...]
 """
 import os
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
 
 import argparse  # noqa: E402
 import time  # noqa: E402
@@ -18,70 +21,90 @@ from types import SimpleNamespace  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-Q, K, OUT, LOW = 100, 133, (800, 1333), (200, 336)
+K = 133
+THINGS = range(80)
+PHOTO = ((200, 272), (800, 1067), (480, 640))  # low-res logits, valid size on the canvas, output size
+FULL = ((200, 336), (800, 1333), (800, 1333))
+# name: (task, geometry, noise, target: (minimum HF / m2f ratio, maximum m2f ms or None))
+CASES = {
+    "panoptic-800x1333": ("panoptic", FULL, 0.05, (30.0, 10.0)),
+    "panoptic-800x1333-rough": ("panoptic", FULL, 1.0, (10.0, None)),
+    "panoptic-photo-480x640": ("panoptic", PHOTO, 0.05, (10.0, None)),
+    "semantic-800x1333": ("semantic", FULL, 0.05, (2.0, None)),
+    "semantic-480x640": ("semantic", PHOTO, 0.05, (2.0, None)),
+    "instance-800x1333": ("instance", FULL, 0.05, (5.0, None)),
+    "instance-480x640": ("instance", PHOTO, 0.05, (5.0, None)),
+}
 
 
-def make_case(seed: int, noise: float):
-    rng = np.random.default_rng(seed)
-    logits = rng.standard_normal((Q, K + 1)).astype(np.float32)
-    confident = rng.choice(Q, 20, replace=False)
-    logits[confident, rng.integers(0, K, 20)] += 12
-    yy, xx = np.mgrid[0:LOW[0], 0:LOW[1]].astype(np.float32)
-    cy, cx, r = rng.uniform(0, LOW[0], Q), rng.uniform(0, LOW[1], Q), rng.uniform(10, 60, Q)
-    blobs = 10 * (1 - ((yy - cy[:, None, None]) ** 2 + (xx - cx[:, None, None]) ** 2) / r[:, None, None] ** 2)
-    background = -12 + 4 * np.sin(yy / rng.uniform(20, 80, (Q, 1, 1)) + rng.uniform(0, 6, (Q, 1, 1))) * \
-        np.cos(xx / rng.uniform(20, 80, (Q, 1, 1)))
-    masks = np.maximum(blobs, background) + rng.normal(0, noise, blobs.shape)
-    return logits, masks.astype(np.float32)
+def _callables(task: str, geometry, noise: float, processor):
+    import torch
+
+    from m2f.datasets.raw_outputs import raw_outputs
+    from m2f.runtime import postprocess
+
+    low, valid, out = geometry
+    logits, masks = raw_outputs(low, seed=0, noise=noise)
+    hf_outputs = SimpleNamespace(class_queries_logits=torch.from_numpy(logits)[None],
+                                 masks_queries_logits=torch.from_numpy(masks)[None])
+    if task == "panoptic":
+        return (lambda: postprocess.panoptic(logits, masks, valid, out, K, THINGS, 0.8, 0.8),
+                lambda: processor.post_process_panoptic_segmentation(
+                    hf_outputs, threshold=0.8, overlap_mask_area_threshold=0.8, target_sizes=[out],
+                    label_ids_to_fuse=set()))
+    if task == "semantic":
+        return (lambda: postprocess.semantic(logits, masks, valid, out, True),
+                lambda: processor.post_process_semantic_segmentation(hf_outputs, target_sizes=[out]))
+    # every top-k instance as a binary mask on both sides (HF's score threshold 0 keeps them all)
+    return (lambda: postprocess.instance(logits, masks, valid, out, 100, True, THINGS),
+            lambda: processor.post_process_instance_segmentation(hf_outputs, threshold=0.0, target_sizes=[out],
+                                                                 return_binary_maps=True))
 
 
-def median_time(fn, runs: int) -> float:
-    fn()  # warm-up
-    times = []
+def interleaved(a, b, runs: int) -> tuple[list[float], list[float]]:
+    """Seconds of a and b, run alternately after one warm-up each."""
+    a(), b()
+    times_a, times_b = [], []
     for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+        for fn, times in ((a, times_a), (b, times_b)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return times_a, times_b
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=7)
-    ap.add_argument("--noise", type=float, default=0.05, help="std of per-pixel noise on the mask logits")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated, of: " + ", ".join(CASES))
+    args = parser.parse_args()
 
     import cv2
     import torch
     import transformers
 
-    from m2f.runtime import postprocess
-
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    logits, masks = make_case(args.seed, args.noise)
-
-    def ours():
-        return postprocess.panoptic(logits, masks, OUT, OUT, K, range(80), 0.8, 0.8)
-
     processor = transformers.Mask2FormerImageProcessorPil()
-    hf_outputs = SimpleNamespace(class_queries_logits=torch.from_numpy(logits)[None],
-                                 masks_queries_logits=torch.from_numpy(masks)[None])
-
-    def hf():
-        return processor.post_process_panoptic_segmentation(
-            hf_outputs, threshold=0.8, overlap_mask_area_threshold=0.8, target_sizes=[OUT], label_ids_to_fuse=set())
-
-    seg, segments = ours()
-    hf_result = hf()[0]
-    t_ours, t_hf = median_time(ours, args.runs), median_time(hf, args.runs)
-    print(f"case: Q={Q}, K={K}, output {OUT[0]}x{OUT[1]}, 1 thread; m2f kept {len(segments)} segments, "
-          f"HF {len(hf_result['segments_info'])} (HF's semantics differ: README 'Differences from HuggingFace')")
-    print(f"m2f runtime (numpy): {1000 * t_ours:.1f} ms")
-    print(f"HF Mask2FormerImageProcessorPil.post_process_panoptic_segmentation: {1000 * t_hf:.1f} ms")
-    print(f"speedup_vs_hf={t_hf / t_ours:.2f}")
+    print(f"{args.runs} interleaved runs per case, 1 thread; HF transformers {transformers.__version__} "
+          f"(Mask2FormerImageProcessorPil), torch {torch.__version__}, numpy {np.__version__}")
+    print("| case | m2f ms | HF ms | HF / m2f (paired) | target | met |")
+    print("|---|---|---|---|---|---|")
+    all_met = True
+    for name in args.cases.split(","):
+        task, geometry, noise, (ratio_target, ms_target) = CASES[name]
+        ours, hf = _callables(task, geometry, noise, processor)
+        t_ours, t_hf = interleaved(ours, hf, args.runs)
+        ratio = float(np.median(np.asarray(t_hf) / np.asarray(t_ours)))
+        ms = 1000 * float(np.median(t_ours))
+        met = ratio >= ratio_target and (ms_target is None or ms <= ms_target)
+        all_met &= met
+        target = f">= {ratio_target:g}x" + (f", <= {ms_target:g} ms" if ms_target else "")
+        print(f"| {name} | {ms:.1f} | {1000 * float(np.median(t_hf)):.1f} | {ratio:.1f}x | {target} | "
+              f"{'yes' if met else 'NO'} |", flush=True)
+    print("all targets met" if all_met else "some targets not met")
+    return 0 if all_met else 1
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

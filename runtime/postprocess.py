@@ -1,20 +1,30 @@
-"""Reference-exact post-processing in numpy (no torch), from raw outputs: docs/model.md §2, as ``m2f.model.postprocess``.
+"""The reference post-processing in numpy (no torch), from raw outputs: docs/model.md §2, as ``m2f.model.postprocess``.
 
 Per image: mask logits [Q, h, w] at 1/4 of the canvas -> bilinear to the canvas -> crop to the valid size -> bilinear
-to the output size -> semantic / instance / panoptic. Only what a task needs is upsampled (kept queries for
-panoptic, the top-k for instance), with OpenCV when present (same half-pixel convention as PyTorch's
-align_corners=False) and numpy otherwise.
+to the output size -> semantic / instance / panoptic. Nothing is upsampled whole. Every output pixel's logit is a
+convex combination of a small low-resolution window (``mask_geometry``), so bounds per cell of pixels decide most of
+each task -- which query owns a pixel and whether it is confident (panoptic), which class wins (semantic), whether a
+mask is on (instance) -- and only undecided cells, or an instance mask's bounding box, are computed. Work and memory
+scale with the low-resolution logits and the undecided cells, not with Q x H x W.
 
-Panoptic at scale 1 (output size = valid size, e.g. an 800x1333 image on an 800x1344 canvas) has a fast path: an
-upsampled pixel is a convex combination of its 2x2 low-resolution corners and sigmoid is monotone, so per 4x4 block
-the winning query and its sigmoid >= 0.5 test are often decided by corner bounds alone; only undecided blocks are
-computed per pixel, with PyTorch's bilinear arithmetic. Results equal the general path (tested).
+Agreement with the reference: mask logits are within a few ulp of PyTorch's (its taps and weights, a different
+grouping of the products; PyTorch's own CPU kernel rounds differently with the channel count and instruction set),
+and numpy's float32 sigmoid and matrix products round differently from torch's. Decisions therefore equal the reference's except at near-ties: a pixel whose two best
+panoptic candidates (prob x sigmoid) or two best semantic classes are within 1e-5 of each other (relative), or a mask
+logit within 1e-5 of 0 (tests/runtime/test_postprocess.py checks each differing pixel at full size).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .resize import resize_bilinear
+from .mask_geometry import MaskGeometry
+
+# Decided cells keep this relative distance from every bound: the logits' last-ulp differences, float32 sigmoid and
+# matrix-product rounding are all far below it, so no pixel of a decided cell could decide otherwise.
+RELATIVE_MARGIN = np.float32(1e-4)
+CELLS_PER_STEP = 256  # undecided semantic cells computed at once: [256, Cy, Q, Cx] logits, [.., K] scores
+ACTIVE_SIGMOID = np.float32(1e-3)  # queries below this sigmoid over such a step only bound the class scores
+PIXELS_PER_STEP = 16384  # the same for semantic-only configs, per pixel: [Q, 16384] logits, [K, 16384] scores
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -23,58 +33,102 @@ def softmax(x: np.ndarray) -> np.ndarray:
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
+    """float32 1 / (1 + exp(-x)), in place on one new array."""
+    out = np.negative(x, dtype=np.float32)
     with np.errstate(over="ignore"):  # exp(-x) overflows to inf for x < -88: sigmoid is then 0, as it should be
-        return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
-
-
-def _resize(stack: np.ndarray, height: int, width: int) -> np.ndarray:
-    """[C, H, W] float32 -> [C, height, width], bilinear, half-pixel centres."""
-    if stack.shape[1:] == (height, width):
-        return stack
-    try:
-        import cv2
-    except ImportError:
-        return resize_bilinear(stack, height, width).astype(np.float32)
-    out = np.empty((stack.shape[0], height, width), np.float32)
-    for start in range(0, stack.shape[0], 256):  # OpenCV takes at most 512 channels
-        chunk = np.ascontiguousarray(stack[start:start + 256].transpose(1, 2, 0))
-        res = cv2.resize(chunk, (width, height), interpolation=cv2.INTER_LINEAR)
-        out[start:start + 256] = res.reshape(height, width, -1).transpose(2, 0, 1)
-    return out
+        np.exp(out, out=out)
+    out += 1
+    return np.reciprocal(out, out=out)
 
 
 def masks_at_output(lowres: np.ndarray, valid: tuple[int, int], out_size: tuple[int, int]) -> np.ndarray:
-    """Mask logits [n, h, w] (1/4 canvas) -> [n, H0, W0]: upsample x4 to the canvas, crop, resize (reference order)."""
-    canvas = _resize(lowres.astype(np.float32, copy=False), lowres.shape[1] * 4, lowres.shape[2] * 4)
-    cropped = canvas[:, : valid[0], : valid[1]]
-    return _resize(np.ascontiguousarray(cropped), *out_size)
+    """Mask logits [n, h, w] (1/4 canvas) -> [n, H0, W0] float32, one query at a time."""
+    lowres = np.ascontiguousarray(lowres, dtype=np.float32)
+    geometry = MaskGeometry(lowres.shape[1:], valid, out_size)
+    out = np.empty((lowres.shape[0], *out_size), np.float32)
+    for k in range(lowres.shape[0]):
+        out[k] = geometry.block(lowres[k:k + 1], slice(None), slice(None))[0]
+    return out
 
 
-def semantic(logits: np.ndarray, lowres: np.ndarray, valid, out_size, before_inference: bool,
-             chunk_rows: int = 64) -> np.ndarray:
-    """Class map int32 [H0, W0]: argmax of softmax(cls)[:-1] x sigmoid(mask), in row chunks to bound memory.
+def semantic(logits: np.ndarray, lowres: np.ndarray, valid, out_size, before_inference: bool) -> np.ndarray:
+    """Class map int32 [H0, W0]: argmax over K of sum_q softmax(cls)[q, :-1] x sigmoid(mask logit q).
 
-    ``before_inference`` (panoptic/instance configs) resizes masks before the einsum; semantic-only configs compute
-    scores at the canvas, then crop and resize the scores (the orders differ; docs/model.md §2)."""
+    ``before_inference`` (panoptic/instance configs) resizes masks before the class scores; semantic-only configs
+    compute scores at the canvas, then crop and resize the scores (docs/model.md §2). Either way a pixel's class
+    scores lie between those of its window's smallest and largest logits (sigmoid is monotone, the weights are
+    non-negative), so per cell two [cells, Q] x [Q, K] products bound them; cells whose best class clears every
+    other class's upper bound are painted whole, the others computed pixel by pixel."""
     probs = softmax(logits.astype(np.float32))[:, :-1]  # [Q, K]
+    lowres = np.ascontiguousarray(lowres, dtype=np.float32)
+    geometry = MaskGeometry(lowres.shape[1:], valid, out_size)
+    q = lowres.shape[0]
+    lo_sig, hi_sig = geometry.bounds(sigmoid(lowres))  # sigmoid is monotone: bounds of sigmoid, [Q, Gy, Gx]
+    lo = lo_sig.reshape(q, -1).T @ probs  # [cells, K]
+    hi = hi_sig.reshape(q, -1).T @ probs
+    best = lo.argmax(1)
+    cell = np.arange(best.size)
+    best_lo = lo[cell, best]
+    contenders = hi >= best_lo[:, None] * (1 - RELATIVE_MARGIN)  # [cells, K]: classes that may win a pixel
+    decided = contenders.sum(1) == 1
+    out = geometry.paint(best.reshape(geometry.cells).astype(np.int32))
+    undecided = np.flatnonzero(~decided)
     if before_inference:
-        masks = masks_at_output(lowres, valid, out_size)
-        out = np.empty(out_size, np.int32)
-        q, w = masks.shape[0], out_size[1]
-        for r in range(0, out_size[0], chunk_rows):
-            s = sigmoid(masks[:, r:r + chunk_rows]).reshape(q, -1)
-            out[r:r + chunk_rows] = (probs.T @ s).argmax(0).reshape(-1, w)
+        lo_sig, hi_sig = lo_sig.reshape(q, -1), hi_sig.reshape(q, -1)
+        for start in range(0, undecided.size, CELLS_PER_STEP):
+            cells = undecided[start:start + CELLS_PER_STEP]
+            rows, cols, real = geometry.cell_pixels(cells)
+            out[np.broadcast_to(rows, real.shape)[real], np.broadcast_to(cols, real.shape)[real]] = \
+                _semantic_cells(lowres, probs, geometry, cells, real, lo_sig[:, cells], hi_sig[:, cells],
+                                np.flatnonzero(contenders[cells].any(0)))
         return out
-    canvas = sigmoid(_resize(lowres.astype(np.float32), lowres.shape[1] * 4, lowres.shape[2] * 4))
-    q, hc, wc = canvas.shape
-    scores = (probs.T @ canvas.reshape(q, -1)).reshape(-1, hc, wc)[:, : valid[0], : valid[1]]
-    return _resize(np.ascontiguousarray(scores), *out_size).argmax(0).astype(np.int32)
+    rows, cols, _ = geometry.pixels_of(undecided)
+    for start in range(0, rows.size, PIXELS_PER_STEP):
+        r, c = rows[start:start + PIXELS_PER_STEP], cols[start:start + PIXELS_PER_STEP]
+        if geometry.same:
+            scores = probs.T @ sigmoid(geometry.canvas_at_pixels(lowres, r, c))
+        else:
+            taps = geometry.canvas_taps(r, c)
+            scores = geometry.second_resize(
+                [probs.T @ sigmoid(geometry.canvas_at_pixels(lowres, tr, tc)) for tr, tc, _, _ in taps], taps)
+        out[r, c] = scores.argmax(0)
+    return out
+
+
+def _semantic_cells(lowres, probs, geometry, cells, real, lo_sig, hi_sig, classes) -> np.ndarray:
+    """Classes of the real pixels of some cells (before-inference order), among ``classes`` (those that may win
+    a pixel of these cells). Queries whose sigmoid stays below ACTIVE_SIGMOID over all these cells are not computed:
+    their share of each class score is bounded per cell by lo_sig / hi_sig ([Q, cells]); a pixel that those bounds
+    leave undecided is computed with every query."""
+    probs = probs[:, classes]
+    active = np.flatnonzero(hi_sig.max(1) >= ACTIVE_SIGMOID)
+    rest = np.setdiff1d(np.arange(len(probs)), active)
+    values = geometry.cell_values(geometry.cell_windows(lowres[active], cells), cells)  # [E, Cy, A, Cx]
+    partial = sigmoid(values.transpose(0, 1, 3, 2)[real]) @ probs[active]  # [pixels, classes]
+    cell_of = np.broadcast_to(np.arange(len(cells))[:, None, None], real.shape)[real]
+    low = partial + (lo_sig[rest].T @ probs[rest])[cell_of]
+    high = partial + (hi_sig[rest].T @ probs[rest])[cell_of]
+    best = low.argmax(1)
+    pixel = np.arange(best.size)
+    best_low = low[pixel, best]
+    high[pixel, best] = -np.inf
+    unsure = np.flatnonzero(best_low <= high.max(1, initial=-np.inf) * (1 + RELATIVE_MARGIN))
+    if unsure.size:  # every query for the cells of these pixels
+        again = np.unique(cell_of[unsure])
+        values = geometry.cell_values(geometry.cell_windows(lowres, cells[again]), cells[again])
+        full = np.full((len(cells), *real.shape[1:]), -1, np.int64)
+        full[again] = np.where(real[again], (sigmoid(values).transpose(0, 1, 3, 2) @ probs).argmax(-1), -1)
+        best[unsure] = full[real][unsure]
+    return classes[best]
 
 
 def instance(logits: np.ndarray, lowres: np.ndarray, valid, out_size, topk: int, panoptic_on: bool,
              thing_ids) -> dict:
     """Top-k over Q x K (sorted by class probability; the reference's order is unspecified), non-things dropped
-    for panoptic models, masks = logit > 0 at the output size, score = prob x mean sigmoid inside the mask."""
+    for panoptic models, masks = logit > 0 at the output size, score = prob x mean sigmoid inside the mask.
+
+    A query chosen for several classes is computed once, and only over the bounding box of the cells its window
+    maximum says may be positive (a cell whose window is <= 0 has no positive pixel)."""
     q, k1 = logits.shape
     k = k1 - 1
     probs = softmax(logits.astype(np.float32))[:, :-1].reshape(-1)
@@ -85,214 +139,116 @@ def instance(logits: np.ndarray, lowres: np.ndarray, valid, out_size, topk: int,
     if panoptic_on:
         keep = np.isin(labels, np.asarray(sorted(thing_ids), np.int64))
         labels, queries, scores = labels[keep], queries[keep], scores[keep]
-    masks = np.empty((len(queries), *out_size), bool)
-    final = np.empty(len(queries), np.float32)
-    for i, qi in enumerate(queries):
-        m = masks_at_output(lowres[qi:qi + 1], valid, out_size)[0]
-        binary = m > 0
-        masks[i] = binary
-        final[i] = scores[i] * (sigmoid(m)[binary].sum(dtype=np.float32) / (binary.sum() + 1e-6))
-    return {"scores": final, "labels": labels, "query_ids": queries, "masks": masks}
+    lowres = np.ascontiguousarray(lowres, dtype=np.float32)
+    geometry = MaskGeometry(lowres.shape[1:], valid, out_size)
+    masks = np.zeros((len(queries), *out_size), bool)  # zero pages: only the boxes written below are touched
+    unique, which = np.unique(queries, return_inverse=True)
+    mean_sigmoid = np.zeros(len(unique), np.float32)
+    for j, query in enumerate(unique):
+        _, hi = geometry.bounds(lowres[query:query + 1])
+        cell_rows, cell_cols = np.nonzero(hi[0] > 0)
+        if cell_rows.size == 0:
+            continue
+        rows = slice(geometry.y.start[cell_rows.min()], geometry.y.start[cell_rows.max()]
+                     + geometry.y.count[cell_rows.max()])
+        cols = slice(geometry.x.start[cell_cols.min()], geometry.x.start[cell_cols.max()]
+                     + geometry.x.count[cell_cols.max()])
+        values = geometry.block(lowres[query:query + 1], rows, cols)[0]
+        binary = values > 0
+        masks[np.flatnonzero(which == j), rows, cols] = binary
+        mean_sigmoid[j] = sigmoid(values[binary]).sum(dtype=np.float32) / (binary.sum() + 1e-6)
+    return {"scores": (scores * mean_sigmoid[which]).astype(np.float32), "labels": labels, "query_ids": queries,
+            "masks": masks}
 
 
-def _taps_torch(n_out: int, n_in: int):
-    """PyTorch's upsample_bilinear2d source rows/cols and weights (align_corners=False), in float32."""
-    scale = np.float32(n_in / n_out)
-    src = np.maximum(scale * (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5), 0)
-    i0 = src.astype(np.int64)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    w1 = (src - i0).astype(np.float32)
-    return i0, i1, (np.float32(1) - w1).astype(np.float32), w1
-
-
-def _ragged_arange(counts: np.ndarray) -> np.ndarray:
-    """0..c-1 for each count c, concatenated: [2, 3] -> [0, 1, 0, 1, 2]."""
-    return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-
-
-class _Cells:
-    """Scale-1 geometry: each valid canvas pixel (r, c) interpolates the 2x2 low-res cell (y0[r], x0[c])."""
-
-    def __init__(self, h: int, w: int, valid):
-        self.y0, self.y1, self.wy0, self.wy1 = (a[: valid[0]] for a in _taps_torch(4 * h, h))
-        self.x0, self.x1, self.wx0, self.wx1 = (a[: valid[1]] for a in _taps_torch(4 * w, w))
-        self.row_start, self.row_count = np.searchsorted(self.y0, np.arange(h)), np.bincount(self.y0, minlength=h)
-        self.col_start, self.col_count = np.searchsorted(self.x0, np.arange(w)), np.bincount(self.x0, minlength=w)
-        self.pixels_per_cell = np.outer(self.row_count, self.col_count)
-
-    def pixels(self, cell_rows: np.ndarray, cell_cols: np.ndarray):
-        """(rows, cols) of every canvas pixel inside the given cells."""
-        nr, nc = self.row_count[cell_rows], self.col_count[cell_cols]
-        total = nr * nc
-        which = np.repeat(np.arange(len(cell_rows)), total)
-        offset = _ragged_arange(total)
-        ncw = nc[which]
-        return self.row_start[cell_rows][which] + offset // ncw, self.col_start[cell_cols][which] + offset % ncw
-
-    def interpolate_pairs(self, lowres: np.ndarray, k: np.ndarray, rows: np.ndarray, cols: np.ndarray):
-        """Exact upsampled logit of query k[i] at pixel (rows[i], cols[i]), in PyTorch's arithmetic order."""
-        h, w = lowres.shape[1:]
-        flat = lowres.reshape(-1)
-        top = k * (h * w) + self.y0[rows] * w  # flat offsets of the two source rows
-        bottom = k * (h * w) + self.y1[rows] * w
-        c, d = self.x0[cols], self.x1[cols]
-        wx0, wx1 = self.wx0[cols], self.wx1[cols]
-        return (self.wy0[rows] * (wx0 * flat.take(top + c) + wx1 * flat.take(top + d))
-                + self.wy1[rows] * (wx0 * flat.take(bottom + c) + wx1 * flat.take(bottom + d)))
-
-
-def _cell_bounds(lowres: np.ndarray):
-    """Min and max over each cell's 2x2 corners (clamped at the border): [n, h, w] each."""
-
-    def pair(a: np.ndarray, axis: int, op) -> np.ndarray:  # op(x[i], x[i + 1]) along axis, last one kept
-        out = np.empty_like(a)
-        head = [slice(None)] * 3
-        tail = list(head)
-        head[axis], tail[axis] = slice(None, -1), slice(1, None)
-        op(a[tuple(head)], a[tuple(tail)], out=out[tuple(head)])
-        last = [slice(None)] * 3
-        last[axis] = slice(-1, None)
-        out[tuple(last)] = a[tuple(last)]
-        return out
-
-    return (pair(pair(lowres, 1, np.minimum), 2, np.minimum), pair(pair(lowres, 1, np.maximum), 2, np.maximum))
-
-
-def _nonzero(mask: np.ndarray) -> tuple[np.ndarray, ...]:
-    """np.nonzero for a C-contiguous boolean array, via flat indices (about 2x faster for 3-D masks)."""
-    flat = np.flatnonzero(mask)
-    out = []
-    for size in mask.shape[:0:-1]:
-        flat, rest = np.divmod(flat, size)
-        out.append(rest)
-    return (flat, *out[::-1])
-
-
-def _argmax0(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(argmax over axis 0, the max) of [n, h, w], first index on ties; a running maximum is faster than
+def _argmax_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(argmax over axis 0, the max) of [n, m], first index on ties; a running maximum is several times faster than
     ``argmax(0)``, whose reduction runs across the strided axis."""
     best_value = values[0].copy()
-    best = np.zeros(values.shape[1:], np.int64)
+    best = np.zeros(values.shape[1], np.int64)
     for k in range(1, values.shape[0]):
         np.copyto(best, k, where=values[k] > best_value)
         np.maximum(best_value, values[k], out=best_value)
     return best, best_value
 
 
-def _weighted_sigmoid(logits: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """scores[:, None, None] * sigmoid(logits), in four in-place passes (used for bounds only, which keep a margin,
-    so its last-ulp differences from ``sigmoid`` do not matter)."""
-    out = np.negative(logits)
-    with np.errstate(over="ignore"):  # inf -> weight 0, correct
-        np.exp(out, out=out)
-    out += 1
-    np.reciprocal(out, out=out)
-    out *= scores[:, None, None]
-    return out
+class _Panoptic:
+    """Panoptic inference without full-resolution masks (module docstring).
 
-
-# Decided cells keep this relative distance from every bound (score x sigmoid rounds relatively), so float rounding
-# of exact pixels cannot cross it.
-_RELATIVE_MARGIN = np.float32(1e-4)
-
-
-class _Scale1Panoptic:
-    """The scale-1 fast path of panoptic inference, without full-resolution masks (module docstring).
-
-    Bounds live in the space of v = score x sigmoid(logit): monotone in the logit for each query, so the corner
-    minimum/maximum of v bound every pixel of a cell, and sigmoid >= 0.5 is v >= score / 2. Cells whose owner and its
-    confidence are decided by bounds are counted and painted per cell; in the other cells each pixel tries only the
-    queries whose upper bound reaches the cell's best lower bound, in query order (first wins ties, as argmax)."""
-
-    def __init__(self, lowres: np.ndarray, scores: np.ndarray, valid):
-        n, h, w = lowres.shape
-        self.cells = cells = _Cells(h, w, valid)
-        ppc = cells.pixels_per_cell
-        lo, hi = _cell_bounds(_weighted_sigmoid(lowres, scores))
-        half = (scores * np.float32(0.5)).astype(np.float32)[:, None, None]
-        surely_conf = lo >= half * (1 + _RELATIVE_MARGIN)  # [n, h, w]: every pixel's sigmoid >= 0.5
-        # sigmoid >= 0.5 area of each query: sure cells whole, sign-ambiguous cells per pixel
-        self.orig = surely_conf.reshape(n, -1).astype(np.float32) @ ppc.reshape(-1).astype(np.float32)
-        self.orig = np.rint(self.orig).astype(np.int64)
-        amb_k, amb_rows, amb_cols = _nonzero(~surely_conf & (hi > half * (1 - _RELATIVE_MARGIN)))
-        if amb_k.size:
-            rows, cols = cells.pixels(amb_rows, amb_cols)
-            k_of_pixel = np.repeat(amb_k, ppc[amb_rows, amb_cols])
-            confident = sigmoid(cells.interpolate_pairs(lowres, k_of_pixel, rows, cols)) >= 0.5
-            self.orig += np.bincount(k_of_pixel, weights=confident, minlength=n).astype(np.int64)
-        # owner per cell by bounds
-        best, best_lo = _argmax0(lo)
-        best_hi = np.take_along_axis(hi, best[None], 0)[0]
-        np.put_along_axis(hi, best[None], -np.inf, 0)
-        others = hi.max(0)
-        np.put_along_axis(hi, best[None], best_hi[None], 0)
-        owner_conf = np.take_along_axis(surely_conf, best[None], 0)[0]
-        owner_not = best_hi <= half[:, 0, 0][best] * (1 - _RELATIVE_MARGIN)
-        self.decided = (best_lo > others * (1 + _RELATIVE_MARGIN)) & (owner_conf | owner_not)
-        self.best, self.cell_conf = best, owner_conf
-        d, dc = self.decided, self.decided & owner_conf
-        self.owned = np.bincount(best[d], weights=ppc[d], minlength=n)
-        self.both = np.bincount(best[dc], weights=ppc[dc], minlength=n)
-        self._undecided(lowres, scores, hi, best_lo)
-
-    def _undecided(self, lowres, scores, hi, best_lo) -> None:
-        """Exact owner and confidence of every pixel in the undecided cells."""
-        cells, n = self.cells, lowres.shape[0]
-        cell_rows, cell_cols = np.nonzero(~self.decided)
-        counts = cells.pixels_per_cell[cell_rows, cell_cols]
-        self.rows, self.cols = cells.pixels(cell_rows, cell_cols)
-        first_pixel = np.cumsum(counts) - counts  # where each cell's pixels start in rows/cols
-        # candidates: cell-major, ascending query within a cell; rank = position in the cell's list
-        cand_cell, cand_k = np.nonzero((hi[:, cell_rows, cell_cols]
-                                        >= best_lo[cell_rows, cell_cols] * (1 - _RELATIVE_MARGIN)).T)
-        per_cell = np.bincount(cand_cell, minlength=len(cell_rows))
-        rank = _ragged_arange(per_cell)
-        best_v = np.full(self.rows.size, -1.0, np.float32)
-        best_p = np.zeros(self.rows.size, np.float32)
-        owner = np.zeros(self.rows.size, np.int64)
-        for r in range(int(per_cell.max(initial=0))):
-            at = rank == r
-            cell, k = cand_cell[at], cand_k[at]
-            npix = counts[cell]
-            pixel = np.repeat(first_pixel[cell], npix) + _ragged_arange(npix)
-            k = np.repeat(k, npix)
-            p = sigmoid(cells.interpolate_pairs(lowres, k, self.rows[pixel], self.cols[pixel]))
-            v = scores[k] * p
-            better = v > best_v[pixel]  # strict: an equal later query does not take over (argmax keeps the first)
-            pixel, k = pixel[better], k[better]
-            best_v[pixel], best_p[pixel], owner[pixel] = v[better], p[better], k
-        self.pixel_owner, self.pixel_conf = owner, best_p >= 0.5
-        self.owned += np.bincount(owner, minlength=n)
-        self.both += np.bincount(owner[self.pixel_conf], minlength=n)
-
-    def paint(self, segment_of: np.ndarray) -> np.ndarray:
-        """int32 [vh, vw]: segment_of[owner] where the owner's sigmoid >= 0.5, else 0."""
-        cells = self.cells
-        per_cell = np.where(self.decided & self.cell_conf, segment_of[self.best], 0).astype(np.int32)
-        seg = np.repeat(np.repeat(per_cell, cells.row_count, axis=0), cells.col_count, axis=1)
-        seg[self.rows, self.cols] = np.where(self.pixel_conf, segment_of[self.pixel_owner], 0)
-        return seg
-
-
-class _GeneralPanoptic:
-    """Any output size: full-resolution masks of the kept queries (reference order)."""
+    Bounds live in the space of v = score x sigmoid(logit): monotone in the logit for each query, so the window
+    minimum/maximum of v bound every pixel of a cell, and sigmoid >= 0.5 is v >= score / 2. A cell whose best lower
+    bound no other query's upper bound reaches, and whose owner is surely confident or surely not, is counted and
+    painted whole; the pixels of the other cells are computed for that cell's candidates only, and go to the first
+    of them with the highest v (as argmax)."""
 
     def __init__(self, lowres: np.ndarray, scores: np.ndarray, valid, out_size):
-        probs = sigmoid(masks_at_output(lowres, valid, out_size))
-        self.ids = (scores[:, None, None] * probs).argmax(0)
-        self.conf = np.take_along_axis(probs, self.ids[None], 0)[0] >= 0.5
-        n = len(probs)
-        self.owned = np.bincount(self.ids.ravel(), minlength=n)
-        self.both = np.bincount(self.ids[self.conf], minlength=n)
-        self.orig = (probs >= 0.5).reshape(n, -1).sum(1)
+        n = lowres.shape[0]
+        self.geometry = geometry = MaskGeometry(lowres.shape[1:], valid, out_size)
+        ppc = geometry.pixels_per_cell().reshape(-1)
+        lo, hi = (b.reshape(n, -1) for b in geometry.bounds(sigmoid(lowres) * scores[:, None, None]))
+        half = (scores * np.float32(0.5)).astype(np.float32)[:, None]
+        surely_conf = lo >= half * (1 + RELATIVE_MARGIN)  # [n, cells]: every pixel's sigmoid >= 0.5
+        # sigmoid >= 0.5 area of each query: sure cells whole, sign-ambiguous cells per pixel
+        self.orig = np.rint(surely_conf.astype(np.float32) @ ppc.astype(np.float32)).astype(np.int64)
+        amb_k, amb_cell = np.divmod(np.flatnonzero(~surely_conf & (hi > half * (1 - RELATIVE_MARGIN))), lo.shape[1])
+        if amb_k.size:
+            values = geometry.cell_values(geometry.cell_windows(lowres, amb_cell, amb_k), amb_cell)
+            confident = (sigmoid(values) >= 0.5) & geometry.cell_pixels(amb_cell)[2]
+            self.orig += np.bincount(amb_k, weights=confident.sum((1, 2)), minlength=n).astype(np.int64)
+        # owner per cell: the best lower bound; every query whose upper bound reaches it is a candidate
+        best, best_lo = _argmax_rows(lo)
+        candidates = hi >= best_lo * (1 - RELATIVE_MARGIN)
+        cell = np.arange(best.size)
+        owner_conf = surely_conf[best, cell]
+        owner_not = hi[best, cell] <= half[best, 0] * (1 - RELATIVE_MARGIN)
+        decided = (candidates.sum(0) == 1) & (owner_conf | owner_not)
+        self.decided, self.best, self.cell_conf = decided, best, owner_conf
+        self.owned = np.bincount(best[decided], weights=ppc[decided], minlength=n).astype(np.int64)
+        both = decided & owner_conf
+        self.both = np.bincount(best[both], weights=ppc[both], minlength=n).astype(np.int64)
+        self._undecided(lowres, scores, candidates)
+
+    def _undecided(self, lowres, scores, candidates) -> None:
+        """Owner and confidence of every pixel of the undecided cells, from that cell's candidates."""
+        geometry, n = self.geometry, lowres.shape[0]
+        cells = np.flatnonzero(~self.decided)
+        self.rows, self.cols, self.real = geometry.cell_pixels(cells)
+        if cells.size == 0:
+            self.pixel_owner, self.pixel_conf = np.zeros(self.real.shape, np.int64), np.zeros(self.real.shape, bool)
+            return
+        # candidate pairs: cell-major, ascending query within a cell (so the first maximum is argmax's)
+        pair_cell, pair_k = np.nonzero(candidates[:, cells].T)
+        segment = np.flatnonzero(np.diff(pair_cell, prepend=-1))  # first pair of each cell
+        rank = np.arange(pair_k.size) - segment[pair_cell]
+        p = sigmoid(geometry.cell_values(geometry.cell_windows(lowres, cells[pair_cell], pair_k), cells[pair_cell]))
+        v = scores[pair_k][:, None, None] * p
+        best_v, best_p = v[segment], p[segment]
+        owner = np.broadcast_to(pair_k[segment][:, None, None], best_v.shape).copy()
+        for r in range(1, int(rank.max(initial=0)) + 1):
+            at = np.flatnonzero(rank == r)
+            cell = pair_cell[at]
+            better = v[at] > best_v[cell]  # strict: an equal later query does not take over
+            best_v[cell] = np.where(better, v[at], best_v[cell])
+            best_p[cell] = np.where(better, p[at], best_p[cell])
+            owner[cell] = np.where(better, pair_k[at][:, None, None], owner[cell])
+        self.pixel_owner, self.pixel_conf = owner, best_p >= 0.5
+        real = self.real
+        self.owned += np.bincount(self.pixel_owner[real], minlength=n)
+        self.both += np.bincount(self.pixel_owner[real & self.pixel_conf], minlength=n)
 
     def paint(self, segment_of: np.ndarray) -> np.ndarray:
-        return np.where(self.conf, segment_of[self.ids], 0).astype(np.int32)
+        """int32 [H0, W0]: segment_of[owner] where the owner's sigmoid >= 0.5, else 0."""
+        per_cell = np.where(self.decided & self.cell_conf, segment_of[self.best], 0).astype(np.int32)
+        seg = self.geometry.paint(per_cell.reshape(self.geometry.cells))
+        real = self.real
+        rows, cols = np.broadcast_to(self.rows, real.shape)[real], np.broadcast_to(self.cols, real.shape)[real]
+        seg[rows, cols] = np.where(self.pixel_conf, segment_of[self.pixel_owner], 0)[real]
+        return seg
 
 
 def panoptic(logits: np.ndarray, lowres: np.ndarray, valid, out_size, num_classes: int, thing_ids,
              object_mask_threshold: float, overlap_threshold: float):
-    """-> (int32 [H0, W0] segment ids, segments) exactly as the reference panoptic_inference."""
+    """-> (int32 [H0, W0] segment ids, segments) as the reference panoptic_inference."""
     probs_cls = softmax(logits.astype(np.float32))
     scores, labels = probs_cls.max(-1), probs_cls.argmax(-1)
     keep = np.flatnonzero((labels != num_classes) & (scores > object_mask_threshold))
@@ -300,10 +256,7 @@ def panoptic(logits: np.ndarray, lowres: np.ndarray, valid, out_size, num_classe
     if keep.size == 0:
         return np.zeros(out_size, np.int32), segments
     kept = np.ascontiguousarray(lowres[keep], dtype=np.float32)
-    if tuple(out_size) == tuple(valid):
-        regions = _Scale1Panoptic(kept, scores[keep], valid)
-    else:
-        regions = _GeneralPanoptic(kept, scores[keep], valid, out_size)
+    regions = _Panoptic(kept, scores[keep], valid, out_size)
     segment_of, segments = assign_segments(labels[keep], regions.owned, regions.orig, regions.both,
                                            overlap_threshold, thing_ids)
     return regions.paint(segment_of), segments

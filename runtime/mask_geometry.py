@@ -1,0 +1,233 @@
+"""Where each output pixel's mask logit comes from, in PyTorch's arithmetic (numpy, no torch; docs/model.md §2).
+
+The reference takes mask logits [Q, h, w] at 1/4 of the canvas, resizes them bilinearly x4 to the canvas, crops the
+valid (vh, vw) region and resizes that bilinearly to the output size (H0, W0); both resizes are PyTorch's
+``align_corners=False`` in float32. Per axis, an output index reads two canvas indices and each of those two
+low-resolution ones, so every output value is a convex combination of a window of at most 4x4 low-resolution
+logits (2x2 when the output is the valid size). Consecutive output rows (columns) whose windows start at the same
+low-resolution row form a *group*; a group of rows times a group of columns is a *cell*: every pixel of a cell lies
+between the min and the max of the cell's window (``bounds``). The tasks decide most pixels from those bounds and
+compute only the rest:
+
+- ``cell_values``: a cell's pixels from its window and the composite weights of both resizes, a few ulp from
+  PyTorch's two resizes (the products and sums are grouped differently);
+- ``block``: every pixel of a rectangle, separably, with PyTorch's taps, weights and order of operations (within
+  2 ulp of PyTorch's CPU kernel, whose own rounding depends on the channel count and the instruction set);
+- ``canvas_at_pixels`` / ``canvas_taps`` / ``second_resize``: the two resizes one at a time, for semantic-only
+  configurations, which resize class scores, not logits.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+UPSAMPLE = 4  # mask logits are at 1/4 of the canvas
+PLANES_PER_STEP = 4  # queries whose bounds are computed together
+
+
+def torch_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """PyTorch's bilinear source indices and weights along one axis (align_corners=False, float32 arithmetic):
+    (i0, i1, w0, w1), each [n_out]; output j = x[i0[j]] * w0[j] + x[i1[j]] * w1[j]."""
+    scale = np.float64(np.float32(n_in / n_out))
+    # scale * (j + 0.5) - 0.5 rounded once, as PyTorch's compiled kernel computes it (one fused multiply-add)
+    src = np.maximum(scale * (np.arange(n_out) + 0.5) - 0.5, 0).astype(np.float32)
+    i0 = src.astype(np.int64)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w1 = (src - i0).astype(np.float32)
+    return i0, i1, (np.float32(1) - w1).astype(np.float32), w1
+
+
+class Axis:
+    """One axis (rows or columns): low-resolution size -> canvas (x4) -> valid crop -> output size."""
+
+    def __init__(self, low: int, valid: int, out: int):
+        self.low, self.valid, self.out = low, valid, out
+        # canvas index -> two low-resolution indices (only the valid part is ever read)
+        self.a0, self.a1, self.wa0, self.wa1 = (t[:valid] for t in torch_taps(UPSAMPLE * low, low))
+        self.same = out == valid  # the second resize is the identity (PyTorch copies)
+        if self.same:
+            self.b0 = self.b1 = np.arange(out)
+            self.wb0, self.wb1 = np.ones(out, np.float32), np.zeros(out, np.float32)
+        else:
+            self.b0, self.b1, self.wb0, self.wb1 = torch_taps(out, valid)
+        # each output index reads low-resolution indices first..last (a0, a1 and b0 <= b1 are non-decreasing);
+        # a group is a run of output indices with the same first one, its window first..the run's largest last
+        first, last = self.a0[self.b0], self.a1[self.b1]
+        self.start = np.flatnonzero(np.diff(first, prepend=-1)).astype(np.int64)
+        self.count = np.diff(np.append(self.start, out)).astype(np.int64)
+        self.first = first[self.start]
+        self.last = last[np.append(self.start[1:], out) - 1]
+        self.span = self.last - self.first + 1
+        # composite weights of both resizes: group g's output index start[g] + i reads low-resolution index
+        # first[g] + j with weight composite[g, i, j] (rows past the group's count are zero)
+        self.composite = self._composite()
+
+    def _composite(self) -> np.ndarray:
+        """float32 [groups, max count, max span]."""
+        group = np.repeat(np.arange(self.groups), self.count)
+        position = np.arange(self.out) - self.start[group]
+        weights = np.zeros((self.groups, int(self.count.max()), int(self.span.max())))
+        for b, wb in ((self.b0, self.wb0), (self.b1, self.wb1)):
+            for a, wa in ((self.a0, self.wa0), (self.a1, self.wa1)):
+                np.add.at(weights, (group, position, a[b] - self.first[group]), wb.astype(np.float64) * wa[b])
+        return weights.astype(np.float32)
+
+    @property
+    def groups(self) -> int:
+        return len(self.start)
+
+    def window(self, values: np.ndarray, ops=(np.minimum, np.maximum)) -> list[np.ndarray]:
+        """For each op (np.minimum / np.maximum): that op over each group's window along axis 1 of ``values``
+        [n, low, m] -> [n, groups, m]. Steps past a window's end repeat its last index, which changes no min or
+        max; each shifted gather serves every op."""
+        first = np.take(values, self.first, axis=1)
+        outs = [first] + [first.copy() for _ in ops[1:]]
+        for step in range(1, int(self.span.max())):
+            shifted = np.take(values, np.minimum(self.first + step, self.last), axis=1)
+            for op, out in zip(ops, outs):
+                op(out, shifted, out=out)
+        return outs
+
+
+def _ragged_arange(counts: np.ndarray) -> np.ndarray:
+    """0..c-1 for each count c, concatenated: [2, 3] -> [0, 1, 0, 1, 2]."""
+    return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+class MaskGeometry:
+    """The two resizes from logits [n, h, w] to an (H0, W0) output through the valid (vh, vw) part of the canvas."""
+
+    def __init__(self, low: tuple[int, int], valid: tuple[int, int], out: tuple[int, int]):
+        self.y, self.x = Axis(low[0], valid[0], out[0]), Axis(low[1], valid[1], out[1])
+        self.out = tuple(out)
+        self.same = self.y.same and self.x.same  # output = valid size: one resize
+
+    @property
+    def cells(self) -> tuple[int, int]:
+        return self.y.groups, self.x.groups
+
+    def pixels_per_cell(self) -> np.ndarray:
+        """int64 [Gy, Gx]."""
+        return np.outer(self.y.count, self.x.count)
+
+    def bounds(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(min, max) over each cell's window of ``values`` [n, h, w] -> [n, Gy, Gx] each. For any function that is
+        monotone in the logit, bounds of its low-resolution values bound it on every pixel of the cell. (Windows
+        are taken along rows, where a gather copies whole rows: the columns on a transposed copy.)"""
+        n = values.shape[0]
+        low, high = (np.empty((n, *self.cells), values.dtype) for _ in range(2))
+        for start in range(0, n, PLANES_PER_STEP):  # a few planes at a time stay in cache through all the passes
+            part = slice(start, start + PLANES_PER_STEP)
+            columns = np.ascontiguousarray(values[part].transpose(0, 2, 1))  # [p, w, h]
+            for across, op, out in zip(self.x.window(columns), (np.minimum, np.maximum), (low, high)):
+                out[part] = self.y.window(np.ascontiguousarray(across.transpose(0, 2, 1)), (op,))[0]
+        return low, high
+
+    def pixels_of(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, cols, which) of every output pixel inside the given flat cell indices, cell by cell, row-major
+        within a cell; ``which`` is the position in ``cells`` each pixel came from."""
+        cell_rows, cell_cols = np.divmod(cells, self.x.groups)
+        nr, nc = self.y.count[cell_rows], self.x.count[cell_cols]
+        total = nr * nc
+        which = np.repeat(np.arange(len(cells)), total)
+        offset = _ragged_arange(total)
+        ncw = nc[which]
+        row_in, col_in = np.divmod(offset, ncw)
+        return self.y.start[cell_rows][which] + row_in, self.x.start[cell_cols][which] + col_in, which
+
+    def cell_windows(self, lowres: np.ndarray, cells: np.ndarray, queries: np.ndarray | None = None) -> np.ndarray:
+        """The low-resolution windows of flat cell indices: [len(cells), Sy, Sx] of query ``queries[i]`` for cell i,
+        or, with ``queries`` None, [len(cells), n, Sy, Sx] of every query (indices past the image edge repeat the
+        last row or column; their weights are zero)."""
+        cell_rows, cell_cols = np.divmod(cells, self.x.groups)
+        span_y, span_x = self.y.composite.shape[2], self.x.composite.shape[2]
+        rows = np.minimum(self.y.first[cell_rows][:, None] + np.arange(span_y), self.y.low - 1)[:, :, None]
+        cols = np.minimum(self.x.first[cell_cols][:, None] + np.arange(span_x), self.x.low - 1)[:, None, :]
+        if queries is not None:
+            return lowres[queries[:, None, None], rows, cols]
+        return lowres[:, rows, cols].transpose(1, 0, 2, 3)
+
+    def cell_values(self, windows: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        """Output logits of cells from their windows (``cell_windows``): [E, Cy, Cx], or [E, Cy, n, Cx] for windows
+        of every query; rows and columns past a cell's pixel count are zero (``cell_pixels`` says which are real).
+        Each is a sum of at most Sy x Sx weighted logits in float32: within a few ulp of the two resizes."""
+        cell_rows, cell_cols = np.divmod(cells, self.x.groups)
+        wy = self.y.composite[cell_rows]  # [E, Cy, Sy]
+        wx_t = self.x.composite[cell_cols].transpose(0, 2, 1)  # [E, Sx, Cx]
+        if windows.ndim == 3:
+            return wy @ windows @ wx_t
+        e, n, sy, sx = windows.shape
+        along_rows = wy @ windows.transpose(0, 2, 1, 3).reshape(e, sy, n * sx)  # [E, Cy, n * Sx]
+        return (along_rows.reshape(e, -1, sx) @ wx_t).reshape(e, wy.shape[1], n, wx_t.shape[2])
+
+    def cell_pixels(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows [E, Cy, 1], cols [E, 1, Cx], real [E, Cy, Cx]) of the output pixels of flat cell indices, in the
+        layout of ``cell_values``."""
+        cell_rows, cell_cols = np.divmod(cells, self.x.groups)
+        cy, cx = self.y.composite.shape[1], self.x.composite.shape[1]
+        rows = self.y.start[cell_rows][:, None] + np.arange(cy)
+        cols = self.x.start[cell_cols][:, None] + np.arange(cx)
+        real = ((np.arange(cy) < self.y.count[cell_rows][:, None])[:, :, None]
+                & (np.arange(cx) < self.x.count[cell_cols][:, None])[:, None, :])
+        return np.minimum(rows, self.out[0] - 1)[:, :, None], np.minimum(cols, self.out[1] - 1)[:, None, :], real
+
+    def paint(self, per_cell: np.ndarray) -> np.ndarray:
+        """[Gy, Gx] -> [H0, W0]: each cell's value on all of its pixels."""
+        return np.repeat(np.repeat(per_cell, self.y.count, axis=0), self.x.count, axis=1)
+
+    def canvas_at_pixels(self, lowres: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """float32 [n, len(rows)]: every query's canvas logit (the first resize, in PyTorch's order) at canvas pixels
+        (rows[i], cols[i])."""
+        planes = lowres.reshape(lowres.shape[0], -1)
+        y, x, w = self.y, self.x, self.x.low
+        top, bottom = y.a0[rows] * w, y.a1[rows] * w
+        c, d = x.a0[cols], x.a1[cols]
+        wx0, wx1 = x.wa0[cols], x.wa1[cols]
+        return (y.wa0[rows] * (wx0 * np.take(planes, top + c, axis=1) + wx1 * np.take(planes, top + d, axis=1))
+                + y.wa1[rows] * (wx0 * np.take(planes, bottom + c, axis=1) + wx1 * np.take(planes, bottom + d, axis=1)))
+
+    def canvas_taps(self, rows: np.ndarray, cols: np.ndarray):
+        """The second resize at output pixels: (canvas rows, canvas cols, weight along the width, weight along the
+        height) of its four taps, in PyTorch's order: (r0, c0), (r0, c1), (r1, c0), (r1, c1)."""
+        y, x = self.y, self.x
+        r0, r1, c0, c1 = y.b0[rows], y.b1[rows], x.b0[cols], x.b1[cols]
+        wx0, wx1, wy0, wy1 = x.wb0[cols], x.wb1[cols], y.wb0[rows], y.wb1[rows]
+        return ((r0, c0, wx0, wy0), (r0, c1, wx1, wy0), (r1, c0, wx0, wy1), (r1, c1, wx1, wy1))
+
+    @staticmethod
+    def second_resize(values: list[np.ndarray], taps) -> np.ndarray:
+        """Values at the four ``canvas_taps`` (same order) combined as PyTorch's second resize combines them."""
+        (_, _, wx0, wy0), (_, _, wx1, _), (_, _, _, wy1) = taps[0], taps[1], taps[2]
+        v00, v01, v10, v11 = values
+        return wy0 * (wx0 * v00 + wx1 * v01) + wy1 * (wx0 * v10 + wx1 * v11)
+
+    def block(self, lowres: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+        """float32 [n, len(rows), len(cols)]: every query's output logits on a rectangle of the output, separably
+        (along the width, then the height; each resize in turn)."""
+        y, x = self.y, self.x
+        r, c = np.arange(self.out[0])[rows], np.arange(self.out[1])[cols]
+        if r.size == 0 or c.size == 0:
+            return np.zeros((lowres.shape[0], r.size, c.size), np.float32)
+        canvas_r = np.arange(y.b0[r[0]], y.b1[r[-1]] + 1)  # canvas rows and columns the rectangle reads
+        canvas_c = np.arange(x.b0[c[0]], x.b1[c[-1]] + 1)
+        low_r0, low_c0 = y.a0[canvas_r[0]], x.a0[canvas_c[0]]
+        window = lowres[:, low_r0: y.a1[canvas_r[-1]] + 1, low_c0: x.a1[canvas_c[-1]] + 1]
+        canvas = _rows(_columns(window, x.a0[canvas_c] - low_c0, x.a1[canvas_c] - low_c0, x.wa0[canvas_c],
+                                x.wa1[canvas_c]),
+                       y.a0[canvas_r] - low_r0, y.a1[canvas_r] - low_r0, y.wa0[canvas_r], y.wa1[canvas_r])
+        if self.same:
+            return canvas
+        across = _columns(canvas, x.b0[c] - canvas_c[0], x.b1[c] - canvas_c[0], x.wb0[c], x.wb1[c])
+        return _rows(across, y.b0[r] - canvas_r[0], y.b1[r] - canvas_r[0], y.wb0[r], y.wb1[r])
+
+
+def _columns(values: np.ndarray, i0, i1, w0, w1) -> np.ndarray:
+    """[n, rows, a] -> [n, rows, len(i0)]: out[..., j] = values[..., i0[j]] * w0[j] + values[..., i1[j]] * w1[j]
+    (gathered as rows of the transposed array: contiguous copies, several times faster than a last-axis gather)."""
+    t = np.ascontiguousarray(values.transpose(0, 2, 1))
+    out = np.take(t, i0, axis=1) * w0[:, None] + np.take(t, i1, axis=1) * w1[:, None]
+    return out.transpose(0, 2, 1)
+
+
+def _rows(values: np.ndarray, i0, i1, w0, w1) -> np.ndarray:
+    """[n, a, cols] -> [n, len(i0), cols], the same along the rows."""
+    return np.take(values, i0, axis=1) * w0[:, None] + np.take(values, i1, axis=1) * w1[:, None]
