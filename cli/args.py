@@ -6,6 +6,7 @@ within [0, 1]. Groups keep one spelling per option across commands (trtexec/poly
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from m2f.errors import ArgumentError
@@ -31,12 +32,23 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """A finite number above 0 (seconds, rates, scales)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
 def probability(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
+    if not 0.0 <= value <= 1.0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"{value} is outside [0, 1]")
     return value
 

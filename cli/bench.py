@@ -24,6 +24,8 @@ def _hw(text: str) -> tuple[int, int]:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise shared.argparse.ArgumentTypeError(f"{text!r} is not HEIGHTxWIDTH, e.g. 800x1216") from None
+    if h < 1 or w < 1:
+        raise shared.argparse.ArgumentTypeError(f"{text!r}: both sides must be 1 pixel or more")
     return h, w
 
 
@@ -32,10 +34,13 @@ def add_arguments(p) -> None:
     p.add_argument("--batch", type=_sizes, default=[1], help="batch sizes, e.g. 1,2,4 (default 1)")
     runs = p.add_mutually_exclusive_group()
     runs.add_argument("--iterations", type=shared.positive_int, help="timed runs per batch size (default 20)")
-    runs.add_argument("--duration", type=float, help="seconds of timed runs per batch size")
+    runs.add_argument("--duration", type=shared.positive_float, help="seconds of timed runs per batch size")
     p.add_argument("--warmup", type=shared.non_negative_int, default=3, help="untimed runs first (default 3)")
     p.add_argument("--images", help="folder of images to run (default: the bundled samples); with --flops, FLOPs "
                                     "are averaged over these images resized as the model resizes them")
+    p.add_argument("--pipeline", type=shared.non_negative_int, default=16, metavar="N",
+                   help="also compare the sequential loop with the pipelined stream (stages on threads) on N images, "
+                        "alternating (default 16; 0 skips it)")
     p.add_argument("--json", action="store_true", help="print one JSON record")
     p.add_argument("--flops", action="store_true", help="FLOPs per stage (one multiply-add = one FLOP, as the paper)")
     p.add_argument("--size", type=_hw, help="image size for --flops after the model's resize, e.g. 800x1216 "
@@ -45,45 +50,24 @@ def add_arguments(p) -> None:
     shared.add_runtime(p)
 
 
-def _flops_record(args, predictor, images) -> dict:
+def _canvases(args, predictor, images) -> list[tuple[int, int]]:
+    """The canvases to count FLOPs at: --size, each --images image as the model resizes it, or the model's own."""
+    from m2f.errors import ArgumentError
     from m2f.geometry import padded_size
-    from m2f.validate.flops import count_flops
 
     meta = predictor.meta
     if args.size:
-        canvases = [padded_size(*args.size, meta.size_divisibility)]
-    elif images and meta.input.dynamic:
-        canvases = [padded_size(*predictor.preprocess.target_size(*im.shape[:2])[0], meta.size_divisibility)
-                    for im in images]
-    else:
-        canvases = [meta.input.canvas] if not meta.input.dynamic else \
-            [padded_size(meta.resize.short, meta.resize.max, meta.size_divisibility)]
-    per_size = {c: count_flops(args.model, *c) for c in set(canvases)}
-    stages = list(next(iter(per_size.values())))
-    mean = {s: sum(per_size[c][s].flops for c in canvases) / len(canvases) for s in stages}
-    weights = {s: next(iter(per_size.values()))[s].weight_bytes for s in stages}
-    return {"canvases": sorted({f"{h}x{w}" for h, w in canvases}), "images": len(canvases),
-            "gflops": {s: mean[s] / 1e9 for s in stages}, "total_gflops": sum(mean.values()) / 1e9,
-            "weight_mb": {s: weights[s] / 2**20 for s in stages}}
-
-
-def _estimates(names: str, flops: dict) -> dict:
-    from m2f.errors import ArgumentError
-    from m2f.validate.flops import GPUS, StageCost, roofline_ms
-
-    chosen = list(GPUS) if names == "all" else [n.strip() for n in names.split(",") if n.strip()]
-    unknown = [n for n in chosen if n not in GPUS]
-    if unknown:
-        raise ArgumentError(f"--estimate: unknown GPU {', '.join(unknown)}; choose from {', '.join(GPUS)} or all")
-    out = {}
-    for name in chosen:
-        gpu = GPUS[name]
-        per = {}
-        for precision in ("fp16", "int8"):
-            per[precision] = {s: roofline_ms(StageCost(int(g * 1e9), int(flops["weight_mb"][s] * 2**20)), gpu,
-                                             precision) for s, g in flops["gflops"].items()}
-        out[name] = {"gpu": gpu.name, "source": gpu.source, "lower_bound_ms": per}
-    return out
+        if not meta.input.dynamic:
+            h, w = meta.input.canvas
+            raise ArgumentError(f"--size: {args.model} has a static {h}x{w} canvas, so it only runs at that size; "
+                                f"leave --size out, or export the size you want (m2f export --height/--width, or "
+                                f"--dynamic)")
+        return [padded_size(*args.size, meta.size_divisibility)]
+    if images and meta.input.dynamic:
+        return [padded_size(*predictor.preprocess.target_size(*im.shape[:2])[0], meta.size_divisibility)
+                for im in images]
+    return [meta.input.canvas] if not meta.input.dynamic else \
+        [padded_size(meta.resize.short, meta.resize.max, meta.size_divisibility)]
 
 
 def _print(record: dict) -> None:
@@ -100,10 +84,26 @@ def _print(record: dict) -> None:
         f = record["flops"]
         print(f"FLOPs (one multiply-add = one FLOP) at {', '.join(f['canvases'])} ({f['images']} size(s)): "
               f"{f['total_gflops']:.1f} G = " + ", ".join(f"{s} {g:.1f} G" for s, g in f["gflops"].items()))
+        print("activations written by convolutions, matrix products and resizes: " +
+              ", ".join(f"{s} {m:.0f} M" for s, m in f["activation_melements"].items()) + " elements")
+    if "pipeline" in record:
+        p = record["pipeline"]
+        stages = ", ".join(f"{s} {ms:.1f}" for s, ms in p["stage_ms"].items())
+        print(f"pipelined: {p['pipelined_images_per_s']:.1f} images/s, sequential {p['sequential_images_per_s']:.1f} "
+              f"({p['pipelined_vs_sequential']:.2f}x, paired median of {p['rounds']} rounds of {p['images']} "
+              f"images); stages {stages} ms per image: the slowest alone allows "
+              f"{p['slowest_stage_bound_images_per_s']:.1f} images/s, reached {p['pipelined_vs_bound']:.2f}x")
     for name, e in record.get("estimates", {}).items():
-        for precision, per in e["lower_bound_ms"].items():
-            print(f"{e['gpu']} {precision}: at least {sum(per.values()):.2f} ms (" +
-                  ", ".join(f"{s} {ms:.2f}" for s, ms in per.items()) + ") - a roofline lower bound, not a prediction")
+        for precision, bound in e["lower_bound"].items():
+            print(f"{e['gpu']} {precision}: at least {bound['total_ms']:.2f} ms, {bound['limit']}-bound (" +
+                  ", ".join(f"{s} {b['ms']:.2f} {b['limit']}" for s, b in bound["stages"].items()) +
+                  ") - a roofline lower bound, not a prediction")
+
+
+def _samples() -> list:
+    from m2f.assets import sample_images
+
+    return list(sample_images())
 
 
 def run(args) -> int:
@@ -111,18 +111,24 @@ def run(args) -> int:
 
     from m2f.runtime.image_io import read_image
     from m2f.threads import use_threads
-    from m2f.validate.bench import benchmark
+    from m2f.validate.bench import benchmark, pipelined
     from m2f.validate.data import ImageFolder
+    from m2f.validate.flops import estimates, flops_record
 
-    predictor = shared.open_predictor(args, threads=use_threads(args.threads))
-    images = [read_image(p) for p in ImageFolder(Path(args.images)).files] if args.images else None
-    record = benchmark(predictor, args.batch, images, args.iterations, args.duration, args.warmup,
-                       progress=(lambda text: None) if args.json else print)
-    if args.flops or args.estimate:
-        record["flops"] = _flops_record(args, predictor, images)
     if args.estimate:
-        record["estimates"] = _estimates(args.estimate, record["flops"])
-    predictor.close()
+        estimates(args.estimate, None)  # an unknown GPU name is refused now, not after the benchmark
+    files = ImageFolder(Path(args.images)).files if args.images else None  # a missing folder: one sentence, now
+    images = [read_image(p) for p in files] if files else None
+    with shared.open_predictor(args, threads=use_threads(args.threads)) as predictor:
+        canvases = _canvases(args, predictor, images) if args.flops or args.estimate else None
+        progress = (lambda text: None) if args.json else print
+        record = benchmark(predictor, args.batch, images, args.iterations, args.duration, args.warmup, progress)
+        if args.pipeline:
+            record["pipeline"] = pipelined(predictor, files or _samples(), args.pipeline, progress=progress)
+    if canvases:
+        record["flops"] = flops_record(args.model, canvases)
+    if args.estimate:
+        record["estimates"] = estimates(args.estimate, record["flops"])
     if args.json:
         print(json.dumps(record, indent=1))
     else:

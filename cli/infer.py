@@ -2,7 +2,9 @@
 
 One input that cannot be read costs only itself: it is skipped with one line on stderr and listed under "failed" in
 results.json, the rest is processed, and the exit status is 3 (0 when every input worked, 2 when none did).
-Ctrl-C and SIGTERM finish the current image or frame, then write the summaries (exit 130 / 143).
+Reading and pre-processing, inference and post-processing run overlapped (m2f.runtime.pipeline); results are
+written in input order. Ctrl-C and SIGTERM stop reading, finish the images and frames already read, then write the
+summaries (exit 130 / 143).
 """
 from __future__ import annotations
 
@@ -36,6 +38,9 @@ def add_arguments(p) -> None:
                         "files)")
     p.add_argument("--max-frames", type=shared.positive_int, help="stop a video or camera after this many frames")
     p.add_argument("--no-overlay", action="store_true", help="skip the overlay images")
+    p.add_argument("--pipeline-depth", type=shared.positive_int, default=2, metavar="N",
+                   help="images waiting between two pipeline stages (reading + pre-processing, inference, "
+                        "post-processing run on threads; default 2)")
     p.add_argument("--show", action="store_true", help="show overlays in a window while running (needs a display "
                                                        "and OpenCV with GUI support)")
 
@@ -53,54 +58,81 @@ def _open_window():
     return cv2
 
 
-def _process(items, predictor, writer, meter, args, stop, report) -> None:
-    """Run every item; a failing input is recorded and reported, never fatal."""
-    from m2f.runtime.image_io import read_image
+def _label(item) -> str:
+    return str(item.source) if item.kind != "camera" else f"camera {item.source}"
+
+
+def _source(items, writer, args):
+    """(tag, image) for every image and video or camera frame, in order; tags are (input item, frame index or
+    None). Image files are decoded in the pipeline's first stage; a video that cannot be opened or read is an Item
+    carrying that error."""
+    from m2f.runtime.pipeline import Item
     from m2f.runtime.stream import frames
 
-    gui = _open_window() if args.show else None
-
-    def one(image, name, image_id, source):
-        result = predictor.predict(image)
-        entry = writer.add(image, result, name, image_id, source)
-        meter.add(result.timings)
-        if gui is not None:
-            from m2f.runtime.formats import overlay
-
-            task = "panoptic" if result.panoptic is not None else "instance" if result.instances else "semantic"
-            shown = overlay(image, result, predictor.names, task, args.score_threshold)
-            gui.imshow("m2f", gui.cvtColor(shown, gui.COLOR_RGB2BGR))
-            if gui.waitKey(1) & 0xFF == ord("q"):
-                stop.code = 130
-        return entry
-
     for item in items:
-        if stop.code:
-            break
-        label = str(item.source) if item.kind != "camera" else f"camera {item.source}"
+        if item.kind == "image":
+            yield (item, None), item.source
+            continue
         try:
-            if item.kind == "image":
-                entry = one(read_image(item.source), item.name, item.image_id, str(item.source))
-                print(f"  {item.source.name}: {entry['segments']} segments, {entry['confident_instances']} "
-                      f"instances scoring >= {args.score_threshold}")
-                continue
             (writer.out / item.name).mkdir(exist_ok=True)
             drop = args.drop or ("latest" if item.kind == "camera" else "none")
-            last, dropped, processed = -1, 0, 0
-            for frame in frames(str(item.source) if item.kind == "video" else item.source, drop=drop):
-                dropped += frame.index - last - 1
-                last = frame.index
-                one(frame.image, f"{item.name}/frame_{frame.index:06d}", len(writer.images) + 1,
-                    f"{label}#{frame.index}")
-                processed += 1
-                if processed % 25 == 0:
-                    print(f"  {item.name}: {meter.line(dropped)}")
-                if stop.code or (args.max_frames and processed >= args.max_frames):
+            for count, frame in enumerate(frames(str(item.source) if item.kind == "video" else item.source,
+                                                 drop=drop), start=1):
+                yield (item, frame.index), frame.image
+                if args.max_frames and count >= args.max_frames:
                     break
-            print(f"  {item.name}: {meter.line(dropped)}")
-        except Exception as e:  # one bad input costs only itself (corrupt file, codec, a backend error on it)
-            writer.fail(label, e)
-            report(label, e)
+        except Exception as e:  # one bad input costs only itself (corrupt file, codec)
+            yield Item((item, None), None, error=e)
+
+
+def _process(items, predictor, writer, meter, args, stop, report) -> None:
+    """Run every item through the pipelined runtime; a failing input is recorded and reported, never fatal."""
+    from m2f.runtime.pipeline import Pipeline
+
+    gui = _open_window() if args.show else None
+    pipeline = Pipeline(predictor, depth=args.pipeline_depth)
+    current, last, dropped, processed = None, -1, 0, 0  # the video or camera being written, its frame counters
+    for done in pipeline.stream(_source(items, writer, args)):
+        item, index = done.tag
+        if current is not None and item is not current:
+            print(f"  {current.name}: {meter.line(dropped)}")
+            current = None
+        if done.error is not None:
+            writer.fail(_label(item), done.error)
+            report(_label(item), done.error)
+        elif index is None:
+            entry = writer.add(done.image, done.result, item.name, item.image_id, str(item.source))
+            meter.add(done.result.timings)
+            print(f"  {item.source.name}: {entry['segments']} segments, {entry['confident_instances']} "
+                  f"instances scoring >= {args.score_threshold}")
+        else:
+            if current is None:
+                current, last, dropped, processed = item, -1, 0, 0
+            dropped += index - last - 1
+            last = index
+            writer.add(done.image, done.result, f"{item.name}/frame_{index:06d}", len(writer.images) + 1,
+                       f"{_label(item)}#{index}")
+            meter.add(done.result.timings)
+            processed += 1
+            if processed % 25 == 0:
+                print(f"  {item.name}: {meter.line(dropped)}")
+        if gui is not None and done.error is None:
+            _show(gui, done, predictor, args, stop)
+        if stop.code:
+            pipeline.stop_reading()  # what is already read still comes out and is written
+    if current is not None:
+        print(f"  {current.name}: {meter.line(dropped)}")
+
+
+def _show(gui, done, predictor, args, stop) -> None:
+    from m2f.runtime.formats import overlay
+
+    result = done.result
+    task = "panoptic" if result.panoptic is not None else "instance" if result.instances else "semantic"
+    shown = overlay(done.image, result, predictor.names, task, args.score_threshold)
+    gui.imshow("m2f", gui.cvtColor(shown, gui.COLOR_RGB2BGR))
+    if gui.waitKey(1) & 0xFF == ord("q"):
+        stop.code = 130
 
 
 def run(args) -> int:

@@ -25,11 +25,21 @@ class Cuda:
             self.pycuda = require("pycuda.driver", "trt", "running a TensorRT engine (cuda-python or pycuda)")
             import pycuda.autoprimaryctx  # noqa: F401  (retains the primary context)
 
+            self.context = self.pycuda.Context.get_current()
             self.stream = self.pycuda.Stream()
             self.handle = self.stream.handle
         else:
+            self.device_index = self.check(cudart.cudaGetDevice())
             self.stream = self.check(cudart.cudaStreamCreate())
             self.handle = int(self.stream)
+
+    def bind_thread(self) -> None:
+        """Make this device (cuda-python) or context (PyCUDA) current on the calling thread, for a runner used from
+        a thread other than the one that made it (the pipelined runtime's inference thread)."""
+        if self.cudart is None:
+            self.context.push()
+        else:
+            self.check(self.cudart.cudaSetDevice(self.device_index))
 
     def check(self, result):
         err, *values = result

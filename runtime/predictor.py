@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from .backends import open_backend
 from .host import HostOptions, HostSteps
 from .image_io import read_image, to_rgb8
+from .pipeline import DEFAULT_DEPTH, Item, Pipeline
 from .results import Result
 
 
@@ -61,6 +63,16 @@ class Predictor:
                              "post": (t3 - t2) / len(chunk)}
             results += done
         return results
+
+    def stream(self, images, depth: int = DEFAULT_DEPTH) -> Iterator[Item]:
+        """Images (paths, arrays, or (tag, image) pairs) -> ``Item`` s in the same order, each with ``.result`` or
+        ``.error`` (one image's failure is its own), reading, pre-processing, inference and post-processing
+        overlapped on threads with at most ``depth`` images between two stages (m2f.runtime.pipeline):
+
+            for item in predictor.stream(sorted(Path("photos").glob("*.jpg"))):
+                print(item.tag, item.error or len(item.result.segments))
+        """
+        return Pipeline(self, depth).stream(images)
 
     def close(self) -> None:
         self.backend.close()

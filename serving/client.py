@@ -192,6 +192,13 @@ class RemotePredictor:
         arrays = [read_image(im) if isinstance(im, (str, Path)) else to_rgb8(im) for im in images]
         return [self.host.keep_asked(r) for r in self.backend.predict_batch(arrays)]
 
+    def stream(self, images, depth: int = 2):
+        """As Predictor.stream, one request at a time in this thread (the server pre- and post-processes, and batches
+        the requests of several clients)."""
+        from m2f.runtime.pipeline import Pipeline
+
+        return Pipeline(self, depth).stream(images)
+
     def close(self) -> None:
         self.backend.close()
 

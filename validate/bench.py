@@ -5,6 +5,11 @@ iterations or a duration. Each run's stages come from the Predictor's own timers
 loop reports): pre-processing, inference (host wall time, copies included), post-processing, and end to end. Reported
 per stage: min / median / p90 / p99 / max in ms per batch; throughput in images/s from the median end-to-end time;
 peak host memory (RSS) of the process; device memory for TensorRT engines.
+
+``pipelined`` compares, on the same images in one run, the sequential loop (one image through every stage, then the
+next) with the pipelined stream (``Predictor.stream``: stages on their own threads), alternating the two (A, B, A,
+B...): images/s of each (medians over rounds), the paired ratio, and the bound 1 / (slowest stage's median time),
+which a pipeline reaches when each stage has a core of its own.
 """
 from __future__ import annotations
 
@@ -87,3 +92,42 @@ def benchmark(predictor, batches: list[int], images: list[np.ndarray] | None = N
     if device is not None:
         record["device_memory_mb"] = device()
     return record
+
+
+PIPELINE_STAGES = ("read", "pre", "infer", "post")
+
+
+def pipelined(predictor, images: list, per_round: int = 16, rounds: int = 3, progress=lambda text: None) -> dict:
+    """Sequential vs pipelined throughput on ``per_round`` images (paths or arrays, reused in turn), ``rounds`` of
+    each, alternating; returns a JSON-ready record."""
+    from m2f.runtime.pipeline import _decode
+
+    work = [images[i % len(images)] for i in range(per_round)]
+    progress(f"pipeline: {rounds} rounds of {per_round} images, sequential and pipelined alternating")
+    list(predictor.stream(work[:2]))  # warm-up
+    sequential, piped, stages = [], [], {s: [] for s in PIPELINE_STAGES}
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for image in work:
+            t0 = time.perf_counter()
+            array = _decode(image)
+            read = time.perf_counter() - t0
+            timings = predictor.predict(array).timings
+            stages["read"].append(read)
+            for stage in ("pre", "infer", "post"):
+                stages[stage].append(timings[stage])
+        sequential.append(per_round / (time.perf_counter() - start))
+        start = time.perf_counter()
+        failed = [item.error for item in predictor.stream(work) if item.error is not None]
+        if failed:
+            raise failed[0]
+        piped.append(per_round / (time.perf_counter() - start))
+    median_ms = {s: 1000.0 * float(np.median(v)) for s, v in stages.items()}
+    # reading and pre-processing share the pipeline's first thread
+    slowest = max(median_ms["read"] + median_ms["pre"], median_ms["infer"], median_ms["post"])
+    return {"images": per_round, "rounds": rounds, "stage_ms": median_ms,
+            "sequential_images_per_s": float(np.median(sequential)),
+            "pipelined_images_per_s": float(np.median(piped)),
+            "pipelined_vs_sequential": float(np.median(np.asarray(piped) / np.asarray(sequential))),
+            "slowest_stage_bound_images_per_s": 1000.0 / slowest,
+            "pipelined_vs_bound": float(np.median(piped)) * slowest / 1000.0}

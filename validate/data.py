@@ -30,6 +30,9 @@ class ImageFolder:
     def __init__(self, folder: Path):
         from m2f.runtime.image_io import IMAGE_SUFFIXES
 
+        if not folder.is_dir():
+            raise DatasetError(f"{folder} {'is not a folder' if folder.exists() else 'does not exist'}; give a folder "
+                               f"of images")
         self.files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not self.files:
             raise DatasetError(f"folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")

@@ -53,10 +53,16 @@ GPUS = {
 }
 
 
+# bytes per activation element an engine of each precision moves (int8 engines keep int8 between fused layers)
+ACTIVATION_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+COUNTED = ("Conv", "ConvTranspose", "MatMul", "Gemm", "Einsum", "Resize")  # the ops whose outputs are counted
+
+
 @dataclass
 class StageCost:
     flops: int = 0  # multiply-adds (one per fused multiply-add)
     weight_bytes: int = 0  # parameters the stage reads (at their stored precision)
+    activations: int = 0  # elements written by the counted ops (each written once and read once by its consumer)
 
 
 def _stage(node_name: str) -> str:
@@ -173,6 +179,8 @@ def count_flops(path: str | Path, height: int, width: int, batch: int = 1) -> di
     for node in model.graph.node:
         cost = costs[_stage(node.name)]
         cost.flops += _node_flops(node, shapes)
+        if node.op_type in COUNTED and shapes.get(node.output[0]):
+            cost.activations += int(np.prod(shapes[node.output[0]]))
         for name in node.input:
             if name in sizes and name not in seen:
                 seen.add(name)
@@ -180,10 +188,65 @@ def count_flops(path: str | Path, height: int, width: int, batch: int = 1) -> di
     return costs
 
 
-def roofline_ms(cost: StageCost, gpu: Gpu, precision: str) -> float:
-    """A lower bound of a stage's latency in ms on ``gpu``: the larger of its arithmetic at the tensor-core peak
-    (2 operations per multiply-add) and reading its weights once at full memory bandwidth. Real kernels, memory
-    traffic of activations and launch overheads only add to it."""
+@dataclass(frozen=True)
+class Bound:
+    ms: float  # the lower bound
+    compute_ms: float  # the arithmetic at the tensor-core peak
+    memory_ms: float  # weights read once, counted activations written once and read once, at full bandwidth
+    limit: str  # "compute" or "memory": whichever is larger
+
+
+def roofline(cost: StageCost, gpu: Gpu, precision: str) -> Bound:
+    """A lower bound of a stage's latency on ``gpu``: the larger of its arithmetic at the tensor-core peak (2
+    operations per multiply-add) and its memory traffic at full bandwidth (weights at the engine's precision read
+    once; the outputs of the counted ops written once and read once). Element-wise ops, norms, the deformable
+    sampling and launch overheads only add to it."""
     peak = (gpu.int8_tops if precision == "int8" else gpu.fp16_tflops) * 1e12
-    weight_bytes = cost.weight_bytes / (4 if precision == "int8" else 2) if precision != "fp32" else cost.weight_bytes
-    return 1000 * max(2 * cost.flops / peak, weight_bytes / (gpu.bandwidth_gbs * 1e9))
+    weight_bytes = cost.weight_bytes * ACTIVATION_BYTES[precision] / 4  # stored as fp32
+    traffic = weight_bytes + 2 * cost.activations * ACTIVATION_BYTES[precision]
+    compute, memory = 1000 * 2 * cost.flops / peak, 1000 * traffic / (gpu.bandwidth_gbs * 1e9)
+    return Bound(max(compute, memory), compute, memory, "compute" if compute >= memory else "memory")
+
+
+def flops_record(path: str | Path, canvases: list[tuple[int, int]]) -> dict:
+    """FLOPs, weights and activation traffic per stage, averaged over ``canvases`` (H, W); JSON-ready."""
+    per_size = {c: count_flops(path, *c) for c in set(canvases)}
+    stages = list(next(iter(per_size.values())))
+
+    def mean(field: str) -> dict[str, float]:
+        return {s: sum(getattr(per_size[c][s], field) for c in canvases) / len(canvases) for s in stages}
+
+    flops, activations = mean("flops"), mean("activations")
+    weights = {s: next(iter(per_size.values()))[s].weight_bytes for s in stages}
+    return {"canvases": sorted({f"{h}x{w}" for h, w in canvases}), "images": len(canvases),
+            "gflops": {s: flops[s] / 1e9 for s in stages}, "total_gflops": sum(flops.values()) / 1e9,
+            "weight_mb": {s: weights[s] / 2**20 for s in stages},
+            "activation_melements": {s: activations[s] / 1e6 for s in stages}}
+
+
+def estimates(names: str, record: dict) -> dict:
+    """Roofline bounds per stage and for the whole graph on the named GPUs ("all" for every one), at fp16 and
+    int8, from a ``flops_record`` (None: only check the names)."""
+    from m2f.errors import ArgumentError
+
+    chosen = list(GPUS) if names == "all" else [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in GPUS]
+    if unknown:
+        raise ArgumentError(f"--estimate: unknown GPU {', '.join(unknown)}; choose from {', '.join(GPUS)} or all")
+    if record is None:
+        return {}
+    out = {}
+    for name in chosen:
+        gpu = GPUS[name]
+        per: dict = {}
+        for precision in ("fp16", "int8"):
+            stages = {s: roofline(StageCost(int(g * 1e9), int(record["weight_mb"][s] * 2**20),
+                                            int(record["activation_melements"][s] * 1e6)), gpu, precision)
+                      for s, g in record["gflops"].items()}
+            compute = sum(b.compute_ms for b in stages.values())
+            memory = sum(b.memory_ms for b in stages.values())
+            per[precision] = {"stages": {s: {"ms": b.ms, "limit": b.limit} for s, b in stages.items()},
+                              "total_ms": sum(b.ms for b in stages.values()),
+                              "limit": "compute" if compute >= memory else "memory"}
+        out[name] = {"gpu": gpu.name, "source": gpu.source, "lower_bound": per}
+    return out

@@ -175,6 +175,10 @@ class TensorRTBackend(Runner):
         self.cuda.sync()
         return {n: a.copy() for n, a in outputs.items()}
 
+    def bind_thread(self) -> None:
+        """Called by the pipelined runtime on its inference thread before the first ``infer`` there."""
+        self.cuda.bind_thread()
+
     def _release(self) -> None:
         self._drop_graph()
         for buffer in self._buffers.values():
