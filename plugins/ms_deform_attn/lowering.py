@@ -19,43 +19,59 @@ def portable(
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
     """The same op from standard ONNX-exportable ops only: gather-based bilinear sampling, no GridSample (which
-    TensorRT 10.14/11.1 silently mis-computes for this pattern, NVIDIA/TensorRT #4813).
+    TensorRT 10.14/11.1 silently mis-computes for this pattern, NVIDIA/TensorRT #4813). Shapes as ``reference``.
 
-    Per level, each sample reads its four neighbours with one row Gather (int32 indices) from value viewed as
-    [N*M*H*W, D]; neighbours outside the map get weight 0 (index clamped in range). Exact in float64; in float32 it
-    differs from ``reference`` only by summation order. Shapes as ``reference``.
+    value [N, S, M, D] is read as rows [N*S*M, D] in place (no transpose). For every sample the four neighbours'
+    row indices and weights (bilinear x in-bounds x attention) are computed for all levels at once on small
+    [N, Lq, M, L, P, 4] tensors; a neighbour outside its map gets weight 0 and any valid row index, so one clamp to
+    the table replaces per-corner bounds checks. Then per level one Gather of [N, Lq, M, 4P] rows and one batched
+    MatMul ([.., 1, 4P] x [.., 4P, D]) sum them, straight into the output's [N, Lq, M, D] layout: about 40 ONNX
+    nodes per call, and no [N, M, Lq, L, P, D] intermediate. Exact in float64; in float32 it differs from
+    ``reference`` by the grouping of the weight products and the sums.
     """
     n, s, m, d = value.shape
     _, lq, _, num_levels, num_points, _ = sampling_locations.shape
     shapes = level_shapes(value, spatial_shapes, sampling_locations)
-    value_per_level = value.split([h * w for h, w in shapes], dim=1)
-    # [N, Lq, M, L, P, 2] -> [N, M, Lq*P, L, 2]: heads beside batch, samples flattened
-    locations = sampling_locations.permute(0, 2, 1, 4, 3, 5).reshape(n, m, lq * num_points, num_levels, 2)
-    sampled = []
-    for level, (h, w) in enumerate(shapes):
-        v = value_per_level[level].permute(0, 2, 1, 3).reshape(-1, d)  # [N*M*H*W, D]
-        x = locations[..., level, 0] * w - 0.5  # [N, M, Lq*P]
-        y = locations[..., level, 1] * h - 0.5
-        x0, y0 = torch.floor(x), torch.floor(y)
-        fx, fy = x - x0, y - y0
-        # first row of each (batch, head) block in the flattened value
-        base = (torch.arange(n * m, device=value.device, dtype=torch.int32) * (h * w)).view(n, m, 1)
-        out = None
-        for dy, dx, weight in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
-                               (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
-            xi, yi = x0 + dx, y0 + dy
-            inside = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
-            xi = xi.clamp(min=0).clamp(max=w - 1).to(torch.int32)
-            yi = yi.clamp(min=0).clamp(max=h - 1).to(torch.int32)
-            rows = torch.index_select(v, 0, (base + yi * w + xi).reshape(-1)).view(n, m, lq * num_points, d)
-            term = rows * (weight * inside.to(weight.dtype)).unsqueeze(-1)
-            out = term if out is None else out + term
-        sampled.append(out)
-    # [N, M, Lq*P, D] per level -> [N, M, Lq, L, P, D]
-    stacked = torch.stack(sampled, dim=3).view(n, m, lq, num_points, num_levels, d).transpose(3, 4)
-    weights = attention_weights.permute(0, 2, 1, 3, 4).unsqueeze(-1)  # [N, M, Lq, L, P, 1]
-    out = (stacked * weights).sum(dim=(3, 4))  # [N, M, Lq, D]
-    return out.permute(0, 2, 1, 3).reshape(n, lq, m * d)
+    dtype = sampling_locations.dtype
+    widths = torch.stack([torch.as_tensor(w) for _, w in shapes]).to(torch.int32)  # [L]
+    heights = torch.stack([torch.as_tensor(h) for h, _ in shapes]).to(torch.int32)
+    areas = widths * heights
+    starts, start = [], torch.zeros((), dtype=torch.int32)
+    for level in range(num_levels):  # a running sum: TensorRT has no integer CumSum
+        starts.append(start)
+        start = start + areas[level]
+    starts = torch.stack(starts)
+    # level first, so that each level's share below is one contiguous block
+    locations = sampling_locations.permute(3, 0, 1, 2, 4, 5)  # [L, N, Lq, M, P, 2]
+    attention = attention_weights.permute(3, 0, 1, 2, 4)  # [L, N, Lq, M, P]
+    per_level = (num_levels, 1, 1, 1, 1)
+    size = torch.stack([widths, heights], -1).to(dtype).view(num_levels, 1, 1, 1, 1, 2)  # (W, H)
+    pixel = locations * size - 0.5
+    low = torch.floor(pixel)
+    frac = pixel - low
+    lx, ly, fx, fy = low[..., 0], low[..., 1], frac[..., 0], frac[..., 1]  # [L, N, Lq, M, P]
+    w_l, h_l = widths.to(dtype).view(per_level), heights.to(dtype).view(per_level)
+    # weights of the left/right column and of the upper/lower row (with the attention), 0 outside the map
+    wx = torch.stack([(1 - fx) * ((lx >= 0) & (lx <= w_l - 1)).to(dtype),
+                      fx * ((lx >= -1) & (lx <= w_l - 2)).to(dtype)], -1)
+    wy = torch.stack([(1 - fy) * ((ly >= 0) & (ly <= h_l - 1)).to(dtype),
+                      fy * ((ly >= -1) & (ly <= h_l - 2)).to(dtype)], -1) * attention.unsqueeze(-1)
+    weights = (wy.unsqueeze(-1) * wx.unsqueeze(-2)).flatten(-2)  # [L, N, Lq, M, P, 4]
+    # row of each neighbour in value viewed as [N*S*M, D]: (n*S + start + y*W + x) * M + m, clamped into the table
+    base = (torch.arange(n, dtype=torch.int32) * (s * m)).view(1, n, 1, 1, 1) \
+        + torch.arange(m, dtype=torch.int32).view(1, 1, 1, m, 1)
+    upper_left = (starts.view(per_level) + ly.to(torch.int32) * widths.view(per_level) + lx.to(torch.int32)) * m \
+        + base  # [L, N, Lq, M, P]
+    neighbours = torch.stack([torch.zeros_like(widths), torch.ones_like(widths), widths, widths + 1], -1) * m
+    rows = upper_left.unsqueeze(-1) + neighbours.view(num_levels, 1, 1, 1, 1, 4)
+    rows = torch.minimum(torch.maximum(rows, torch.zeros_like(rows)), torch.full_like(rows, n * s * m - 1))
+    table = value.reshape(-1, d)
+    out = None
+    for level in range(num_levels):
+        picked = table[rows[level].reshape(n, lq, m, num_points * 4)]  # [N, Lq, M, 4P, D]
+        term = torch.matmul(weights[level].reshape(n, lq, m, 1, num_points * 4), picked)  # [N, Lq, M, 1, D]
+        out = term if out is None else out + term
+    return out.reshape(n, lq, m * d)
 
 
 class _PluginNode(torch.autograd.Function):
