@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from m2f.onnx_graph import load_onnx
+
 from .int8 import trt_note
 from .options import IN_GRAPH, SWEEP_IMAGES, PrecisionOptions
 from .sensitivity import Sweep
@@ -111,7 +113,7 @@ def convert_fp16(model_path: str | Path, output: str | Path, options: PrecisionO
     from .sensitivity import sweep, whole_graph
 
     model_path, output = Path(model_path), check_output_file(output, (".onnx",))
-    model = onnx.load(str(model_path))
+    model = load_onnx(model_path)
     meta = read_onnx(model, model_path.name)
     if meta.precision != "fp32":
         raise ArgumentError(f"{model_path.name} is already {meta.precision}; convert the fp32 export")
@@ -174,7 +176,7 @@ def convert_best(model_path: str | Path, output: str | Path, options: PrecisionO
     from .sensitivity import int8_sweep, sweep, whole_graph
 
     model_path, output = Path(model_path), check_output_file(output, (".onnx",))
-    proto = onnx.load(str(model_path))
+    proto = load_onnx(model_path)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < MIN_OPSET_BEST:
         raise ArgumentError(f"--precision best stores fp16 Q/DQ scales, which need opset {MIN_OPSET_BEST} or newer; "

@@ -25,6 +25,7 @@ from typing import Callable, Iterable
 from m2f import contract
 from m2f.errors import ArgumentError, M2FError
 from m2f.fileio import sha256_file
+from m2f.onnx_graph import load_onnx
 
 PRECISIONS = contract.PRECISIONS
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -238,7 +239,7 @@ def build(model_path: str | Path, output: str | Path, options: BuildOptions, pre
         if not Path(lib).is_file():
             raise ArgumentError(f"plugin library {lib} does not exist; build it with m2f plugins build")
     precision_options = precision_options or PrecisionOptions()
-    meta = contract.read_onnx(onnx.load(str(model_path), load_external_data=False), model_path.name)
+    meta = contract.read_onnx(load_onnx(model_path, external_data=False), model_path.name)
     requested = options.precision
     calibration = None
     if options.builder_flags:
@@ -261,7 +262,7 @@ def build(model_path: str | Path, output: str | Path, options: BuildOptions, pre
         for line in summary.lines():
             progress(line)
         model_path = converted
-        meta = contract.read_onnx(onnx.load(str(model_path), load_external_data=False), model_path.name)
+        meta = contract.read_onnx(load_onnx(model_path, external_data=False), model_path.name)
         options = dataclasses.replace(options, precision=None)
     result = build_engine(model_path, output, meta, options, calibration, progress)
     return {**result, "onnx": model_path}

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from m2f.onnx_graph import load_onnx
+
 from .options import PrecisionOptions
 
 __all__ = ["CalibrationSummary", "calibrate"]
@@ -83,7 +85,7 @@ def prepare(model_path: Path, options: PrecisionOptions, progress: Callable[[str
     from .quantize import amax_table, select
     from .statistics import Statistics, cache_key, collect
 
-    proto = proto if proto is not None else onnx.load(str(model_path))
+    proto = proto if proto is not None else load_onnx(model_path)
     meta = read_onnx(proto, model_path.name)
     if meta.precision != "fp32":
         raise ArgumentError(f"{model_path.name} is already {meta.precision}; start from the fp32 export")

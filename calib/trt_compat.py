@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from m2f.assets import ASSETS
-
+from m2f.onnx_graph import load_onnx
 from m2f.plugins.masked_attention import contract as ma
 from m2f.plugins.ms_deform_attn import contract as msda
 
@@ -116,7 +116,7 @@ def check_graph(model) -> list[Issue]:
     from onnx import numpy_helper
 
     if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(str(model))
+        model = load_onnx(model)
     graph = model.graph
     table = matrix()
     constants = _constants(graph)

@@ -43,6 +43,23 @@ def positive_float(text: str) -> float:
     return value
 
 
+def tcp_port(text: str) -> int:
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (1-65535)")
+    return value
+
+
+def model_name(text: str) -> str:
+    """A served model's name: one path component by Triton's rules (m2f.serving.check_model_name)."""
+    from m2f.serving import check_model_name
+
+    try:
+        return check_model_name(text)
+    except ArgumentError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def probability(text: str) -> float:
     try:
         value = float(text)
@@ -51,6 +68,14 @@ def probability(text: str) -> float:
     if not 0.0 <= value <= 1.0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"{value} is outside [0, 1]")
     return value
+
+
+def existing_file(text: str) -> str:
+    """A path that is a file now (plugin libraries, configs): checked before any model is loaded."""
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text} {'is a folder, not a file' if path.is_dir() else 'does not exist'}")
+    return text
 
 
 def tensorrt_version(text: str) -> str:
@@ -93,7 +118,7 @@ def add_checkpoint(p: argparse.ArgumentParser) -> None:
 def add_runtime(p: argparse.ArgumentParser) -> None:
     """How an exported model runs: backend options shared by infer, validate, bench and serve."""
     p.add_argument("--providers", help="ONNX Runtime providers, comma-separated (e.g. CUDAExecutionProvider)")
-    p.add_argument("--plugins", help="TensorRT plugin library (.so); also $M2F_PLUGINS")
+    p.add_argument("--plugins", type=existing_file, help="TensorRT plugin library (.so); also $M2F_PLUGINS")
     p.add_argument("--resize", choices=("pil", "cv2"), default="pil",
                    help="pil: exactly the reference (default); cv2: faster, slightly different (see README)")
     add_threads(p)

@@ -22,7 +22,7 @@ def add_arguments(p) -> None:
     shapes.add_argument("--max-batch", type=shared.positive_int, default=1,
                         help="largest batch of the default profile (default 1)")
     build = p.add_argument_group("build")
-    build.add_argument("--plugins", action="append", default=[], metavar="LIB",
+    build.add_argument("--plugins", type=shared.existing_file, action="append", default=[], metavar="LIB",
                        help="plugin library to load (repeatable), e.g. libm2f_plugins.so from m2f plugins build")
     build.add_argument("--timing-cache", help="TensorRT timing cache file: read if it exists, written after")
     build.add_argument("--workspace", type=shared.positive_int, metavar="MB", help="workspace memory limit, MB")

@@ -97,13 +97,15 @@ def _samples(predictor, out) -> tuple[list[dict], dict]:
     samples = CocoPanoptic(sample_annotations())
     writer = RunWriter(out, predictor.names, predictor.category_ids)
     files = []
-    for i in range(len(samples)):
-        sample = samples[i]
-        write_png(sample.image, out / f"sample-{i}.png")
-        entry = writer.add(sample.image, predictor.predict(sample.image), f"sample-{i}", sample.image_id,
-                           sample.file_name)
-        files.append({k: entry[k] for k in ("panoptic", "semantic", "overlay") if k in entry})
-    writer.write_summaries({"model": "bundled", "tasks": predictor.tasks})
+    try:
+        for i in range(len(samples)):
+            sample = samples[i]
+            write_png(sample.image, out / f"sample-{i}.png")
+            entry = writer.add(sample.image, predictor.predict(sample.image), f"sample-{i}", sample.image_id,
+                               sample.file_name)
+            files.append({k: entry[k] for k in ("panoptic", "semantic", "overlay") if k in entry})
+    finally:
+        writer.close({"model": "bundled", "tasks": predictor.tasks})
     return files, evaluate_predictor(predictor, samples)
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from m2f.onnx_graph import load_onnx
+
 HELP = "show a checkpoint (format, architecture, K, Q, parameters) or an exported .onnx (I/O, nodes, metadata)"
 
 
@@ -37,10 +39,7 @@ def inspect_onnx(args) -> int:
     from m2f.onnx_graph import describe_graph, format_io
 
     onnx = require("onnx", "export", "m2f inspect on an ONNX file")
-    try:
-        proto = onnx.load(args.checkpoint, load_external_data=False)
-    except Exception as e:  # onnx raises DecodeError and others for foreign bytes
-        raise MetadataError(f"{args.checkpoint} is not a readable ONNX file ({type(e).__name__})") from None
+    proto = load_onnx(args.checkpoint, external_data=False)
     meta = read_onnx(proto, args.checkpoint)
     graph = describe_graph(proto)
     issues = check_trt_compat(proto) if args.trt_compat else None

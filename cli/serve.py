@@ -16,13 +16,13 @@ def add_arguments(p) -> None:
 
     p.add_argument("model", help=".onnx from 'm2f export', or a TensorRT engine with its .json sidecar")
     group = p.add_argument_group("server")
-    group.add_argument("--model-name", default=DEFAULT_MODEL_NAME,
+    group.add_argument("--model-name", default=DEFAULT_MODEL_NAME, type=shared.model_name,
                        help=f"the name clients use (default {DEFAULT_MODEL_NAME})")
     group.add_argument("--address", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
-    group.add_argument("--http-port", type=shared.positive_int, default=8000, help="default 8000")
-    group.add_argument("--grpc-port", type=shared.positive_int, default=8001, help="default 8001")
-    group.add_argument("--metrics-port", type=shared.positive_int, default=8002,
+    group.add_argument("--http-port", type=shared.tcp_port, default=8000, help="default 8000")
+    group.add_argument("--grpc-port", type=shared.tcp_port, default=8001, help="default 8001")
+    group.add_argument("--metrics-port", type=shared.tcp_port, default=8002,
                        help="Prometheus metrics at /metrics (default 8002)")
     group.add_argument("--max-batch", type=shared.positive_int, default=8,
                        help="largest batch the dynamic batcher forms (default 8)")

@@ -11,7 +11,7 @@ def add_arguments(p) -> None:
 
     p.add_argument("model", help=".onnx from 'm2f export', or a TensorRT engine with its .json sidecar")
     p.add_argument("-o", "--output", required=True, help="the repository folder (new or empty)")
-    p.add_argument("--model-name", default=DEFAULT_MODEL_NAME,
+    p.add_argument("--model-name", default=DEFAULT_MODEL_NAME, type=shared.model_name,
                    help=f"the name clients call (default {DEFAULT_MODEL_NAME})")
     p.add_argument("--max-batch", type=shared.positive_int, default=8,
                    help="largest batch of Triton's dynamic batcher (default 8; needs a graph exported with "
@@ -24,7 +24,8 @@ def add_arguments(p) -> None:
                         "(default); client: the network alone, clients do pre/post-processing")
     p.add_argument("--max-pixels", type=shared.positive_int, default=DEFAULT_MAX_PIXELS,
                    help=f"largest image the pre-processing accepts (default {DEFAULT_MAX_PIXELS})")
-    p.add_argument("--plugins", help="TensorRT plugin library for an engine of the m2f flavor (copied into the "
+    p.add_argument("--plugins", type=shared.existing_file,
+                   help="TensorRT plugin library for an engine of the m2f flavor (copied into the "
                                      "repository)")
     p.add_argument("--check", action="store_true",
                    help="then load the pre/post-processing models in the Triton server PyTriton ships, run a sample "

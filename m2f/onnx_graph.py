@@ -1,8 +1,12 @@
 """What an ONNX graph holds, for people and for checks: its inputs and outputs (name, dtype, dims) and its nodes by
-op type. One place for ``m2f export``'s summary, ``m2f inspect`` and the compatibility checks (needs onnx)."""
+op type. One place for ``m2f export``'s summary, ``m2f inspect`` and the compatibility checks; and ``load_onnx``,
+the one way every command opens an .onnx a user gave (needs onnx)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+from m2f.errors import ArgumentError
 
 Io = tuple[str, str, list]  # (name, dtype such as "uint8", dims: ints, or names for symbolic dims)
 
@@ -13,6 +17,42 @@ class GraphInfo:
     outputs: list[Io]
     nodes: int
     op_counts: dict[str, int]  # op type -> count, most frequent first
+
+
+def not_onnx(path: Path, detail: str) -> str:
+    """The sentence for bytes that are not an ONNX model."""
+    return f"{path} is not an ONNX model ({detail}): a truncated copy or another kind of file; export it again"
+
+
+def check_onnx_file(path: str | Path) -> Path:
+    """``path`` when it is a non-empty file, else ArgumentError with one sentence."""
+    path = Path(path)
+    if not path.exists():
+        raise ArgumentError(f"{path} does not exist")
+    if not path.is_file():
+        raise ArgumentError(f"{path} is a folder, not an .onnx file")
+    if path.stat().st_size == 0:
+        raise ArgumentError(f"{path} is empty (0 bytes): the export that wrote it did not finish; export it again")
+    return path
+
+
+def load_onnx(path: str | Path, external_data: bool = True):
+    """The ModelProto at ``path``, or one sentence (ArgumentError) saying why not: missing, a folder, empty, or
+    bytes that are not an ONNX model (a truncated download, a text file, a checkpoint)."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    path = check_onnx_file(path)
+    try:
+        model = onnx.load(str(path), load_external_data=external_data)
+    except (DecodeError, UnicodeDecodeError):
+        raise ArgumentError(not_onnx(path, "its bytes do not parse")) from None
+    except (ValueError, RuntimeError, OSError) as e:  # e.g. external data missing beside it
+        detail = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise ArgumentError(f"cannot read {path} ({detail})") from None
+    if not model.graph.node and not model.graph.input:
+        raise ArgumentError(not_onnx(path, "it parses, but holds no graph"))
+    return model
 
 
 def value_infos(values) -> list[Io]:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from m2f.errors import MissingDependencyError
+from m2f.onnx_graph import load_onnx
 from m2f.plugins.masked_attention import contract as ma
 from m2f.plugins.masked_attention.onnxruntime_op import masked_attention
 from m2f.plugins.ms_deform_attn import contract as msda
@@ -108,7 +109,7 @@ def prepare(path: str | Path) -> tuple[bytes | None, str]:
     except ImportError as e:
         raise MissingDependencyError(f"{Path(path).name} has plugin nodes; running them in ONNX Runtime needs the "
                                      f"onnx package ({e}): pip install 'm2f[runtime]'") from None
-    model = onnx.load(str(path))
+    model = load_onnx(path)
     if not any(o.domain in PLUGIN_DOMAINS for o in model.opset_import):
         return None, ""
     return prepare_model(model, Path(path).name)

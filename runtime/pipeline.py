@@ -52,7 +52,8 @@ class Item:
         return self.image if isinstance(self.image, np.ndarray) else None
 
 
-def _decode(image) -> np.ndarray:
+def decode_input(image) -> np.ndarray:
+    """An RGB uint8 array from what a source gives: a path, an array, or a callable returning either."""
     if callable(image):
         image = image()
     return read_image(image) if not isinstance(image, np.ndarray) else to_rgb8(image)
@@ -88,7 +89,7 @@ class Pipeline:
 
     def _prepare(self, item: Item) -> None:
         start = time.perf_counter()
-        item.image = _decode(item.image)
+        item.image = decode_input(item.image)
         mid = time.perf_counter()
         item._prepared = self.predictor.preprocess([item.image])
         item.timings["read"], item.timings["pre"] = mid - start, time.perf_counter() - mid
@@ -186,7 +187,7 @@ class Pipeline:
             item = _item(entry)
             if item.error is None:
                 try:
-                    item.image = _decode(item.image)
+                    item.image = decode_input(item.image)
                     item.result = self.predictor.predict(item.image)
                 except Exception as e:  # this image only
                     item.error = e

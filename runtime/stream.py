@@ -15,6 +15,8 @@ import numpy as np
 
 from m2f.errors import ArgumentError, M2FError, require
 
+# a container's declared frame count may be one off its decodable frames (edit lists, B-frame reordering)
+FRAME_COUNT_SLACK = 1
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
@@ -36,7 +38,8 @@ def open_capture(source: str | int):
 
 
 def frames(source: str | int, drop: str = "none") -> Iterator[Frame]:
-    """Frames of a video file or camera index, converted to RGB; ``drop`` is "none" or "latest"."""
+    """Frames of a video file or camera index, converted to RGB; ``drop`` is "none" or "latest". A video file that
+    ends more than FRAME_COUNT_SLACK frames before the count it declares raises M2FError after its last frame."""
     cv2, capture = open_capture(source)
     if drop == "none":
         try:
@@ -44,11 +47,16 @@ def frames(source: str | int, drop: str = "none") -> Iterator[Frame]:
             while True:
                 ok, bgr = capture.read()
                 if not ok:
-                    return
+                    break
                 yield Frame(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
                 index += 1
+            declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if isinstance(source, str) else 0
         finally:
             capture.release()
+        if declared - index > FRAME_COUNT_SLACK:
+            raise M2FError(f"video {source} declares {declared} frames but only {index} could be read (truncated "
+                           f"or damaged); the {index} frames read were processed")
+        return
     if drop != "latest":
         raise ArgumentError(f"drop policy must be 'none' or 'latest', not {drop!r}")
     latest: list = [None]

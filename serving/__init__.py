@@ -8,6 +8,9 @@
 
 The defaults below are stdlib-only so that the command line can show them without importing anything.
 """
+import re
+
+from m2f.errors import ArgumentError
 
 DEFAULT_MODEL_NAME = "m2f"
 DEFAULT_QUEUE_DELAY_US = 2000  # how long the dynamic batcher holds a request to fill a batch: 2 ms
@@ -15,3 +18,15 @@ DEFAULT_QUEUE_DELAY_US = 2000  # how long the dynamic batcher holds a request to
 # more, so the header is checked before decoding
 DEFAULT_MAX_PIXELS = 40_000_000
 PRE_POST = ("python", "client")  # m2f triton-repo: Python-backend pre/post + ensemble, or the network alone
+# a served model's name becomes a folder of the repository (NAME, NAME_preprocess, ...) and a URL path segment:
+# one path component of letters, digits, '_', '-' and '.', starting with a letter or digit (so never '.', '..' or
+# hidden), short enough for the suffixes
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if it can name a served model; ArgumentError (one sentence) otherwise."""
+    if not MODEL_NAME.fullmatch(name):
+        raise ArgumentError(f"model name {name!r} cannot name a served model: use 1-64 letters, digits, '_', '-' or "
+                            f"'.', starting with a letter or digit (it becomes a folder and a URL segment)")
+    return name

@@ -25,8 +25,9 @@ from pathlib import Path
 
 from m2f import contract
 from m2f.errors import ArgumentError, M2FWarning, require
+from m2f.onnx_graph import load_onnx
 
-from . import DEFAULT_MAX_PIXELS, DEFAULT_MODEL_NAME, DEFAULT_QUEUE_DELAY_US, PRE_POST
+from . import DEFAULT_MAX_PIXELS, DEFAULT_MODEL_NAME, DEFAULT_QUEUE_DELAY_US, PRE_POST, check_model_name
 from .server import preferred_batch_sizes
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -52,6 +53,9 @@ class RepoOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     plugins: Path | None = None
 
+    def __post_init__(self):
+        check_model_name(self.name)
+
 
 @dataclass
 class Tensor:
@@ -66,7 +70,7 @@ def read_metadata(model: Path) -> contract.Metadata:
     """The m2f metadata of an exported .onnx or of an engine's sidecar."""
     if model.suffix.lower() == ".onnx":
         onnx = require("onnx", "runtime", "reading an ONNX model's metadata")
-        return contract.read_onnx(onnx.load(str(model), load_external_data=False), model.name)
+        return contract.read_onnx(load_onnx(model, external_data=False), model.name)
     sidecar = contract.sidecar_path(model)
     return contract.parse(sidecar.read_text() if sidecar.exists() else None, f"{model.name} (sidecar {sidecar.name})")
 

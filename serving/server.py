@@ -10,6 +10,7 @@ flight before it exits (Triton's exit timeout).
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -20,13 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from m2f import contract
-from m2f.errors import M2FError, require
+from m2f.errors import ArgumentError, M2FError, require
 
-from . import DEFAULT_MAX_PIXELS, DEFAULT_MODEL_NAME, DEFAULT_QUEUE_DELAY_US
+from . import DEFAULT_MAX_PIXELS, DEFAULT_MODEL_NAME, DEFAULT_QUEUE_DELAY_US, check_model_name
 from .pipeline import ServedPipeline
 
 EXIT_TIMEOUT_S = 30  # on stop, how long Triton waits for requests in flight
 RESTRICTED_ENDPOINTS = ["shared-memory", "model-repository", "trace", "logging"]  # PyTriton's, less statistics
+
+MAX_PORT = 65535
 
 
 @dataclass
@@ -45,6 +48,22 @@ class ServeOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     log_verbose: int = 0
     log_file: Path | None = None  # the server's log; None prints it to this process's output
+
+    def __post_init__(self):
+        """One sentence for a name, port or address the server could not use, before anything starts."""
+        check_model_name(self.model_name)
+        ports = {"--http-port": self.http_port, "--grpc-port": self.grpc_port, "--metrics-port": self.metrics_port}
+        for flag, port in ports.items():
+            if not 1 <= port <= MAX_PORT:
+                raise ArgumentError(f"{flag} {port} is not a TCP port (1-{MAX_PORT})")
+        if len(set(ports.values())) < len(ports):
+            raise ArgumentError(f"--http-port, --grpc-port and --metrics-port must differ, not "
+                                f"{'/'.join(map(str, ports.values()))}")
+        try:
+            socket.getaddrinfo(self.address, None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            raise ArgumentError(f"--address {self.address!r} is not an IP address or a known host name (e.g. "
+                                f"127.0.0.1, or 0.0.0.0 for every interface)") from None
 
     def urls(self) -> dict[str, str]:
         host = "127.0.0.1" if self.address in ("0.0.0.0", "") else self.address
@@ -118,7 +137,10 @@ class Server:
             with socket.socket() as probe:
                 try:
                     probe.bind((o.address, port))
-                except OSError:
+                except OSError as e:
+                    if e.errno == errno.EADDRNOTAVAIL:
+                        raise M2FError(f"--address {o.address} is not an address of this machine; give one of its "
+                                       f"own (127.0.0.1, or 0.0.0.0 for every interface)") from None
                     raise M2FError(f"port {port} on {o.address} is in use (another server?); choose another with "
                                    f"{flag}") from None
 

@@ -100,7 +100,7 @@ PIPELINE_STAGES = ("read", "pre", "infer", "post")
 def pipelined(predictor, images: list, per_round: int = 16, rounds: int = 3, progress=lambda text: None) -> dict:
     """Sequential vs pipelined throughput on ``per_round`` images (paths or arrays, reused in turn), ``rounds`` of
     each, alternating; returns a JSON-ready record."""
-    from m2f.runtime.pipeline import _decode
+    from m2f.runtime.pipeline import decode_input
 
     work = [images[i % len(images)] for i in range(per_round)]
     progress(f"pipeline: {rounds} rounds of {per_round} images, sequential and pipelined alternating")
@@ -110,7 +110,7 @@ def pipelined(predictor, images: list, per_round: int = 16, rounds: int = 3, pro
         start = time.perf_counter()
         for image in work:
             t0 = time.perf_counter()
-            array = _decode(image)
+            array = decode_input(image)
             read = time.perf_counter() - t0
             timings = predictor.predict(array).timings
             stages["read"].append(read)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from m2f import contract
+from m2f.onnx_graph import load_onnx
 
 STAGES = (("backbone", "/model/backbone/"), ("pixel decoder", "/model/sem_seg_head/pixel_decoder/"),
           ("transformer decoder", "/model/sem_seg_head/predictor/"))
@@ -67,9 +68,6 @@ class StageCost:
 
 def _stage(node_name: str) -> str:
     return next((stage for stage, prefix in STAGES if node_name.startswith(prefix)), OTHER)
-
-
-COUNTED = ("Conv", "ConvTranspose", "MatMul", "Gemm", "Einsum", "Resize")
 
 
 def _input_dims(model, batch: int, height: int, width: int) -> dict[str, list[int]]:
@@ -167,7 +165,7 @@ def count_flops(path: str | Path, height: int, width: int, batch: int = 1) -> di
     """FLOPs and weight bytes per stage of the graph at ``path`` for a ``height`` x ``width`` canvas."""
     import onnx
 
-    model = onnx.load(str(path))
+    model = load_onnx(path)
     meta = contract.read_onnx(model, str(path))
     if not meta.input.dynamic:
         batch, (height, width) = meta.input.batch, meta.input.canvas

@@ -45,7 +45,7 @@ def portable(
     locations = sampling_locations.permute(3, 0, 1, 2, 4, 5)  # [L, N, Lq, M, P, 2]
     attention = attention_weights.permute(3, 0, 1, 2, 4)  # [L, N, Lq, M, P]
     per_level = (num_levels, 1, 1, 1, 1)
-    size = torch.stack([widths, heights], -1).to(dtype).view(num_levels, 1, 1, 1, 1, 2)  # (W, H)
+    size = torch.stack([widths, heights]).t().to(dtype).view(num_levels, 1, 1, 1, 1, 2)  # (W, H)
     pixel = locations * size - 0.5
     low = torch.floor(pixel)
     frac = pixel - low
@@ -62,7 +62,8 @@ def portable(
         + torch.arange(m, dtype=torch.int32).view(1, 1, 1, m, 1)
     upper_left = (starts.view(per_level) + ly.to(torch.int32) * widths.view(per_level) + lx.to(torch.int32)) * m \
         + base  # [L, N, Lq, M, P]
-    neighbours = torch.stack([torch.zeros_like(widths), torch.ones_like(widths), widths, widths + 1], -1) * m
+    # stacked on axis 0 then transposed: integer Concat on a later axis breaks ONNX Runtime's symbolic shape inference
+    neighbours = torch.stack([torch.zeros_like(widths), torch.ones_like(widths), widths, widths + 1]).t() * m
     rows = upper_left.unsqueeze(-1) + neighbours.view(num_levels, 1, 1, 1, 1, 4)
     rows = torch.minimum(torch.maximum(rows, torch.zeros_like(rows)), torch.full_like(rows, n * s * m - 1))
     table = value.reshape(-1, d)

@@ -7,6 +7,7 @@ import numpy as np
 
 from m2f.contract import KEY, parse
 from m2f.errors import BackendError, first_line, require
+from m2f.onnx_graph import check_onnx_file, not_onnx
 from m2f.threads import default_threads
 
 from .. import custom_ops
@@ -37,11 +38,14 @@ class OnnxRuntimeBackend(Runner):
         rewritten, library = custom_ops.prepare(path)  # plugin nodes (m2f / trt-builtin flavors) -> numpy ops
         if library:
             options.register_custom_ops_library(library)
+        check_onnx_file(path)
         try:
             self.session = ort.InferenceSession(rewritten or str(path), options, providers=providers)
         except Exception as e:  # ORT raises its own exception types for corrupt or foreign files
             first = first_line(e)
-            raise BackendError(f"ONNX Runtime cannot load {path.name} ({first}); is it a complete ONNX file?") from None
+            if "INVALID_PROTOBUF" in first:
+                raise BackendError(not_onnx(path, "its bytes do not parse")) from None
+            raise BackendError(f"ONNX Runtime cannot load {path.name} ({first})") from None
         self.meta = parse(self.session.get_modelmeta().custom_metadata_map.get(KEY), path.name)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]

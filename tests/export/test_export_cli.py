@@ -169,4 +169,4 @@ def test_inspect_foreign_onnx(tmp_path, capsys):
     assert "carries no m2f metadata" in capsys.readouterr().err
     (tmp_path / "junk.onnx").write_bytes(b"\x00\x01garbage")
     assert main(["inspect", str(tmp_path / "junk.onnx")]) == 2
-    assert "not a readable ONNX file" in capsys.readouterr().err
+    assert "junk.onnx is not an ONNX model (its bytes do not parse)" in capsys.readouterr().err
