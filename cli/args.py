@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
 from m2f.errors import ArgumentError
@@ -30,6 +31,28 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is negative")
     return value
+
+
+def number_in(low: float, high: float, kind: type = float, low_open: bool = False):
+    """An argparse type: an int or float (``kind``) within [low, high] (``low_open``: above ``low``)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        inside = (value > low if low_open else value >= low) and value <= high  # also refuses nan
+        if not inside:
+            raise argparse.ArgumentTypeError(f"{text} is outside {'(' if low_open else '['}{low:g}, {high:g}]")
+        return value
+
+    parse.__name__ = f"{kind.__name__}_in_{low:g}_{high:g}"
+    return parse
+
+
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds
+# the largest canvas side a static export or a --size takes: 4x a 2048-wide Cityscapes frame; beyond it the graph's
+# buffers alone run to tens of GB and an export fails in the allocator minutes later
+MAX_CANVAS_SIDE = 8192
 
 
 def positive_float(text: str) -> float:
@@ -166,6 +189,8 @@ def output_folder(path: str) -> Path:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ArgumentError(f"cannot create the output folder {out}: {e.strerror}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ArgumentError(f"the output folder {out} is not writable; give another -o")
     return out
 
 
@@ -194,7 +219,7 @@ def add_precision(p: argparse.ArgumentParser, choices: tuple[str, ...] | None, d
     group.add_argument("--method", choices=METHODS, default="minmax",
                        help="int8 range per activation tensor: the largest |x| (default), a percentile of |x|, or "
                             "TensorRT's entropy (KL) method")
-    group.add_argument("--percentile", type=float, default=DEFAULT_PERCENTILE,
+    group.add_argument("--percentile", type=number_in(50, 100, low_open=True), default=DEFAULT_PERCENTILE,
                        help=f"for --method percentile, in (50, 100] (default {DEFAULT_PERCENTILE})")
     group.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
                        help="keep nodes whose name matches this fnmatch pattern in float (repeatable), e.g. "

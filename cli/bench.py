@@ -24,8 +24,8 @@ def _hw(text: str) -> tuple[int, int]:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise shared.argparse.ArgumentTypeError(f"{text!r} is not HEIGHTxWIDTH, e.g. 800x1216") from None
-    if h < 1 or w < 1:
-        raise shared.argparse.ArgumentTypeError(f"{text!r}: both sides must be 1 pixel or more")
+    if not (1 <= h <= shared.MAX_CANVAS_SIDE and 1 <= w <= shared.MAX_CANVAS_SIDE):
+        raise shared.argparse.ArgumentTypeError(f"{text!r}: both sides must be 1 to {shared.MAX_CANVAS_SIDE} pixels")
     return h, w
 
 

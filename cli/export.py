@@ -16,9 +16,9 @@ def add_arguments(p) -> None:
     p.add_argument("--task", choices=TASKS,
                    help="advertise only this task in the metadata (default: every task the config turns on)")
     shapes = p.add_argument_group("shapes")
-    shapes.add_argument("--height", type=shared.positive_int,
+    shapes.add_argument("--height", type=shared.number_in(32, shared.MAX_CANVAS_SIDE, int),
                         help="static canvas height (multiple of 32; default: the preset's largest test image)")
-    shapes.add_argument("--width", type=shared.positive_int, help="static canvas width (multiple of 32)")
+    shapes.add_argument("--width", type=shared.number_in(32, shared.MAX_CANVAS_SIDE, int), help="static canvas width (multiple of 32)")
     shapes.add_argument("--square", action="store_true",
                         help="square static canvas of the long test side (e.g. 1344x1344 for COCO): portrait and "
                              "landscape images both fit at the reference scale")
@@ -28,7 +28,7 @@ def add_arguments(p) -> None:
                    help="compute this post-processing in the graph (see README, 'Post-processing heads')")
     p.add_argument("--input", choices=("uint8", "float"), default="uint8",
                    help="uint8 NHWC image + valid_size (default), or float pixel_values NCHW (HF's input)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 to 20 (default 17)")
+    p.add_argument("--opset", type=shared.number_in(17, 20, int), default=17, help="ONNX opset, 17 to 20 (default 17)")
     p.add_argument("--no-simplify", action="store_true", help="skip the clean-up after tracing (constant folding, dead nodes)")
     shared.add_plugins(p)
     shared.add_classes(p)

@@ -6,11 +6,32 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 import warnings
 
 from m2f import __version__
 from m2f.errors import M2FError, M2FWarning
+from m2f.threads import env_threads
+
+EXIT_TERMINATED = 143  # as a shell reports a process ended by SIGTERM
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line (the usage is one --help away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class Terminated(BaseException):
+    """SIGTERM while a command runs: unwinds like Ctrl-C, so every temporary file is removed on the way out."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
 
 # name -> module under m2f.cli. Order is the order shown in --help.
 COMMANDS = ("demo", "export", "convert", "calibrate", "build", "infer", "validate", "bench", "inspect", "plugins",
@@ -18,7 +39,7 @@ COMMANDS = ("demo", "export", "convert", "calibrate", "build", "infer", "validat
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="m2f", description="Mask2Former checkpoints to ONNX / TensorRT, and a torch-free runtime.")
     parser.add_argument("--version", action="version", version=f"m2f {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -49,9 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
     with warnings.catch_warnings():
         warnings.showwarning = _notes(args.command)
         try:
+            env_threads()  # a bad M2F_THREADS is refused before any work
             return args._run(args) or 0
         except M2FError as e:
             print(f"m2f {args.command}: error: {e}", file=sys.stderr)
@@ -59,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"m2f {args.command}: interrupted", file=sys.stderr)
             return 130
+        except Terminated:
+            print(f"m2f {args.command}: terminated (SIGTERM)", file=sys.stderr)
+            return EXIT_TERMINATED
+        finally:
+            if previous is not None:  # None: a handler installed outside Python, left as it was
+                signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """``m2f plugins build-kernels`` (the AOT Triton kernels) and ``m2f plugins build`` (the TensorRT plugin library);
 neither needs a GPU."""
+from . import args as shared
 
 HELP = "build the custom-op kernels and the TensorRT plugin library for chosen GPU architectures (no GPU needed)"
 
@@ -40,6 +41,7 @@ def run(args) -> int:
 
     require("triton", "kernels", f"m2f plugins {args.action}")
     archs = _archs(args.arch)
+    shared.output_folder(args.output)
     t0 = time.perf_counter()
     progress = lambda msg: print(f"  {msg}", flush=True)  # noqa: E731
     if args.action == "build-kernels":

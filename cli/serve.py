@@ -1,9 +1,15 @@
 """``m2f serve MODEL``: a real Triton Inference Server (PyTriton) serving an exported model until Ctrl-C / SIGTERM.
 
 Prints the endpoints, the model name and client examples; the server's own log goes to ``--log-file`` (default: a
-temporary file, named on the console). Stopping answers the requests in flight first.
+temporary file, removed on a clean stop and named when the server failed). Stopping answers the requests in flight
+first.
 """
 from __future__ import annotations
+
+import shutil
+import sys
+
+from m2f.errors import M2FError
 
 from . import args as shared
 from .signals import StopSignals
@@ -50,16 +56,34 @@ def _predictors(args) -> list:
 
 
 def run(args) -> int:
+    import dataclasses
     import tempfile
     from pathlib import Path
 
-    from m2f.serving.server import Server, ServeOptions, client_example
+    from m2f.serving.server import ServeOptions
 
-    log_file = Path(args.log_file) if args.log_file else Path(tempfile.mkdtemp(prefix="m2f-serve-")) / "triton.log"
     options = ServeOptions(model_name=args.model_name, address=args.address, http_port=args.http_port,
                            grpc_port=args.grpc_port, metrics_port=args.metrics_port, max_batch=args.max_batch,
                            queue_delay_us=args.max_queue_delay, instances=args.instances, max_pixels=args.max_pixels,
-                           log_verbose=1 if args.verbose else 0, log_file=log_file)
+                           log_verbose=1 if args.verbose else 0)  # checks names, ports and address first
+    log_dir = None if args.log_file else Path(tempfile.mkdtemp(prefix="m2f-serve-"))
+    log_file = Path(args.log_file) if args.log_file else log_dir / "triton.log"
+    options = dataclasses.replace(options, log_file=log_file)
+    try:
+        return _serve(args, options, log_file)
+    except BaseException:
+        log_dir = None  # the log says why: kept, and named below
+        raise
+    finally:
+        if log_dir is not None:
+            shutil.rmtree(log_dir, ignore_errors=True)
+        elif not args.log_file:
+            print(f"m2f serve: the server's log is kept in {log_file}", file=sys.stderr)
+
+
+def _serve(args, options, log_file) -> int:
+    from m2f.serving.server import Server, client_example
+
     predictors = _predictors(args)
     stop = StopSignals()
     server = Server(predictors, options)
@@ -73,8 +97,7 @@ def run(args) -> int:
               f"try:\n{client_example(options)}\nCtrl-C stops (requests in flight are answered first)", flush=True)
         while not stop.event.wait(1.0):
             if not server.is_alive():
-                print(f"m2f serve: the Triton server stopped by itself; see {log_file}", flush=True)
-                return 1
+                raise M2FError(f"the Triton server stopped by itself; see {log_file}")
     finally:
         server.stop()
         stop.restore()

@@ -7,7 +7,7 @@ HELP = "write a synthetic panoptic dataset (shapes on textured backgrounds) in C
 def add_arguments(p) -> None:
     p.add_argument("-o", "--output", required=True, help="folder to write images/, panoptic/ and panoptic.json to")
     p.add_argument("-n", "--num-images", type=shared.positive_int, default=2000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=shared.number_in(0, shared.MAX_SEED, int), default=0)
 
 
 def run(args) -> int:
@@ -20,6 +20,6 @@ def run(args) -> int:
         if done % 100 == 0 or done == total:
             print(f"\r{done}/{total} images", end="\n" if done == total else "", flush=True)
 
-    path = generate(args.output, args.num_images, seed=args.seed, progress=progress)
+    path = generate(shared.output_folder(args.output), args.num_images, seed=args.seed, progress=progress)
     print(f"wrote {path}")
     return 0

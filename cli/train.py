@@ -1,6 +1,7 @@
 """``m2f train``: fine-tune (or train from scratch) a preset on a COCO panoptic or COCO instances dataset."""
 from . import args as shared
 
+MAX_CLIP_NORM = 1000.0  # gradient norms of these models are 0.1-100; larger "clips" are a typo, 0 turns it off
 HELP = "train or fine-tune a Mask2Former preset on a COCO panoptic / instances dataset"
 
 
@@ -17,25 +18,29 @@ def add_arguments(p) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pth")
     p.add_argument("--iters", type=shared.positive_int, default=2000)
     p.add_argument("--batch-size", type=shared.positive_int, default=4)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--backbone-multiplier", type=float, default=0.1,
+    p.add_argument("--lr", type=shared.positive_float, default=1e-4)
+    p.add_argument("--weight-decay", type=shared.number_in(0, 1), default=0.05)
+    p.add_argument("--backbone-multiplier", type=shared.number_in(0, 10), default=0.1,
                    help="backbone lr factor (0.1 for a pretrained backbone, 1.0 from scratch)")
     p.add_argument("--schedule", choices=("poly", "step"), default="poly")
-    p.add_argument("--clip", type=float, default=0.01, help="full-model gradient-norm clip (0 = off)")
+    p.add_argument("--clip", type=shared.number_in(0, MAX_CLIP_NORM), default=0.01, help="full-model gradient-norm clip (0 = off)")
     p.add_argument("--crop", type=shared.positive_int, nargs=2, metavar=("H", "W"), default=(192, 256),
                    help="LSJ canvas")
-    p.add_argument("--scale", type=float, nargs=2, metavar=("MIN", "MAX"), default=(0.1, 2.0), help="LSJ scales")
+    p.add_argument("--scale", type=shared.positive_float, nargs=2, metavar=("MIN", "MAX"), default=(0.1, 2.0), help="LSJ scales")
     p.add_argument("--points", type=shared.positive_int, default=12544,
                    help="points per mask in the matcher and losses")
     p.add_argument("--checkpoint-every", type=shared.positive_int, default=500)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=shared.number_in(0, shared.MAX_SEED, int), default=0)
     shared.add_threads(p)
     p.add_argument("--eval", help="held-out dataset to score the final model on (PQ / mask AP / mIoU)")
 
 
 def run(args) -> int:
-    from m2f.errors import require
+    from m2f.errors import ArgumentError, require
+
+    if args.scale[0] > args.scale[1]:
+        raise ArgumentError(f"--scale {args.scale[0]:g} {args.scale[1]:g}: MIN is above MAX; give the smaller "
+                            f"scale first")
 
     for module in ("torch", "scipy", "PIL"):
         require(module, "train", "m2f train")

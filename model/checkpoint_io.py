@@ -95,11 +95,18 @@ def _read_torch(path: Path, trust: bool) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        # torch names the refused global two ways: "Unsupported global: GLOBAL x.y", or "unsupported GLOBAL x.y
+        # whose module x is blocked" (os, posix, subprocess ...: what a payload calls)
+        found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", str(e))
+        if found is None and "Weights only load failed" in str(e):
+            raise CheckpointError(
+                f"{path} holds objects besides tensors; loading it could run code, so it is refused for safety; "
+                f"if you trust this file, pass trust=True (CLI: --trust-checkpoint)") from None
         if found is None:
             raise CheckpointError(f"{path} is not a readable PyTorch file (it does not unpickle)") from None
         raise CheckpointError(
-            f"{path} holds a {found.group(1)} object besides tensors; loading it could run code, so it is refused; "
+            f"{path} holds a {found.group(1)} object besides tensors; loading it could run code, so it is refused "
+            f"for safety; "
             f"if you trust this file, pass trust=True (CLI: --trust-checkpoint)"
         ) from None
     except Exception as e:  # torch.load raises RuntimeError, EOFError, KeyError ... for files that are not its own
@@ -117,7 +124,12 @@ def _read_safetensors(path: Path) -> dict:
 
 
 def _read_hf_dir(path: Path, trust: bool) -> RawCheckpoint:
-    config = json.loads((path / "config.json").read_text())
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path / 'config.json'} is not valid JSON ({e}); download it again") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path / 'config.json'} is not a HuggingFace config (a JSON object)")
     if config.get("model_type") != "mask2former":
         raise CheckpointError(
             f"{path} is a HuggingFace '{config.get('model_type')}' model, not 'mask2former'"

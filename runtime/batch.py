@@ -102,29 +102,56 @@ class OutputError(M2FError):
 
 
 class _JsonArray:
-    """A JSON array written one element at a time to a hidden file beside ``path``; ``finish`` closes it and
-    renames it onto ``path``, ``discard`` removes it."""
+    """A JSON array written to a hidden file beside ``path`` a group of elements at a time, unbuffered, so that a
+    group that fails to be written (a full disk) is cut off again and the file always ends after a whole group;
+    ``finish`` closes the array and renames it onto ``path``, ``discard`` removes it."""
 
     def __init__(self, path: Path):
         self.path, self.part = path, path.with_name(f".{path.name}.{os.getpid()}.part")
         self.count = 0
-        self.fh = open(self.part, "w")
-        self.fh.write("[")
+        self.fd = os.open(self.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.size = 0
+        self._write(b"[")
 
-    def add(self, record: dict) -> None:
-        self.fh.write(("," if self.count else "") + "\n" + json.dumps(record))
-        self.count += 1
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+        self.size += len(data)
 
-    def flush(self) -> None:
-        self.fh.flush()
+    def add(self, records: list[dict]) -> None:
+        """Append ``records``, all or none (OSError after cutting the file back)."""
+        text = "".join(("," if self.count + k else "") + "\n" + json.dumps(r) for k, r in enumerate(records))
+        mark = self.mark()
+        try:
+            self._write(text.encode())
+        except OSError:
+            self.cut(mark)
+            raise
+        self.count += len(records)
+
+    def mark(self) -> tuple[int, int]:
+        """Where the array ends now: (bytes, elements), for ``cut``."""
+        return self.size, self.count
+
+    def cut(self, mark: tuple[int, int]) -> None:
+        """Drop everything written after ``mark`` (a group that did not fit)."""
+        os.ftruncate(self.fd, mark[0])
+        os.lseek(self.fd, mark[0], os.SEEK_SET)
+        self.size, self.count = mark
 
     def finish(self) -> None:
-        self.fh.write("\n]\n")
-        self.fh.close()
+        self._write(b"\n]\n")
+        self.close()
         os.replace(self.part, self.path)
 
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
     def discard(self) -> None:
-        self.fh.close()
+        self.close()
         self.part.unlink(missing_ok=True)
 
 
@@ -217,11 +244,13 @@ class RunWriter:
             entry = {"image_id": image_id, "file_name": source, "height": result.height, "width": result.width,
                      "instances": len(records), "confident_instances": confident, "segments": len(result.segments),
                      **({"fit_scale": round(result.fit_scale, 4)} if result.fit_scale < 1.0 else {}), **written}
-            for record in records:
-                self._instances.add(record)
-            self._index.add(entry)
-            self._instances.flush()
-            self._index.flush()
+            before = self._instances.mark()
+            self._instances.add(records)
+            try:
+                self._index.add([entry])
+            except OSError:
+                self._instances.cut(before)  # the image's records go with its entry, or neither
+                raise
         except OSError as e:
             if not output_error(e):
                 raise
@@ -260,7 +289,7 @@ class RunWriter:
     def _write_results(self, run: dict) -> None:
         """results.json: ``run`` and the class list, then the streamed index copied a line at a time, then the
         failures."""
-        self._index.fh.close()
+        self._index.close()
         header = {**run, "class_names": self.names, "category_ids": self.category_ids,
                   "score_threshold_for_overlays": self.score_threshold}
         with atomic_path(self._index.path) as tmp, open(tmp, "w") as fh, open(self._index.part) as index:

@@ -6,11 +6,13 @@ CMYK images are converted. An unreadable file is one sentence naming it.
 """
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from m2f.errors import ImageError
+from m2f.errors import ImageError, M2FWarning
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -44,10 +46,14 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as im:
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                warnings.warn(f"{path} is an animated image of {frames} frames; only the first is used (convert it "
+                              f"to a video to run every frame)", M2FWarning, stacklevel=2)
             return _pil_to_rgb8(im)
     except FileNotFoundError:
         raise ImageError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageError(f"cannot read image {path}: {e.__class__.__name__} ({str(e)[:120]})") from None
 
 
@@ -69,7 +75,12 @@ def decode_image(data: bytes, max_pixels: int | None = None, what: str = "the im
                 raise ImageError(f"{what} is {height}x{width} = {width * height} pixels, more than the {max_pixels} "
                                  f"this server accepts; send a smaller image")
             return _pil_to_rgb8(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:  # PIL's own limit, met on opening, before the check above
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        pixels = f"{found.group(1)} pixels" if found else "more pixels than PIL decodes"
+        limit = f"the {max_pixels} this server accepts" if max_pixels is not None else "PIL's safety limit"
+        raise ImageError(f"{what} is {pixels}, more than {limit}; send a smaller image") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:  # PIL raises all four for bad bytes
         kind = "not an image PIL can read" if isinstance(e, UnidentifiedImageError) else \
             f"a broken image: {e.__class__.__name__} ({str(e)[:120]})"
         raise ImageError(f"{what} ({len(data)} bytes) is {kind}; send the bytes of an encoded image file (PNG, "

@@ -13,7 +13,7 @@ import json
 import numpy as np
 
 from m2f import contract
-from m2f.errors import M2FError
+from m2f.errors import M2FError, first_line
 from m2f.runtime.formats import panoptic_ids, panoptic_rgb, rle_decode, rle_encode, semantic_label_dtype
 from m2f.runtime.results import Instance, Result, Segment
 
@@ -37,7 +37,10 @@ def decode_png(data: bytes) -> np.ndarray:
     """PNG bytes -> the array ``encode_png`` was given."""
     import cv2
 
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        array = None
     if array is None:
         raise ServingError("the server's answer holds a PNG that does not decode; is the URL an m2f model?")
     return array[:, :, ::-1] if array.ndim == 3 else array
@@ -68,6 +71,16 @@ def decode_result(outputs: dict[str, bytes]) -> Result:
         document = json.loads(outputs[contract.SERVED_RESULT])
     except (KeyError, ValueError):
         raise ServingError("the server's answer has no readable result_json; is the URL an m2f model?") from None
+    try:
+        return _result(document, outputs)
+    except ServingError:
+        raise
+    except Exception as e:  # any malformed field of an untrusted answer (a missing key, a wrong type, a bad RLE)
+        raise ServingError(f"the server's answer is not an m2f result ({first_line(e, with_type=True)}); is the "
+                           f"URL an m2f model?") from None
+
+
+def _result(document: dict, outputs: dict[str, bytes]) -> Result:
     r = Result(height=document["height"], width=document["width"], fit_scale=document["fit_scale"],
                input_size=tuple(document["input_size"]) if document["input_size"] else None,
                timings=document.get("timings", {}))

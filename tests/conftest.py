@@ -1,7 +1,10 @@
 """Markers: ``gpu`` and ``trt`` tests skip with a stated reason when the machine lacks them, and FAIL instead when
 M2F_REQUIRE names them (e.g. M2F_REQUIRE=gpu,trt on a GPU machine), so a skip is never mistaken for a pass."""
+import fcntl
 import importlib.util
 import os
+import pickle
+import shutil
 from pathlib import Path
 
 import pytest
@@ -43,17 +46,36 @@ def _required_capabilities(request):
             require_capability(name)
 
 
+def built_once(tmp_path_factory, name: str, build):
+    """``build(folder)``'s value, built once per test run however many xdist workers ask: the first builds into a
+    folder of the run's shared temporary root under a lock, the others wait for it and read the pickled value."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder, done = root / f"built-{name}", root / f"built-{name}.pickle"
+    with open(root / f"built-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            done.write_bytes(pickle.dumps(build(folder)))
+        return pickle.loads(done.read_bytes())
+
+
 @pytest.fixture(scope="session")
 def bundled_onnx(tmp_path_factory):
     """The bundled default model exported as the demo exports it (uint8 input, static 192x256 canvas)."""
     pytest.importorskip("torch", reason="exporting needs PyTorch")
-    from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS
-    from m2f.export.onnx_export import ExportOptions, export_onnx
-    from m2f.model.checkpoint import load_checkpoint
 
-    model = load_checkpoint(DEFAULT_WEIGHTS, preset=DEFAULT_PRESET)
-    path = tmp_path_factory.mktemp("bundled") / "bundled.onnx"
-    return export_onnx(model, path, ExportOptions(height=192, width=256), source={"name": DEFAULT_WEIGHTS.name}).path
+    def export(folder):
+        from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS
+        from m2f.export.onnx_export import ExportOptions, export_onnx
+        from m2f.model.checkpoint import load_checkpoint
+
+        model = load_checkpoint(DEFAULT_WEIGHTS, preset=DEFAULT_PRESET)
+        return export_onnx(model, folder / "bundled.onnx", ExportOptions(height=192, width=256),
+                           source={"name": DEFAULT_WEIGHTS.name}).path
+
+    return built_once(tmp_path_factory, "bundled", export)
 
 
 # ---- TensorRT headers and the plugin library (the plugin, conformance and GPU tests share them) --------------------
@@ -107,8 +129,7 @@ def built_kernels(tmp_path_factory):
     pytest.importorskip("triton", reason="Triton is not installed (pip install m2f[kernels])")
     from m2f.plugins.aot import build_kernels
 
-    out = tmp_path_factory.mktemp("kernels")
-    return out, build_kernels(out, archs=(87, 90))
+    return built_once(tmp_path_factory, "kernels", lambda out: (out, build_kernels(out, archs=(87, 90))))
 
 
 @pytest.fixture(scope="session")
@@ -122,5 +143,9 @@ def plugin_libraries(built_kernels, header_sets, tmp_path_factory):
     from m2f.plugins.build import build_library
 
     kernels, _ = built_kernels
-    return {v: build_library(tmp_path_factory.mktemp(f"trt{v}"), (87, 90), str(include), kernels=kernels,
-                             use_cmake=False) for v, include in header_sets.items()}
+
+    def build(folder):
+        return {v: build_library(folder / f"trt{v}", (87, 90), str(include), kernels=kernels, use_cmake=False)
+                for v, include in header_sets.items()}
+
+    return built_once(tmp_path_factory, f"plugins-{'-'.join(sorted(header_sets))}", build)

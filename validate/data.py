@@ -11,6 +11,7 @@ Each item is (uint8 RGB image, Sample with ground truth or None, name).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -74,9 +75,22 @@ def _synthetic(spec: str) -> Path:
         raise DatasetError(f"--data {spec!r}: write synthetic, synthetic:N or synthetic:N:SEED") from None
     if count < 1:
         raise DatasetError(f"--data {spec!r}: the synthetic set needs at least one image")
+    if seed < 0:
+        raise DatasetError(f"--data {spec!r}: the seed must be 0 or more")
     folder = Path(tempfile.gettempdir()) / f"m2f-synthetic-{count}-{seed}-{os.getuid() if hasattr(os, 'getuid') else 0}"
     if not (folder / "panoptic.json").exists():
-        generate(folder, count, seed=seed)
+        # generated privately, then renamed into place: two processes asking at once never read a half-written set
+        private = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            generate(private, count, seed=seed)
+            try:
+                os.rename(private, folder)
+            except OSError:  # another process got there first (or a stale partial folder): use or replace it
+                if not (folder / "panoptic.json").exists():
+                    shutil.rmtree(folder, ignore_errors=True)
+                    os.rename(private, folder)
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
     return folder / "panoptic.json"
 
 

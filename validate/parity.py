@@ -14,6 +14,7 @@ graph's precision is where the backend starts to differ.
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -118,9 +119,12 @@ def parse_rules(text: str) -> list[tuple[str, str, float]]:
             raise ArgumentError(f"--fail-on rule {part!r} is not METRIC>VALUE or METRIC<VALUE with a metric from "
                                 f"{', '.join(RULE_METRICS)}")
         try:
-            rules.append((name.strip(), op, float(value)))
+            threshold = float(value)
         except ValueError:
             raise ArgumentError(f"--fail-on rule {part!r}: {value!r} is not a number") from None
+        if not math.isfinite(threshold):  # a comparison with nan is never true: the rule could never fail a run
+            raise ArgumentError(f"--fail-on rule {part!r}: the threshold must be a finite number")
+        rules.append((name.strip(), op, threshold))
     return rules
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from m2f import contract
-from m2f.export.onnx_export import ExportOptions, export_onnx
+from m2f.export.onnx_export import ExportOptions, export_onnx, plugin_requirements
 from m2f.plugins.masked_attention import contract as ma_contract
 from m2f.plugins.ms_deform_attn import contract as msda_contract
 from m2f.calib.trt_compat import check_graph
@@ -115,18 +115,14 @@ def test_static_batch2_flavors_agree(tmp_path):
     assert nodes["m2f"] < nodes["portable"] and nodes["trt-builtin"] < nodes["portable"], nodes
 
 
-def test_trt_builtin_version_follows_tensorrt(tmp_path):
-    """MultiscaleDeformableAttnPlugin_TRT is version 1 up to TensorRT 10.10 and 2 (IPluginV3) from 10.11."""
-    model = random_model(tiny_config("resnet"), seed=6)
-    path = export_onnx(model, tmp_path / "v2.onnx", ExportOptions(height=64, width=96, flavor="trt-builtin",
-                                                                   tensorrt_version="10.16")).path
-    proto = onnx.load(str(path))
-    node = next(n for n in proto.graph.node if n.op_type == msda_contract.TRT_BUILTIN_NAME)
-    assert onnx.helper.get_attribute_value(next(a for a in node.attribute if a.name == "plugin_version")) == b"2"
-    meta = contract.parse(next(p.value for p in proto.metadata_props if p.key == contract.KEY), "v2.onnx")
-    assert meta.op_flavor == "trt-builtin" and meta.min_tensorrt == "10.11"
-    assert meta.plugins == (contract.PluginInfo(name=msda_contract.TRT_BUILTIN_NAME, namespace="", version="2",
-                                                library="TensorRT's libnvinfer_plugin"),)
+def test_trt_builtin_version_follows_tensorrt():
+    """MultiscaleDeformableAttnPlugin_TRT is version 1 up to TensorRT 10.10 and 2 (IPluginV3) from 10.11 (no
+    tracing: the graph's nodes are checked against these requirements by the parser-matrix test)."""
+    needs = plugin_requirements(ExportOptions(flavor="trt-builtin", tensorrt_version="10.16"))
+    assert needs == {"plugins": (contract.PluginInfo(name=msda_contract.TRT_BUILTIN_NAME, namespace="", version="2",
+                                                     library="TensorRT's libnvinfer_plugin"),),
+                     "min_tensorrt": "10.11"}
+    assert plugin_requirements(ExportOptions(flavor="trt-builtin", tensorrt_version="10.3"))["min_tensorrt"] == "10.0"
     assert [msda_contract.trt_builtin_version(v) for v in ("10.0", "10.3", "10.10", "10.11", "11.1")] == \
         ["1", "1", "1", "2", "2"]
 
@@ -137,18 +133,26 @@ def test_every_flavor_and_head_passes_the_parser_matrix(flavor, head, tmp_path):
     """Dynamic Swin graphs (every head, every flavor, across the cases) against TensorRT's ONNX-parser matrix."""
     model = random_model(tiny_config("swin"), seed=7)
     path = export_onnx(model, tmp_path / "g.onnx", ExportOptions(dynamic=True, flavor=flavor, head=head)).path
-    issues = check_graph(onnx.shape_inference.infer_shapes(onnx.load(str(path))))
-    assert issues == [], "\n".join(map(str, issues))
-
-
-def test_metadata_lists_m2f_plugins(tmp_path):
-    model = random_model(tiny_config("resnet"), seed=6)
-    path = export_onnx(model, tmp_path / "m.onnx", ExportOptions(height=64, width=96, flavor="m2f")).path
     proto = onnx.load(str(path))
-    meta = contract.parse(next(p.value for p in proto.metadata_props if p.key == contract.KEY), "m.onnx")
-    assert meta.op_flavor == "m2f" and meta.min_tensorrt == "10.3"
-    assert [(p.name, p.namespace, p.version) for p in meta.plugins] == [
+    issues = check_graph(onnx.shape_inference.infer_shapes(proto))
+    assert issues == [], "\n".join(map(str, issues))
+    # the metadata names exactly the plugins the graph's nodes need, at the versions the nodes carry
+    meta = contract.parse(next(p.value for p in proto.metadata_props if p.key == contract.KEY), "g.onnx")
+    versions = {c.PLUGIN_NAME: c.PLUGIN_VERSION for c in (msda_contract, ma_contract)}
+    nodes = {(n.op_type, n.domain, versions[n.op_type]) if n.op_type in versions else
+             (n.op_type, "", onnx.helper.get_attribute_value(
+                 next(a for a in n.attribute if a.name == "plugin_version")).decode())
+             for n in proto.graph.node if n.op_type in (*versions, msda_contract.TRT_BUILTIN_NAME)}
+    assert nodes == {(p.name, p.namespace, p.version) for p in meta.plugins}
+    assert meta.op_flavor == flavor and meta.min_tensorrt == {"portable": "10.0", "m2f": "10.3",
+                                                               "trt-builtin": "10.0"}[flavor]
+
+
+def test_metadata_lists_m2f_plugins():
+    needs = plugin_requirements(ExportOptions(flavor="m2f"))
+    assert needs["min_tensorrt"] == "10.3" and [(p.name, p.namespace, p.version) for p in needs["plugins"]] == [
         ("M2fMSDeformAttn", "m2f", "1"), ("M2fMaskedAttention", "m2f", "1")]
+    assert plugin_requirements(ExportOptions()) == {"plugins": (), "min_tensorrt": "10.0"}
 
 
 def test_dynamic_portable_at_a_larger_size_and_batch(tmp_path):

@@ -5,6 +5,7 @@ import torch
 
 from m2f.export.onnx_export import ExportOptions, export_onnx
 
+from ..conftest import built_once
 from ..model.helpers import random_model, tiny_config
 
 
@@ -23,7 +24,7 @@ def confident_model(kind: str = "resnet", seed: int = 7):
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
     """(model, path) of a dynamic uint8 ONNX export of ``confident_model``."""
-    model = confident_model()
-    path = tmp_path_factory.mktemp("runtime") / "model.onnx"
-    export_onnx(model, path, ExportOptions(dynamic=True))
+    model = confident_model()  # deterministic: every worker builds the same one, only the export is shared
+    path = built_once(tmp_path_factory, "runtime-dynamic",
+                      lambda folder: export_onnx(model, folder / "model.onnx", ExportOptions(dynamic=True)).path)
     return model, path
