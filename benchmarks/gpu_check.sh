@@ -21,7 +21,8 @@ export M2F_THREADS=${M2F_THREADS:-8}
   2>&1 | tee "$OUT/machine.txt"
 # the package, without touching the machine's torch/triton (no network there)
 python -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | tail -2
-M2F_REQUIRE=gpu timeout 420 python -m pytest -q -s -p no:cacheprovider -m gpu tests/plugins/test_kernels.py \
+# one process (-o addopts=: no xdist workers, which would swallow the printed latencies; the machine may lack xdist)
+M2F_REQUIRE=gpu timeout 420 python -m pytest -o addopts= -q -s -p no:cacheprovider -m gpu tests/plugins/test_kernels.py \
   tests/plugins/test_launchers_gpu.py tests/plugins/test_plugin_enqueue_gpu.py tests/model/test_devices.py \
   > "$OUT/pytest-gpu.txt" 2>&1
 tests_rc=$?

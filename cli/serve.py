@@ -69,16 +69,17 @@ def run(args) -> int:
     log_dir = None if args.log_file else Path(tempfile.mkdtemp(prefix="m2f-serve-"))
     log_file = Path(args.log_file) if args.log_file else log_dir / "triton.log"
     options = dataclasses.replace(options, log_file=log_file)
+    failed = True
     try:
-        return _serve(args, options, log_file)
-    except BaseException:
-        log_dir = None  # the log says why: kept, and named below
-        raise
+        code = _serve(args, options, log_file)
+        failed = False
+        return code
     finally:
         if log_dir is not None:
-            shutil.rmtree(log_dir, ignore_errors=True)
-        elif not args.log_file:
-            print(f"m2f serve: the server's log is kept in {log_file}", file=sys.stderr)
+            if failed and log_file.exists() and log_file.stat().st_size:  # it says why the server failed: kept
+                print(f"m2f serve: the server's log is kept in {log_file}", file=sys.stderr)
+            else:
+                shutil.rmtree(log_dir, ignore_errors=True)
 
 
 def _serve(args, options, log_file) -> int:

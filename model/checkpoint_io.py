@@ -98,10 +98,6 @@ def _read_torch(path: Path, trust: bool) -> dict:
         # torch names the refused global two ways: "Unsupported global: GLOBAL x.y", or "unsupported GLOBAL x.y
         # whose module x is blocked" (os, posix, subprocess ...: what a payload calls)
         found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", str(e))
-        if found is None and "Weights only load failed" in str(e):
-            raise CheckpointError(
-                f"{path} holds objects besides tensors; loading it could run code, so it is refused for safety; "
-                f"if you trust this file, pass trust=True (CLI: --trust-checkpoint)") from None
         if found is None:
             raise CheckpointError(f"{path} is not a readable PyTorch file (it does not unpickle)") from None
         raise CheckpointError(

@@ -58,7 +58,6 @@ def test_export_summary_and_progress(checkpoint, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--opset", "11"], "opset 11 is not supported; use 17 to 20"),
     (["--height", "100", "--width", "96"], "canvas 100x96 is not a positive multiple of 32"),
     (["--dynamic", "--height", "64"], "--dynamic makes batch, height and width symbolic"),
     (["--dynamic", "--batch", "2"], "give it without --batch"),

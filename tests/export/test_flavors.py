@@ -98,6 +98,7 @@ def test_plugin_node_attributes_and_opsets(dynamic_flavor):
     assert domains[""] == 17 and proto.ir_version <= 10  # ONNX Runtime 1.31 reads IR <= 13
 
 
+@pytest.mark.slow  # three static exports; batch 2 through every flavor is also in the dynamic tests
 def test_static_batch2_flavors_agree(tmp_path):
     """Static batch 2 at a canvas larger than the images: portable, m2f and trt-builtin give PyTorch's tensors; the
     static plugin graphs type plugin outputs with their sizes, so the shape arithmetic after them folds away."""
@@ -127,17 +128,13 @@ def test_trt_builtin_version_follows_tensorrt():
         ["1", "1", "1", "2", "2"]
 
 
-@pytest.mark.parametrize("flavor,head", [("portable", "instance"), ("m2f", "panoptic"), ("m2f", "semantic"),
-                                         ("trt-builtin", None)])
-def test_every_flavor_and_head_passes_the_parser_matrix(flavor, head, tmp_path):
-    """Dynamic Swin graphs (every head, every flavor, across the cases) against TensorRT's ONNX-parser matrix."""
-    model = random_model(tiny_config("swin"), seed=7)
-    path = export_onnx(model, tmp_path / "g.onnx", ExportOptions(dynamic=True, flavor=flavor, head=head)).path
+def _check_parser_and_plugins(path, flavor: str) -> None:
+    """``path`` passes TensorRT's ONNX-parser matrix, and its metadata names exactly the plugins its nodes need, at
+    the versions the nodes carry."""
     proto = onnx.load(str(path))
     issues = check_graph(onnx.shape_inference.infer_shapes(proto))
     assert issues == [], "\n".join(map(str, issues))
-    # the metadata names exactly the plugins the graph's nodes need, at the versions the nodes carry
-    meta = contract.parse(next(p.value for p in proto.metadata_props if p.key == contract.KEY), "g.onnx")
+    meta = contract.parse(next(p.value for p in proto.metadata_props if p.key == contract.KEY), path.name)
     versions = {c.PLUGIN_NAME: c.PLUGIN_VERSION for c in (msda_contract, ma_contract)}
     nodes = {(n.op_type, n.domain, versions[n.op_type]) if n.op_type in versions else
              (n.op_type, "", onnx.helper.get_attribute_value(
@@ -146,6 +143,20 @@ def test_every_flavor_and_head_passes_the_parser_matrix(flavor, head, tmp_path):
     assert nodes == {(p.name, p.namespace, p.version) for p in meta.plugins}
     assert meta.op_flavor == flavor and meta.min_tensorrt == {"portable": "10.0", "m2f": "10.3",
                                                                "trt-builtin": "10.0"}[flavor]
+
+
+@pytest.mark.parametrize("flavor,head", [("portable", "instance"), ("m2f", "panoptic"),
+                                         pytest.param("m2f", "semantic", marks=pytest.mark.slow)])
+def test_every_flavor_and_head_passes_the_parser_matrix(flavor, head, tmp_path):
+    """Dynamic Swin graphs with heads against TensorRT's ONNX-parser matrix (without a head: the next test)."""
+    model = random_model(tiny_config("swin"), seed=7)
+    path = export_onnx(model, tmp_path / "g.onnx", ExportOptions(dynamic=True, flavor=flavor, head=head)).path
+    _check_parser_and_plugins(path, flavor)
+
+
+def test_dynamic_plugin_flavors_pass_the_parser_matrix(dynamic_flavor):
+    _, flavor, path = dynamic_flavor
+    _check_parser_and_plugins(path, flavor)
 
 
 def test_metadata_lists_m2f_plugins():

@@ -72,6 +72,7 @@ def test_harness_drives_every_method(libraries, header_sets, version, tmp_path):
         assert facts["msda_enqueue"] == ["-1"] and facts["attention_enqueue"] == ["-1"]
 
 
+@pytest.mark.slow  # the same harness runs without ASan in the default suite
 def test_harness_under_address_sanitizer(built_kernels, header_sets, tmp_path):
     kernels, _ = built_kernels
     version = sorted(header_sets)[-1]
@@ -81,6 +82,7 @@ def test_harness_under_address_sanitizer(built_kernels, header_sets, tmp_path):
     assert sum(line.startswith("ok ") for line in lines) >= 40
 
 
+@pytest.mark.slow  # the default suite builds the same library by direct compiler calls
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="CMake is not installed")
 def test_cmake_build(built_kernels, header_sets, tmp_path):
     kernels, _ = built_kernels
