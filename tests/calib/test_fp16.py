@@ -81,7 +81,7 @@ def test_required_islands():
     assert required_island(node("Conv", "/model/backbone/res2/res2.0/conv1/Conv")) is None
 
 
-@pytest.mark.parametrize("flavor", ["m2f", "trt-builtin"])
+@pytest.mark.parametrize("flavor", ["m2f", pytest.param("trt-builtin", marks=pytest.mark.slow)])
 def test_plugin_flavors_in_fp16(flavor, tmp_path):
     """The plugin nodes take an fp16 value (run in ONNX Runtime as m2f's ops between Casts) and the outputs agree
     with the fp32 graph's; m2f's deformable attention keeps its sampling inputs fp32 (TensorRT's own cannot)."""

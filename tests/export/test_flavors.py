@@ -37,7 +37,10 @@ def _ops(path) -> collections.Counter:
     return collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
 
 
-@pytest.fixture(scope="module", params=[(kind, flavor) for kind in ("resnet", "swin") for flavor in PLUGIN_FLAVORS],
+# every flavor on each backbone; the other two pairs in the slow run
+@pytest.fixture(scope="module", params=[("swin", "m2f"), ("resnet", "trt-builtin"),
+                                        pytest.param(("resnet", "m2f"), marks=pytest.mark.slow),
+                                        pytest.param(("swin", "trt-builtin"), marks=pytest.mark.slow)],
                 ids=lambda p: "-".join(p))
 def dynamic_flavor(request, tmp_path_factory):
     kind, flavor = request.param

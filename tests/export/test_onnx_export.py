@@ -64,7 +64,7 @@ def test_static_batch2(kind, tmp_path):
     assert meta.input.shape == (2, 64, 96, 3) and meta.num_queries == model.config.num_queries
 
 
-@pytest.mark.parametrize("kind,dynamic", [("resnet", False), ("swin", True)])
+@pytest.mark.parametrize("kind,dynamic", [("resnet", False), pytest.param("swin", True, marks=pytest.mark.slow)])
 def test_float_input(kind, dynamic, tmp_path):
     model = random_model(tiny_config(kind), seed=2)
     options = ExportOptions(input="float", dynamic=dynamic, height=None if dynamic else 96,

@@ -52,6 +52,7 @@ def test_launchers_pass_what_the_kernels_declare(built):
         assert f"{{{entry['arch']}, {entry['name']}_sm{entry['arch']}," in table
 
 
+@pytest.mark.slow  # the plugin library's build compiles the same launchers (C++) in the default suite
 @pytest.mark.skipif(CUDA_INCLUDE is None or shutil.which("gcc") is None,
                     reason="the CUDA headers (cuda.h) or gcc are not installed")
 def test_launchers_compile_with_cuda_headers(built, tmp_path):

@@ -17,17 +17,22 @@ from m2f.testing import has_gpu
 from m2f.validate.compare import TOLERANCES
 
 
-def _devices():
+def _devices(cpu_slow: bool = False):
+    """cpu (Triton's interpreter) and cuda; ``cpu_slow``: the interpreter case is slow-marked (Mask2Former sizes,
+    which the cuda case checks compiled)."""
     reason = None if triton is not None else "Triton is not installed (pip install triton)"
     cpu_reason = reason or (None if interpreting() else "TRITON_INTERPRET is not set: kernels run compiled here")
     gpu_ok, gpu_reason = has_gpu()
     cuda_reason = reason or (None if gpu_ok and not interpreting() else gpu_reason or "interpreter mode is on")
-    return [pytest.param("cpu", marks=pytest.mark.skipif(cpu_reason is not None, reason=str(cpu_reason))),
+    cpu_marks = [pytest.mark.skipif(cpu_reason is not None, reason=str(cpu_reason))] + \
+        ([pytest.mark.slow] if cpu_slow else [])
+    return [pytest.param("cpu", marks=cpu_marks),
             pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
                 cuda_reason is not None, reason=str(cuda_reason))])]
 
 
 DEVICES = _devices()
+FULL_SIZE_DEVICES = _devices(cpu_slow=True)
 
 
 def _check(got, ref, dtype):
@@ -124,7 +129,7 @@ def test_msda_kernel_refuses_mixed_sampling_dtypes():
         msda_kernel.forward_triton(value.float(), [(3, 5)], None, locations, weights)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", FULL_SIZE_DEVICES)
 def test_msda_kernel_mask2former_size(device):
     """Lq = 100 queries, M = 8, D = 32 over the 1/32, 1/16, 1/8 levels of an 800x1344 canvas, P = 4."""
     shapes = [(25, 42), (50, 84), (100, 168)]
@@ -193,7 +198,7 @@ def test_blocked_below_is_torch_float32_sigmoid_threshold():
     np.testing.assert_array_equal((torch.sigmoid(x) < 0.5).numpy(), (x < ma_contract.BLOCKED_BELOW).numpy())
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", FULL_SIZE_DEVICES)
 @pytest.mark.parametrize("level", [(25, 42), pytest.param((50, 84), marks=pytest.mark.slow),
                                    pytest.param((100, 168), marks=pytest.mark.slow)], ids=["1/32", "1/16", "1/8"])
 def test_masked_attention_kernel_mask2former_size(level, device):

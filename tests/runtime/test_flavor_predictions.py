@@ -14,7 +14,7 @@ from m2f.model.checkpoint import load_checkpoint
 from m2f.model.reference_pipeline import predict
 from m2f.runtime import Predictor
 
-HELD_OUT = 6  # the first images of the demo's held-out set
+HELD_OUT = 3  # the first images of the demo's held-out set
 FLAVORS = ("portable", "m2f", "trt-builtin")
 
 
