@@ -224,8 +224,6 @@ def build(model_path: str | Path, output: str | Path, options: BuildOptions, pre
     step as ``m2f convert``, then built strongly typed; with ``options.builder_flags`` (TensorRT 10 only) by builder
     flags and TensorRT's implicit calibrator on ``precision_options.data`` instead. Returns build_engine's record
     plus "onnx", the graph that was built."""
-    import onnx
-
     from m2f.errors import require
     from m2f.fileio import check_output_file
 

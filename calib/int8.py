@@ -76,8 +76,6 @@ def prepare(model_path: Path, options: PrecisionOptions, progress: Callable[[str
             step: str = "[1/3]", proto=None) -> Prepared:
     """Load the fp32 model (unless the caller has: ``proto``; ArgumentError for any other precision), choose the
     quantisable nodes and collect (or reuse from the cache) their input statistics."""
-    import onnx
-
     from m2f.contract import read_onnx
     from m2f.errors import ArgumentError
 

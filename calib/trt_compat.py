@@ -14,7 +14,6 @@ import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 from m2f.assets import ASSETS
 from m2f.onnx_graph import load_onnx

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 
-from m2f.onnx_graph import load_onnx
-
 HELP = "show a checkpoint (format, architecture, K, Q, parameters) or an exported .onnx (I/O, nodes, metadata)"
 
 
@@ -33,12 +31,11 @@ def describe_backbone(cfg) -> str:
 
 
 def inspect_onnx(args) -> int:
-    from m2f.errors import require
     from m2f.contract import read_onnx
-    from m2f.errors import MetadataError
-    from m2f.onnx_graph import describe_graph, format_io
+    from m2f.errors import require
+    from m2f.onnx_graph import describe_graph, format_io, load_onnx
 
-    onnx = require("onnx", "export", "m2f inspect on an ONNX file")
+    require("onnx", "export", "m2f inspect on an ONNX file")
     proto = load_onnx(args.checkpoint, external_data=False)
     meta = read_onnx(proto, args.checkpoint)
     graph = describe_graph(proto)

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from m2f.errors import MissingDependencyError
 from m2f.onnx_graph import load_onnx
 from m2f.plugins.masked_attention import contract as ma
@@ -105,7 +103,7 @@ def prepare(path: str | Path) -> tuple[bytes | None, str]:
     if not may_have_plugin_nodes(path):
         return None, ""
     try:
-        import onnx
+        import onnx  # noqa: F401  (checked here: load_onnx would fail with a less helpful message)
     except ImportError as e:
         raise MissingDependencyError(f"{Path(path).name} has plugin nodes; running them in ONNX Runtime needs the "
                                      f"onnx package ({e}): pip install 'm2f[runtime]'") from None

@@ -69,7 +69,7 @@ class Tensor:
 def read_metadata(model: Path) -> contract.Metadata:
     """The m2f metadata of an exported .onnx or of an engine's sidecar."""
     if model.suffix.lower() == ".onnx":
-        onnx = require("onnx", "runtime", "reading an ONNX model's metadata")
+        require("onnx", "runtime", "reading an ONNX model's metadata")
         return contract.read_onnx(load_onnx(model, external_data=False), model.name)
     sidecar = contract.sidecar_path(model)
     return contract.parse(sidecar.read_text() if sidecar.exists() else None, f"{model.name} (sidecar {sidecar.name})")

@@ -163,8 +163,6 @@ def _node_flops(node, shapes: dict[str, list[int]]) -> int:
 
 def count_flops(path: str | Path, height: int, width: int, batch: int = 1) -> dict[str, StageCost]:
     """FLOPs and weight bytes per stage of the graph at ``path`` for a ``height`` x ``width`` canvas."""
-    import onnx
-
     model = load_onnx(path)
     meta = contract.read_onnx(model, str(path))
     if not meta.input.dynamic:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import threading
 import urllib.request
 
@@ -214,6 +216,8 @@ def test_stopping_answers_the_requests_in_flight(bundled_onnx, sample_images, lo
         t.join(timeout=60)
     assert not errors, errors
     assert code == 143 and "server stopped" in server.output
+    log = re.search(r"^  log\s+(\S+)$", server.output, re.M).group(1)  # a temporary log: gone after a clean stop
+    assert "m2f-serve-" in log and not os.path.exists(os.path.dirname(log))
     assert len(answers) == 3
     for results in answers:
         assert len(results) == len(local_results * 2)
