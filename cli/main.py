@@ -29,7 +29,11 @@ class Terminated(BaseException):
     """SIGTERM while a command runs: unwinds like Ctrl-C, so every temporary file is removed on the way out."""
 
 
+_TERMINATED = threading.Event()
+
+
 def _terminate(signum, frame):
+    _TERMINATED.set()  # a library calling back into Python from C++ (torch's tracer) may rewrap the exception
     raise Terminated
 
 
@@ -71,21 +75,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     on_main_thread = threading.current_thread() is threading.main_thread()
+    _TERMINATED.clear()
     previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
     with warnings.catch_warnings():
         warnings.showwarning = _notes(args.command)
         try:
             env_threads()  # a bad M2F_THREADS is refused before any work
             return args._run(args) or 0
-        except M2FError as e:
+        except (Terminated, Exception) as e:
+            if _TERMINATED.is_set():  # whatever the signal's exception became on its way out
+                print(f"m2f {args.command}: terminated (SIGTERM)", file=sys.stderr)
+                return EXIT_TERMINATED
+            if not isinstance(e, M2FError):
+                raise
             print(f"m2f {args.command}: error: {e}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print(f"m2f {args.command}: interrupted", file=sys.stderr)
             return 130
-        except Terminated:
-            print(f"m2f {args.command}: terminated (SIGTERM)", file=sys.stderr)
-            return EXIT_TERMINATED
         finally:
             if previous is not None:  # None: a handler installed outside Python, left as it was
                 signal.signal(signal.SIGTERM, previous)
