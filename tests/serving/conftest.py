@@ -12,6 +12,9 @@ import pytest
 from m2f.serving.local_triton import free_ports
 
 STARTUP_TIMEOUT_S = 120
+# a stop answers what is queued first (Triton waits up to 30 s), then unloads; once, under the other worker's load,
+# that took over 90 s: a stuck shutdown still fails, only later
+STOP_TIMEOUT_S = 180
 MAX_PIXELS = 300_000  # the served model's limit in these tests: a 600x600 image is over it
 
 
@@ -53,7 +56,7 @@ class Served:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:
-            self.output, _ = self.process.communicate(timeout=90)
+            self.output, _ = self.process.communicate(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.output, _ = self.process.communicate()
