@@ -19,7 +19,7 @@ from pathlib import Path
 from m2f.errors import ArgumentError, DatasetError, M2FError
 from m2f.fileio import atomic_path
 
-from .formats import coco_instances, write_result
+from .formats import coco_instances, remove_result, write_result
 from .image_io import IMAGE_SUFFIXES
 from .results import Result
 from .stream import VIDEO_SUFFIXES
@@ -254,8 +254,7 @@ class RunWriter:
         except OSError as e:
             if not output_error(e):
                 raise
-            for suffix in (".panoptic.png", ".segments.json", ".semantic.png", ".overlay.png"):
-                (self.out / f"{name}{suffix}").unlink(missing_ok=True)
+            remove_result(self.out, name)
             self.stopped = os.strerror(e.errno)
             raise OutputError(f"the output folder {self.out} takes no more files ({self.stopped}); stopping with "
                               f"the {self.done} images/frames already written") from None

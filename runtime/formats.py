@@ -175,6 +175,16 @@ def write_png(array: np.ndarray, path: Path) -> None:
         Image.fromarray(array).save(tmp, format="PNG")
 
 
+# the files write_result may write for one image, after its stem
+RESULT_SUFFIXES = (".panoptic.png", ".segments.json", ".semantic.png", ".overlay.png")
+
+
+def remove_result(out_dir: Path, stem: str) -> None:
+    """Remove whatever write_result wrote for ``stem`` (an image whose run could not record it)."""
+    for suffix in RESULT_SUFFIXES:
+        (out_dir / f"{stem}{suffix}").unlink(missing_ok=True)
+
+
 def write_result(result: Result, image: np.ndarray, names: list[str], out_dir: Path, stem: str,
                  overlays: bool = True, category_ids: list[int] | None = None, score_threshold: float = 0.5) -> dict:
     """Per-image files (``stem`` may name a subfolder, e.g. a video's frames); returns the files written."""
