@@ -16,6 +16,7 @@ setup(
                   "m2f.plugins": ["CMakeLists.txt", "README.md", "common/*"],
                   "m2f.plugins.ms_deform_attn": ["*.cpp", "*.h", "README.md"],
                   "m2f.plugins.masked_attention": ["*.cpp", "*.h", "README.md"],
+                  "m2f.serving": ["token_shim.c"],
                   "m2f.assets": ["*.pth", "*.md", "*.json", "samples/*.json", "samples/images/*.png",
                                  "samples/panoptic/*.png"]},
 )

@@ -13,8 +13,10 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import shutil
 import socket
 import sysconfig
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +25,7 @@ import numpy as np
 from m2f import contract
 from m2f.errors import ArgumentError, M2FError, require
 
-from . import DEFAULT_MAX_PIXELS, DEFAULT_MODEL_NAME, DEFAULT_QUEUE_DELAY_US, check_model_name
+from . import DEFAULT_MAX_PIXELS, DEFAULT_MODEL_NAME, DEFAULT_QUEUE_DELAY_US, access_token, check_model_name
 from .pipeline import ServedPipeline
 
 EXIT_TIMEOUT_S = 30  # on stop, how long Triton waits for requests in flight
@@ -117,17 +119,28 @@ class Server:
         security = pytriton.TritonSecurityConfig(restricted_endpoints=RESTRICTED_ENDPOINTS)
         self._triton = pytriton.Triton(config=config, security_config=security)
         self._bind()
+        private = Path(tempfile.mkdtemp(prefix="m2f-serve-token-"))  # mode 0700: the shim and the token's file
         try:
-            self._triton.run()
+            with access_token.off_command_line(_server_config(self._triton), private):
+                self._triton.run()
+        except M2FError:
+            self._stop_quietly()
+            raise
         except Exception as e:
-            try:
-                self.stop()
-            except Exception:  # a server that did not start may not stop cleanly either; the first error matters
-                self._triton = None
+            self._stop_quietly()
             raise M2FError(f"the Triton server did not start ({str(e).splitlines()[0][:200]}); are ports "
                            f"{o.http_port}/{o.grpc_port}/{o.metrics_port} free? choose others with --http-port, "
                            f"--grpc-port and --metrics-port") from None
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
         return self
+
+    def _stop_quietly(self) -> None:
+        """Stop a server that failed to start; it may not stop cleanly either, and the first error matters."""
+        try:
+            self.stop()
+        except Exception:
+            self._triton = None
 
     def _check_ports(self) -> None:
         """One sentence for a port already taken (PyTriton would otherwise talk to whatever listens there)."""
@@ -189,6 +202,20 @@ def _publish_metadata(triton, model_name: str, meta: contract.Metadata) -> None:
         raise M2FError(f"this PyTriton ({getattr(pytriton, '__version__', 'unknown version')}) does not let m2f "
                        f"publish the model's metadata; install the tested one: pip install nvidia-pytriton==0.7.0"
                        ) from None
+
+
+def _server_config(triton):
+    """PyTriton's ``TritonServerConfig`` for ``triton``: the options its tritonserver will be started with.
+
+    PyTriton 0.7 keeps it private; m2f changes the access-token setting in it (``access_token``). A PyTriton without
+    it gets one clear error rather than a server whose token is on its command line."""
+    config = getattr(triton, "_triton_server_config", None)
+    if config is None or not all(hasattr(config, a) for a in ("__getitem__", "__setitem__", "__contains__")):
+        import pytriton
+        raise M2FError(f"this PyTriton ({getattr(pytriton, '__version__', 'unknown version')}) does not let m2f "
+                       f"keep the server's access token off its command line; install the tested one: pip install "
+                       f"nvidia-pytriton==0.7.0")
+    return config
 
 
 def client_example(options: ServeOptions) -> str:

@@ -8,7 +8,9 @@ import json
 import os
 import re
 import threading
+import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,3 +251,49 @@ def test_a_port_in_use_is_one_sentence(served, bundled_onnx, capsys):
     assert code == 2
     assert capsys.readouterr().err.strip() == (f"m2f serve: error: port {served.http_port} on 127.0.0.1 is in use "
                                                f"(another server?); choose another with --http-port")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _proc(pid: int, name: str) -> list[str]:
+    return (Path("/proc") / str(pid) / name).read_bytes().decode(errors="replace").split("\0")
+
+
+def test_a_served_model_keeps_its_token_off_the_command_line(served):
+    """serving/access_token.py: what another local user can read in /proc is the placeholder."""
+    from m2f.serving.access_token import FILE_VARIABLE, PLACEHOLDER
+
+    servers = [p for p in _children(served.process.pid) if _proc(p, "cmdline")[0].endswith("/tritonserver")]
+    assert len(servers) == 1, "m2f serve should have started one tritonserver"
+    argv = _proc(servers[0], "cmdline")
+    for option in ("--http-restricted-api", "--grpc-restricted-protocol"):
+        assert argv[argv.index(option) + 1] == PLACEHOLDER
+    assert not [a for a in argv if "triton-access-token=" in a]
+    environment = _proc(servers[0], "environ")  # readable by this user only; holds a path, never the token
+    setting_file = next(v for v in environment if v.startswith(FILE_VARIABLE + "=")).split("=", 1)[1]
+    assert not Path(setting_file).exists()  # the shim deleted it as tritonserver started
+    assert not [v for v in environment if "triton-access-token" in v]
+    for stub in _children(servers[0]):  # the Python-backend stubs do not inherit the shim
+        assert not [v for v in _proc(stub, "environ") if v.startswith((FILE_VARIABLE, "LD_PRELOAD="))]
+
+    # the protected endpoints refuse a missing token and the placeholder; the model is loaded, which PyTriton did
+    # through the protected repository endpoint with the real token: the server holds that one
+    base = f"http://127.0.0.1:{served.http_port}/v2/repository"
+    for headers in ({}, {"triton-access-token": PLACEHOLDER}):
+        for path in ("/index", "/models/m2f/unload"):
+            request = urllib.request.Request(base + path, data=b"{}", headers=headers, method="POST")
+            with pytest.raises(urllib.error.HTTPError, match="403"):
+                urllib.request.urlopen(request, timeout=10)
+    with urllib.request.urlopen(f"http://127.0.0.1:{served.http_port}/v2/models/m2f/ready", timeout=10) as answer:
+        assert answer.status == 200
