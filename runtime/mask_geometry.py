@@ -10,7 +10,10 @@ between the min and the max of the cell's window (``bounds``). The tasks decide 
 compute only the rest:
 
 - ``cell_values``: a cell's pixels from its window and the composite weights of both resizes, a few ulp from
-  PyTorch's two resizes (the products and sums are grouped differently);
+  PyTorch's two resizes (the products and sums are grouped differently); ``pair_values`` the same for many
+  (cell, query) pairs of one cell shape, pairs last;
+- ``Blocks``: squares of 8 x 8 cells, a coarser level with the same bounds, so that most of an image is decided
+  per block and only the undecided blocks' candidate queries are bounded per cell;
 - ``block``: every pixel of a rectangle, separably, with PyTorch's taps, weights and order of operations (within
   2 ulp of PyTorch's CPU kernel, whose own rounding depends on the channel count and the instruction set);
 - ``canvas_at_pixels`` / ``canvas_taps`` / ``second_resize``: the two resizes one at a time, for semantic-only
@@ -18,10 +21,15 @@ compute only the rest:
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 UPSAMPLE = 4  # mask logits are at 1/4 of the canvas
 PLANES_PER_STEP = 4  # queries whose bounds are computed together
+BLOCK_CELLS = 8  # cells per side of a block (4x4-pixel cells at full size: 32x32 pixels)
+SHAPE_SHARE = 0.05  # cells of a shape at least this common are computed without padding (MaskGeometry.shapes)
+GEOMETRIES_KEPT = 8  # geometries (input / output sizes) remembered between images
 
 
 def torch_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -60,6 +68,7 @@ class Axis:
         # composite weights of both resizes: group g's output index start[g] + i reads low-resolution index
         # first[g] + j with weight composite[g, i, j] (rows past the group's count are zero)
         self.composite = self._composite()
+        self.composite_t = np.ascontiguousarray(self.composite.transpose(1, 2, 0))  # [max count, max span, groups]
 
     def _composite(self) -> np.ndarray:
         """float32 [groups, max count, max span]."""
@@ -93,6 +102,12 @@ def _ragged_arange(counts: np.ndarray) -> np.ndarray:
     return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
+@functools.lru_cache(maxsize=GEOMETRIES_KEPT)
+def mask_geometry(low: tuple[int, int], valid: tuple[int, int], out: tuple[int, int]) -> "MaskGeometry":
+    """The ``MaskGeometry`` of these sizes, built once: a stream of same-sized images shares it (it is read-only)."""
+    return MaskGeometry(low, valid, out)
+
+
 class MaskGeometry:
     """The two resizes from logits [n, h, w] to an (H0, W0) output through the valid (vh, vw) part of the canvas."""
 
@@ -104,6 +119,11 @@ class MaskGeometry:
     @property
     def cells(self) -> tuple[int, int]:
         return self.y.groups, self.x.groups
+
+    @functools.cached_property
+    def blocks(self) -> "Blocks":
+        """Blocks of BLOCK_CELLS x BLOCK_CELLS cells (panoptic inference's coarse level)."""
+        return Blocks(self, BLOCK_CELLS)
 
     def pixels_per_cell(self) -> np.ndarray:
         """int64 [Gy, Gx]."""
@@ -146,6 +166,25 @@ class MaskGeometry:
             return lowres[queries[:, None, None], rows, cols]
         return lowres[:, rows, cols].transpose(1, 0, 2, 3)
 
+    def shapes(self, cells: np.ndarray):
+        """The flat cell indices grouped by their pixel counts, for work without padding: (positions in ``cells``,
+        (rows, cols), None) per common shape (at least SHAPE_SHARE of the cells), then the rest in one group padded
+        to its largest counts, with real [Cy, Cx, E] saying which pixels exist. Positions keep their order."""
+        cell_rows, cell_cols = np.divmod(cells, self.x.groups)
+        rows, cols = self.y.count[cell_rows], self.x.count[cell_cols]
+        key = rows * (int(self.x.count.max()) + 1) + cols
+        values, counts = np.unique(key, return_counts=True)
+        common = values[counts >= SHAPE_SHARE * len(cells)]
+        for value in common:
+            where = np.flatnonzero(key == value)
+            yield where, (int(rows[where[0]]), int(cols[where[0]])), None
+        rest = np.flatnonzero(~np.isin(key, common))
+        if rest.size:
+            shape = int(rows[rest].max()), int(cols[rest].max())
+            real = ((np.arange(shape[0])[:, None] < rows[rest])[:, None, :]
+                    & (np.arange(shape[1])[:, None] < cols[rest])[None, :, :])
+            yield rest, shape, real
+
     def cell_values(self, windows: np.ndarray, cells: np.ndarray) -> np.ndarray:
         """Output logits of cells from their windows (``cell_windows``): [E, Cy, Cx], or [E, Cy, n, Cx] for windows
         of every query; rows and columns past a cell's pixel count are zero (``cell_pixels`` says which are real).
@@ -158,6 +197,33 @@ class MaskGeometry:
         e, n, sy, sx = windows.shape
         along_rows = wy @ windows.transpose(0, 2, 1, 3).reshape(e, sy, n * sx)  # [E, Cy, n * Sx]
         return (along_rows.reshape(e, -1, sx) @ wx_t).reshape(e, wy.shape[1], n, wx_t.shape[2])
+
+    def pair_values(self, lowres: np.ndarray, cells: np.ndarray, queries: np.ndarray, shape: tuple[int, int]
+                    ) -> np.ndarray:
+        """float32 [*shape, E]: query ``queries[e]``'s output logits on cell ``cells[e]``, for cells of one
+        ``shape`` (``shapes``), pairs last (every operation runs along them: long contiguous loops). Each window is
+        gathered flat (indices past the edge clamped; their weights are zero) and weighted along the width, then
+        the height, as PyTorch's bilinear kernel orders a single resize."""
+        cell_rows, cell_cols = np.divmod(cells, self.x.groups)
+        (cy, cx), h, w = shape, self.y.low, self.x.low
+        span_y, span_x = self.y.composite.shape[2], self.x.composite.shape[2]
+        rows = np.minimum(self.y.first[cell_rows] + np.arange(span_y)[:, None], h - 1) * w  # [Sy, E]
+        cols = np.minimum(self.x.first[cell_cols] + np.arange(span_x)[:, None], w - 1)  # [Sx, E]
+        window = np.take(lowres.reshape(-1), queries * (h * w) + rows[:, None, :] + cols[None, :, :])  # [Sy, Sx, E]
+        wx = np.take(self.x.composite_t[:cx], cell_cols, axis=2)  # [Cx, Sx, E]
+        wy = np.take(self.y.composite_t[:cy], cell_rows, axis=2)  # [Cy, Sy, E]
+        across = window[:, None, 0] * wx[None, :, 0]  # [Sy, Cx, E]
+        for b in range(1, span_x):
+            across += window[:, None, b] * wx[None, :, b]
+        out = wy[:, None, 0] * across[None, 0]  # [Cy, Cx, E]
+        for a in range(1, span_y):
+            out += wy[:, None, a] * across[None, a]
+        return out
+
+    def first_pixel(self, cells: np.ndarray) -> np.ndarray:
+        """The flat output index of each cell's first (top-left) pixel."""
+        cell_rows, cell_cols = np.divmod(cells, self.x.groups)
+        return self.y.start[cell_rows] * self.out[1] + self.x.start[cell_cols]
 
     def cell_pixels(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rows [E, Cy, 1], cols [E, 1, Cx], real [E, Cy, Cx]) of the output pixels of flat cell indices, in the
@@ -231,3 +297,122 @@ def _columns(values: np.ndarray, i0, i1, w0, w1) -> np.ndarray:
 def _rows(values: np.ndarray, i0, i1, w0, w1) -> np.ndarray:
     """[n, a, cols] -> [n, len(i0), cols], the same along the rows."""
     return np.take(values, i0, axis=1) * w0[:, None] + np.take(values, i1, axis=1) * w1[:, None]
+
+
+class _BlockAxis:
+    """One axis of ``Blocks``: ``size`` consecutive groups per block (the last block's missing groups repeat the
+    last group's window and have no pixels)."""
+
+    def __init__(self, axis: Axis, size: int):
+        self.low, self.size = axis.low, size
+        self.blocks = -(-axis.groups // size)
+        group = np.minimum(np.arange(self.blocks * size), axis.groups - 1)
+        first, last = axis.first[group], axis.last[group]
+        self.start = first[::size]  # [blocks] the first low-resolution index a block's cells read
+        end = last.reshape(self.blocks, size).max(1)  # ... and the last
+        self.end = end
+        self.reach = int((end - self.start).max()) + 1
+        span = int(axis.span.max())
+        # a block's windows (Blocks.windows) also cover every cell's window steps in full (cell_reduce's slices)
+        self.window_reach = max(self.reach, size + span - 1)
+        # offset[b, i, a]: cell i's a-th window index, relative to its block's start (past the window: its last)
+        steps = np.minimum(first[:, None] + np.arange(span), last[:, None])
+        self.offset = (steps - np.repeat(self.start, size)[:, None]).reshape(self.blocks, size, span)
+        # blocks start every ``size`` low-resolution indices: strided views instead of gathers
+        self.regular = np.array_equal(self.start, np.arange(self.blocks) * size)
+
+    def reduce(self, values: np.ndarray, axis: int, op, planes: np.ndarray | None = None) -> np.ndarray:
+        """op over each block's range along ``axis`` (1 or 2) of [n, a, b] (or of its ``planes`` only): that axis
+        becomes [blocks]. A regular axis may also take a few indices past a block's end (a looser bound, never a
+        wrong one)."""
+        if planes is not None and not (self.regular and axis == 1):
+            values, planes = values[planes], None
+        if self.regular:
+            def every(k):  # indices k, k + size, ... along the axis: one per block (fewer near the end)
+                if axis == 1:
+                    view = values[:, k::self.size] if planes is None else values[planes, k::self.size]
+                    return view[:, :self.blocks]
+                return values[:, :, k::self.size][:, :, :self.blocks]
+            out = every(0).copy()
+            for k in range(1, self.reach):
+                part = every(k)
+                m = part.shape[axis]
+                target = out[:, :m] if axis == 1 else out[:, :, :m]
+                op(target, part, out=target)
+            return out
+        out = np.take(values, self.start, axis=axis)
+        for k in range(1, self.reach):
+            op(out, np.take(values, np.minimum(self.start + k, self.end), axis=axis), out=out)
+        return out
+
+    def cell_reduce(self, windows: np.ndarray, blocks: np.ndarray, axis: int, op) -> np.ndarray:
+        """op over each cell's window along ``axis`` (0 or 1) of block windows [a, b, P] (``Blocks.windows``): that
+        axis becomes [size]. Cells of a regular axis read from their own index on: op over the first s indices is a
+        running op over slices, and each cell takes the one of its span."""
+        def along(k: int):
+            return (slice(k, k + self.size),) if axis == 0 else (slice(None), slice(k, k + self.size))
+
+        if self.regular:
+            span = (self.offset[:, :, -1] - self.offset[:, :, 0] + 1)[blocks].T  # [size, P]
+            span = span[:, None, :] if axis == 0 else span[None]
+            running = windows[along(0)].copy()
+            out = running
+            for k in range(1, self.offset.shape[2]):
+                running = op(running, windows[along(k)])
+                out = np.where(span > k, running, out)
+            return out
+        index = self.offset[blocks].transpose(1, 2, 0)  # [size, span, P]
+        pick = (lambda a: index[:, a, None, :]) if axis == 0 else (lambda a: index[None, :, a, :])
+        out = np.take_along_axis(windows, pick(0), axis=axis)
+        for a in range(1, index.shape[1]):
+            op(out, np.take_along_axis(windows, pick(a), axis=axis), out=out)
+        return out
+
+    def rows(self, blocks: np.ndarray) -> np.ndarray:
+        """[len(blocks), window_reach]: the low-resolution indices of each block's range (clamped at the edge)."""
+        return np.minimum(self.start[blocks][:, None] + np.arange(self.window_reach), self.low - 1)
+
+
+class Blocks:
+    """Squares of ``size`` x ``size`` cells, a coarse level above cells: bounds over a block bound every pixel of
+    its cells, so most blocks are decided without looking at their cells. Blocks are numbered row-major over
+    [By, Bx]; the last row and column of blocks may hold cells past the image, which have no pixels."""
+
+    def __init__(self, geometry: MaskGeometry, size: int):
+        self.size = size
+        self.y, self.x = _BlockAxis(geometry.y, size), _BlockAxis(geometry.x, size)
+        self.shape = (self.y.blocks, self.x.blocks)
+        self.groups_x = geometry.x.groups
+        ppc = np.zeros((self.y.blocks * size, self.x.blocks * size), np.int64)
+        ppc[:geometry.y.groups, :geometry.x.groups] = geometry.pixels_per_cell()
+        # [size, size, blocks]: pixels of each cell of each (flat) block
+        self.cell_pixels = ppc.reshape(self.y.blocks, size, self.x.blocks, size).transpose(1, 3, 0, 2).reshape(
+            size, size, -1)
+        self.pixels = self.cell_pixels.sum((0, 1)).reshape(self.shape)  # [By, Bx]
+
+    def bounds(self, values: np.ndarray, planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(min, max) of ``values[planes]`` ([Q, h, w], planes [n]) over each block's range -> [n, By, Bx] each
+        (rows first: whole rows are contiguous, and only every size-th row is copied)."""
+        return tuple(self.x.reduce(self.y.reduce(values, 1, op, planes), 2, op) for op in (np.minimum, np.maximum))
+
+    def windows(self, values: np.ndarray, blocks: np.ndarray, planes: np.ndarray) -> np.ndarray:
+        """[reach_y, reach_x, P]: plane ``planes[p]`` of ``values`` [Q, h, w] over block ``blocks[p]``'s range (flat
+        block indices), pairs last."""
+        by, bx = np.divmod(blocks, self.x.blocks)
+        h, w = self.y.low, self.x.low
+        rows, cols = self.y.rows(by).T * w, self.x.rows(bx).T  # [reach, P]
+        return np.take(values.reshape(-1), planes * (h * w) + rows[:, None, :] + cols[None, :, :])
+
+    def cell_bounds(self, windows: np.ndarray, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(min, max) over each cell's window, from ``windows`` of the same blocks -> [size, size, P] each."""
+        by, bx = np.divmod(blocks, self.x.blocks)
+        bounds = []
+        for op in (np.minimum, np.maximum):
+            across = self.x.cell_reduce(windows, bx, 1, op)  # [reach_y, size, P]
+            bounds.append(self.y.cell_reduce(across, by, 0, op))  # [size, size, P]
+        return bounds[0], bounds[1]
+
+    def cells(self, blocks: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """``MaskGeometry``'s flat index of cell (rows, cols) of flat ``blocks`` (real cells only)."""
+        by, bx = np.divmod(blocks, self.x.blocks)
+        return (by * self.size + rows) * self.groups_x + bx * self.size + cols

@@ -4,8 +4,9 @@ Per image: mask logits [Q, h, w] at 1/4 of the canvas -> bilinear to the canvas 
 to the output size -> semantic / instance / panoptic. Nothing is upsampled whole. Every output pixel's logit is a
 convex combination of a small low-resolution window (``mask_geometry``), so bounds per cell of pixels decide most of
 each task -- which query owns a pixel and whether it is confident (panoptic), which class wins (semantic), whether a
-mask is on (instance) -- and only undecided cells, or an instance mask's bounding box, are computed. Work and memory
-scale with the low-resolution logits and the undecided cells, not with Q x H x W.
+mask is on (instance) -- and only undecided cells, or an instance mask's bounding box, are computed. Panoptic adds a
+coarser level, blocks of 8 x 8 cells, and bounds only an undecided block's candidate queries per cell. Work and
+memory scale with the low-resolution logits and the undecided cells, not with Q x H x W.
 
 Agreement with the reference: mask logits are within a few ulp of PyTorch's (its taps and weights, a different
 grouping of the products; PyTorch's own CPU kernel rounds differently with the channel count and instruction set),
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .mask_geometry import MaskGeometry
+from .mask_geometry import BLOCK_CELLS, mask_geometry
 
 # Decided cells keep this relative distance from every bound: the logits' last-ulp differences, float32 sigmoid and
 # matrix-product rounding are all far below it, so no pixel of a decided cell could decide otherwise.
@@ -44,7 +45,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 def masks_at_output(lowres: np.ndarray, valid: tuple[int, int], out_size: tuple[int, int]) -> np.ndarray:
     """Mask logits [n, h, w] (1/4 canvas) -> [n, H0, W0] float32, one query at a time."""
     lowres = np.ascontiguousarray(lowres, dtype=np.float32)
-    geometry = MaskGeometry(lowres.shape[1:], valid, out_size)
+    geometry = mask_geometry(lowres.shape[1:], tuple(valid), tuple(out_size))
     out = np.empty((lowres.shape[0], *out_size), np.float32)
     for k in range(lowres.shape[0]):
         out[k] = geometry.block(lowres[k:k + 1], slice(None), slice(None))[0]
@@ -61,7 +62,7 @@ def semantic(logits: np.ndarray, lowres: np.ndarray, valid, out_size, before_inf
     other class's upper bound are painted whole, the others computed pixel by pixel."""
     probs = softmax(logits.astype(np.float32))[:, :-1]  # [Q, K]
     lowres = np.ascontiguousarray(lowres, dtype=np.float32)
-    geometry = MaskGeometry(lowres.shape[1:], valid, out_size)
+    geometry = mask_geometry(lowres.shape[1:], tuple(valid), tuple(out_size))
     q = lowres.shape[0]
     lo_sig, hi_sig = geometry.bounds(sigmoid(lowres))  # sigmoid is monotone: bounds of sigmoid, [Q, Gy, Gx]
     lo = lo_sig.reshape(q, -1).T @ probs  # [cells, K]
@@ -140,7 +141,7 @@ def instance(logits: np.ndarray, lowres: np.ndarray, valid, out_size, topk: int,
         keep = np.isin(labels, np.asarray(sorted(thing_ids), np.int64))
         labels, queries, scores = labels[keep], queries[keep], scores[keep]
     lowres = np.ascontiguousarray(lowres, dtype=np.float32)
-    geometry = MaskGeometry(lowres.shape[1:], valid, out_size)
+    geometry = mask_geometry(lowres.shape[1:], tuple(valid), tuple(out_size))
     masks = np.zeros((len(queries), *out_size), bool)  # zero pages: only the boxes written below are touched
     unique, which = np.unique(queries, return_inverse=True)
     mean_sigmoid = np.zeros(len(unique), np.float32)
@@ -172,77 +173,176 @@ def _argmax_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return best, best_value
 
 
+def _rank_major(group: np.ndarray, segment: np.ndarray) -> tuple[np.ndarray, list[slice]]:
+    """A reordering of pairs sorted by group (``_groups``) that puts them rank by rank: first every group's first
+    pair, groups with more pairs first, then every second pair of the same groups in the same order, and so on ->
+    (the order, one slice per rank). Rank r's pairs belong to the first len(slice r) groups of rank 0, in order:
+    a running maximum over ranks is then contiguous slices, no gathers."""
+    rank = np.arange(len(group)) - segment[group]
+    size = np.diff(np.append(segment, len(group)))
+    position = np.empty_like(segment)
+    position[np.argsort(-size, kind="stable")] = np.arange(len(segment))  # larger groups first
+    order = np.lexsort((position[group], rank))
+    per_rank = np.bincount(rank)
+    ends = np.cumsum(per_rank)
+    return order, [slice(int(e - c), int(e)) for e, c in zip(ends, per_rank)]
+
+
+def _running_argmax(values: np.ndarray, slices: list[slice]) -> np.ndarray:
+    """Index (into the last axis of ``values`` [..., pairs]) of the first largest value of each group of
+    rank-major pairs (``_rank_major``), elementwise over the leading axes -> int64 [..., groups]."""
+    first = slices[0]
+    best_value = values[..., first].copy()
+    best = np.broadcast_to(np.arange(first.stop), best_value.shape).copy()
+    for part in slices[1:]:
+        m = part.stop - part.start
+        better = values[..., part] > best_value[..., :m]  # strict: an equal later pair does not take over
+        np.copyto(best_value[..., :m], values[..., part], where=better)
+        np.copyto(best[..., :m], np.arange(part.start, part.stop), where=better)
+    return best
+
+
+def _groups(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(group of each element, first element of each group) of sorted non-negative keys (cell or block indices)."""
+    starts = np.diff(sorted_keys, prepend=-1) != 0
+    return np.cumsum(starts) - 1, np.flatnonzero(starts)
+
+
 class _Panoptic:
-    """Panoptic inference without full-resolution masks (module docstring).
+    """Panoptic inference without full-resolution masks (module docstring), on three levels: blocks of
+    BLOCK_CELLS x BLOCK_CELLS cells, cells, pixels.
 
     Bounds live in the space of v = score x sigmoid(logit): monotone in the logit for each query, so the window
-    minimum/maximum of v bound every pixel of a cell, and sigmoid >= 0.5 is v >= score / 2. A cell whose best lower
-    bound no other query's upper bound reaches, and whose owner is surely confident or surely not, is counted and
-    painted whole; the pixels of the other cells are computed for that cell's candidates only, and go to the first
-    of them with the highest v (as argmax)."""
+    minimum/maximum of v bound every pixel of a cell or block, and sigmoid >= 0.5 is v >= score / 2. A block (cell)
+    whose best lower bound no other query's upper bound reaches, and whose owner is surely confident or surely not,
+    is counted and painted whole. Only an undecided block's candidates (the queries whose upper bound reaches its
+    best lower bound: no other query can own a pixel there) are bounded per cell, and only an undecided cell's
+    candidates per pixel, where the pixel goes to the first of them with the highest v (as argmax). A query's
+    confident area (sigmoid >= 0.5) is counted the same way: whole where surely confident, per cell and then per
+    pixel where it is not sure."""
 
-    def __init__(self, lowres: np.ndarray, scores: np.ndarray, valid, out_size):
-        n = lowres.shape[0]
-        self.geometry = geometry = MaskGeometry(lowres.shape[1:], valid, out_size)
-        ppc = geometry.pixels_per_cell().reshape(-1)
-        lo, hi = (b.reshape(n, -1) for b in geometry.bounds(sigmoid(lowres) * scores[:, None, None]))
-        half = (scores * np.float32(0.5)).astype(np.float32)[:, None]
-        surely_conf = lo >= half * (1 + RELATIVE_MARGIN)  # [n, cells]: every pixel's sigmoid >= 0.5
-        # sigmoid >= 0.5 area of each query: sure cells whole, sign-ambiguous cells per pixel
-        self.orig = np.rint(surely_conf.astype(np.float32) @ ppc.astype(np.float32)).astype(np.int64)
-        amb_k, amb_cell = np.divmod(np.flatnonzero(~surely_conf & (hi > half * (1 - RELATIVE_MARGIN))), lo.shape[1])
-        if amb_k.size:
-            values = geometry.cell_values(geometry.cell_windows(lowres, amb_cell, amb_k), amb_cell)
-            confident = (sigmoid(values) >= 0.5) & geometry.cell_pixels(amb_cell)[2]
-            self.orig += np.bincount(amb_k, weights=confident.sum((1, 2)), minlength=n).astype(np.int64)
-        # owner per cell: the best lower bound; every query whose upper bound reaches it is a candidate
+    def __init__(self, lowres: np.ndarray, planes: np.ndarray, scores: np.ndarray, valid, out_size):
+        """lowres: float32 [Q, h, w], every query's mask logits; planes: int [n], the kept queries' planes in it;
+        scores: float32 [n], theirs. Queries are numbered 0..n-1 from here on."""
+        n = len(planes)
+        self.planes = planes
+        self.geometry = mask_geometry(lowres.shape[1:], tuple(valid), tuple(out_size))
+        self.blocks = blocks = self.geometry.blocks
+        self.scores, self.half = scores, (scores * np.float32(0.5)).astype(np.float32)
+        self.owned, self.both, self.orig = (np.zeros(n, np.int64) for _ in range(3))
+        queries = np.arange(n)[:, None]
+        lo, hi = (self._v(b.reshape(n, -1), queries) for b in blocks.bounds(lowres, planes))  # [n, blocks]
+        sure, surely_not = self._confidence(lo, hi, queries)
+        block_pixels = blocks.pixels.reshape(-1)
+        self.orig += sure.astype(np.int64) @ block_pixels
         best, best_lo = _argmax_rows(lo)
-        candidates = hi >= best_lo * (1 - RELATIVE_MARGIN)
-        cell = np.arange(best.size)
-        owner_conf = surely_conf[best, cell]
-        owner_not = hi[best, cell] <= half[best, 0] * (1 - RELATIVE_MARGIN)
-        decided = (candidates.sum(0) == 1) & (owner_conf | owner_not)
-        self.decided, self.best, self.cell_conf = decided, best, owner_conf
-        self.owned = np.bincount(best[decided], weights=ppc[decided], minlength=n).astype(np.int64)
-        both = decided & owner_conf
-        self.both = np.bincount(best[both], weights=ppc[both], minlength=n).astype(np.int64)
-        self._undecided(lowres, scores, candidates)
+        candidates = hi >= best_lo * (1 - RELATIVE_MARGIN)  # [n, blocks]: queries that may own a pixel
+        block = np.arange(best.size)
+        owner_conf = sure[best, block]
+        decided = (candidates.sum(0) == 1) & (owner_conf | surely_not[best, block])
+        self._count(best[decided], block_pixels[decided], owner_conf[decided])
+        self.block_owner = np.where(decided & owner_conf, best, -1)  # painted whole: its owner, else -1
+        # the cells of (block, query) pairs still open: who owns an undecided block's cells, and where a query is
+        # not sure of its own confidence
+        need_owner, need_orig = candidates & ~decided, ~sure & ~surely_not
+        pair_block, pair_k = np.nonzero((need_owner | need_orig).T)  # block-major, ascending query
+        x_lo, x_hi = blocks.cell_bounds(blocks.windows(lowres, pair_block, planes[pair_k]), pair_block)
+        cell_lo, cell_hi = self._v(x_lo, pair_k), self._v(x_hi, pair_k)  # [S, S, P] (S = BLOCK_CELLS), pairs last
+        cell_sure, cell_not = self._confidence(cell_lo, cell_hi, pair_k)
+        pixels = blocks.cell_pixels[:, :, pair_block]
+        self._confident_area(lowres, need_orig[pair_k, pair_block], pair_block, pair_k, cell_sure, cell_not, pixels)
+        self.cell_blocks, self.cell_owner = np.zeros(0, np.int64), np.zeros((BLOCK_CELLS, BLOCK_CELLS, 0), np.int64)
+        self.pixel = self.pixel_owner = np.zeros(0, np.int64)  # flat output index, owner and confidence
+        self.pixel_conf = np.zeros(0, bool)
+        mine = np.flatnonzero(need_owner[pair_k, pair_block])
+        if mine.size:
+            self._cell_owners(lowres, pair_block[mine], pair_k[mine],
+                              *(a[:, :, mine] for a in (cell_lo, cell_hi, cell_sure, cell_not, pixels)))
 
-    def _undecided(self, lowres, scores, candidates) -> None:
-        """Owner and confidence of every pixel of the undecided cells, from that cell's candidates."""
-        geometry, n = self.geometry, lowres.shape[0]
-        cells = np.flatnonzero(~self.decided)
-        self.rows, self.cols, self.real = geometry.cell_pixels(cells)
-        if cells.size == 0:
-            self.pixel_owner, self.pixel_conf = np.zeros(self.real.shape, np.int64), np.zeros(self.real.shape, bool)
-            return
-        # candidate pairs: cell-major, ascending query within a cell (so the first maximum is argmax's)
-        pair_cell, pair_k = np.nonzero(candidates[:, cells].T)
-        segment = np.flatnonzero(np.diff(pair_cell, prepend=-1))  # first pair of each cell
-        rank = np.arange(pair_k.size) - segment[pair_cell]
-        p = sigmoid(geometry.cell_values(geometry.cell_windows(lowres, cells[pair_cell], pair_k), cells[pair_cell]))
-        v = scores[pair_k][:, None, None] * p
-        best_v, best_p = v[segment], p[segment]
-        owner = np.broadcast_to(pair_k[segment][:, None, None], best_v.shape).copy()
-        for r in range(1, int(rank.max(initial=0)) + 1):
-            at = np.flatnonzero(rank == r)
-            cell = pair_cell[at]
-            better = v[at] > best_v[cell]  # strict: an equal later query does not take over
-            best_v[cell] = np.where(better, v[at], best_v[cell])
-            best_p[cell] = np.where(better, p[at], best_p[cell])
-            owner[cell] = np.where(better, pair_k[at][:, None, None], owner[cell])
-        self.pixel_owner, self.pixel_conf = owner, best_p >= 0.5
-        real = self.real
-        self.owned += np.bincount(self.pixel_owner[real], minlength=n)
-        self.both += np.bincount(self.pixel_owner[real & self.pixel_conf], minlength=n)
+    def _v(self, logits: np.ndarray, queries: np.ndarray) -> np.ndarray:
+        """score x sigmoid(logit), queries broadcast against logits."""
+        return sigmoid(logits) * self.scores[queries]
+
+    def _confidence(self, lo, hi, queries) -> tuple[np.ndarray, np.ndarray]:
+        """(surely sigmoid >= 0.5, surely < 0.5) on every pixel under bounds lo / hi of v."""
+        half = self.half[queries]
+        return lo >= half * (1 + RELATIVE_MARGIN), hi <= half * (1 - RELATIVE_MARGIN)
+
+    def _count(self, owner: np.ndarray, pixels: np.ndarray, confident: np.ndarray) -> None:
+        n = len(self.scores)
+        self.owned += np.bincount(owner, weights=pixels, minlength=n).astype(np.int64)
+        self.both += np.bincount(owner[confident], weights=pixels[confident], minlength=n).astype(np.int64)
+
+    def _confident_area(self, lowres, which, pair_block, pair_k, cell_sure, cell_not, pixels) -> None:
+        """Add the sigmoid >= 0.5 pixels of the (block, query) pairs ``which`` selects ([P] bool; cell arrays
+        [S, S, P]): sure cells whole, the others pixel by pixel."""
+        n = len(self.scores)
+        sure_pixels = (cell_sure[:, :, which] * pixels[:, :, which]).sum((0, 1))
+        self.orig += np.bincount(pair_k[which], weights=sure_pixels, minlength=n).astype(np.int64)
+        i, j, p = np.nonzero(which & ~cell_sure & ~cell_not & (pixels > 0))
+        cells, k, geometry = self.blocks.cells(pair_block[p], i, j), pair_k[p], self.geometry
+        for where, shape, real in geometry.shapes(cells):
+            values = geometry.pair_values(lowres, cells[where], self.planes[k[where]], shape)  # [Cy, Cx, E]
+            confident = ((sigmoid(values) >= 0.5) & (True if real is None else real)).sum((0, 1))
+            self.orig += np.bincount(k[where], weights=confident, minlength=n).astype(np.int64)
+
+    def _cell_owners(self, lowres, pair_block, pair_k, lo, hi, sure, surely_not, pixels) -> None:
+        """Owners of the cells of the undecided blocks, from their candidates' (``pair_*``, block-major) cell bounds
+        [S, S, P]; the cells that stay undecided go to ``_pixel_owners``."""
+        order, slices = _rank_major(*_groups(pair_block))
+        pair_block, pair_k = pair_block[order], pair_k[order]
+        lo, hi, sure, surely_not = (a[:, :, order] for a in (lo, hi, sure, surely_not))
+        group = np.concatenate([np.arange(part.stop - part.start) for part in slices])  # rank-major: its position
+        best = _running_argmax(lo, slices)  # [S, S, U]: the owner's pair
+        candidates = hi >= np.take_along_axis(lo, best, axis=2)[:, :, group] * (1 - RELATIVE_MARGIN)
+        count = np.zeros(best.shape, np.int32)
+        for part in slices:
+            count[:, :, :part.stop - part.start] += candidates[:, :, part]
+        owner, owner_conf = pair_k[best], np.take_along_axis(sure, best, axis=2)
+        cell_pixels = pixels[:, :, order[slices[0]]]
+        decided = ((count == 1) & (owner_conf | np.take_along_axis(surely_not, best, axis=2))) | (cell_pixels == 0)
+        self._count(owner[decided], cell_pixels[decided], owner_conf[decided])
+        self.cell_blocks = pair_block[slices[0]]
+        self.cell_owner = np.where(decided & owner_conf, owner, -1)
+        # pixels: each undecided cell's candidates, cell-major and ascending query within a cell (argmax's order)
+        i, j, p = np.nonzero(candidates & ~decided[:, :, group])
+        cells = self.blocks.cells(pair_block[p], i, j)
+        order = np.lexsort((pair_k[p], cells))
+        if order.size:
+            self._pixel_owners(lowres, cells[order], pair_k[p][order])
+
+    def _pixel_owners(self, lowres, pair_cell, pair_k) -> None:
+        """Owner and confidence of every pixel of the cells in ``pair_cell`` (sorted), from their candidates; cells
+        of one shape at a time (no padding), pairs along the last axis."""
+        geometry, width, found = self.geometry, self.geometry.out[1], []
+        for where, shape, real in geometry.shapes(pair_cell):
+            cell, k = pair_cell[where], pair_k[where]
+            order, slices = _rank_major(*_groups(cell))
+            cell, k = cell[order], k[order]
+            p = sigmoid(geometry.pair_values(lowres, cell, self.planes[k], shape))  # [Cy, Cx, E]
+            best = _running_argmax(p * self.scores[k], slices)  # [Cy, Cx, cells]
+            i, j = np.indices(shape)
+            pixel = geometry.first_pixel(cell[slices[0]]) + (i * width + j)[:, :, None]  # flat, [Cy, Cx, cells]
+            found.append([pixel, k[best], np.take_along_axis(p, best, axis=2) >= 0.5])
+            if real is not None:  # padded cells: their real pixels only
+                found[-1] = [a[real[:, :, order[slices[0]]]] for a in found[-1]]
+        self.pixel, self.pixel_owner, self.pixel_conf = (np.concatenate([a.ravel() for a in arrays])
+                                                         for arrays in zip(*found))
+        n = len(self.scores)
+        self.owned += np.bincount(self.pixel_owner, minlength=n)
+        self.both += np.bincount(self.pixel_owner[self.pixel_conf], minlength=n)
 
     def paint(self, segment_of: np.ndarray) -> np.ndarray:
         """int32 [H0, W0]: segment_of[owner] where the owner's sigmoid >= 0.5, else 0."""
-        per_cell = np.where(self.decided & self.cell_conf, segment_of[self.best], 0).astype(np.int32)
-        seg = self.geometry.paint(per_cell.reshape(self.geometry.cells))
-        real = self.real
-        rows, cols = np.broadcast_to(self.rows, real.shape)[real], np.broadcast_to(self.cols, real.shape)[real]
-        seg[rows, cols] = np.where(self.pixel_conf, segment_of[self.pixel_owner], 0)[real]
+        blocks, size = self.blocks, BLOCK_CELLS
+        lookup = np.append(segment_of, 0).astype(np.int32)  # owner -1: not painted here
+        per_cell = np.empty((blocks.y.blocks, size, blocks.x.blocks, size), np.int32)
+        per_cell[:] = lookup[self.block_owner].reshape(blocks.shape)[:, None, :, None]
+        by, bx = np.divmod(self.cell_blocks, blocks.x.blocks)
+        per_cell[by, :, bx, :] = lookup[self.cell_owner].transpose(2, 0, 1)
+        gy, gx = self.geometry.cells
+        seg = self.geometry.paint(per_cell.reshape(blocks.y.blocks * size, -1)[:gy, :gx])
+        seg.reshape(-1)[self.pixel] = np.where(self.pixel_conf, lookup[self.pixel_owner], 0)
         return seg
 
 
@@ -255,8 +355,7 @@ def panoptic(logits: np.ndarray, lowres: np.ndarray, valid, out_size, num_classe
     segments: list[dict] = []
     if keep.size == 0:
         return np.zeros(out_size, np.int32), segments
-    kept = np.ascontiguousarray(lowres[keep], dtype=np.float32)
-    regions = _Panoptic(kept, scores[keep], valid, out_size)
+    regions = _Panoptic(np.ascontiguousarray(lowres, dtype=np.float32), keep, scores[keep], valid, out_size)
     segment_of, segments = assign_segments(labels[keep], regions.owned, regions.orig, regions.both,
                                            overlap_threshold, thing_ids)
     return regions.paint(segment_of), segments

@@ -25,17 +25,27 @@ GEOMETRIES = {"800x1333": ((200, 336), (800, 1333), (800, 1333)), "photo-480x640
 CONFIG = dataclasses.replace(get_preset("coco-panoptic-r50"), semantic_on=True, instance_on=True, panoptic_on=True)
 
 
-@pytest.fixture(scope="module", params=[(g, n) for g in GEOMETRIES for n in (0.05, 1.0)],
-                ids=lambda p: f"{p[0]}-{'smooth' if p[1] < 0.5 else 'rough'}")
-def case(request):
+# panoptic only, small: an output far smaller than the valid size (window starts skip low-resolution indices, so
+# blocks and cells take their general, gathered paths) and one larger than it
+OTHER_GEOMETRIES = {"shrunk-20x30": ((50, 70), (200, 270), (20, 30)), "enlarged-500x700": ((30, 40), (120, 150),
+                                                                                             (500, 700))}
+
+
+def _case(geometry, noise: float):
     """(logits, masks, valid, out, canvas logits [Q, Hc, Wc] and output logits [Q, H0, W0] from PyTorch)."""
     torch.set_num_threads(1)
-    name, noise = request.param
-    low, valid, out = GEOMETRIES[name]
+    low, valid, out = geometry
     logits, masks = raw_outputs(low, seed=3, noise=noise)
     canvas = torch.nn.functional.interpolate(torch.from_numpy(masks)[None], size=(4 * low[0], 4 * low[1]),
                                              mode="bilinear", align_corners=False)[0]
     return logits, masks, valid, out, canvas, reference.sem_seg_postprocess(canvas, valid, out)
+
+
+@pytest.fixture(scope="module", params=[(g, n) for g in GEOMETRIES for n in (0.05, 1.0)],
+                ids=lambda p: f"{p[0]}-{'smooth' if p[1] < 0.5 else 'rough'}")
+def case(request):
+    name, noise = request.param
+    return _case(GEOMETRIES[name], noise)
 
 
 def _class_scores(logits: np.ndarray, mask_logits: np.ndarray) -> np.ndarray:
@@ -65,6 +75,16 @@ def test_semantic_only_configurations_resize_scores(case):
 
 
 def test_panoptic(case):
+    _assert_panoptic_matches(case)
+
+
+@pytest.mark.parametrize("noise", [0.05, 1.0], ids=["smooth", "rough"])
+@pytest.mark.parametrize("name", OTHER_GEOMETRIES)
+def test_panoptic_at_other_output_sizes(name, noise):
+    _assert_panoptic_matches(_case(OTHER_GEOMETRIES[name], noise))
+
+
+def _assert_panoptic_matches(case):
     logits, masks, valid, out, _, up = case
     ref_seg, ref_segments = reference.panoptic_inference(torch.from_numpy(logits), up, CONFIG)
     seg, segments = postprocess.panoptic(logits, masks, valid, out, K, CONFIG.thing_ids, 0.8, 0.8)
