@@ -26,6 +26,7 @@ RELATIVE_MARGIN = np.float32(1e-4)
 CELLS_PER_STEP = 256  # undecided semantic cells computed at once: [256, Cy, Q, Cx] logits, [.., K] scores
 ACTIVE_SIGMOID = np.float32(1e-3)  # queries below this sigmoid over such a step only bound the class scores
 PIXELS_PER_STEP = 16384  # the same for semantic-only configs, per pixel: [Q, 16384] logits, [K, 16384] scores
+PAIRS_PER_STEP = 4096  # panoptic (cell, query) pairs computed per pixel at once: [4, 4, 4096] float32 is 256 kB
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -174,37 +175,39 @@ def _argmax_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _rank_major(group: np.ndarray, segment: np.ndarray) -> tuple[np.ndarray, list[slice]]:
-    """A reordering of pairs sorted by group (``_groups``) that puts them rank by rank: first every group's first
-    pair, groups with more pairs first, then every second pair of the same groups in the same order, and so on ->
-    (the order, one slice per rank). Rank r's pairs belong to the first len(slice r) groups of rank 0, in order:
-    a running maximum over ranks is then contiguous slices, no gathers."""
-    rank = np.arange(len(group)) - segment[group]
+    """A reordering of pairs grouped by ``_groups`` that puts them rank by rank: first every group's first pair,
+    groups with more pairs first, then every second pair of the same groups in the same order, and so on -> (the
+    order, one slice per rank). Rank r's pairs belong to the first len(slice r) groups of rank 0, in order: a
+    running maximum over ranks is then contiguous slices, no gathers."""
     size = np.diff(np.append(segment, len(group)))
-    position = np.empty_like(segment)
-    position[np.argsort(-size, kind="stable")] = np.arange(len(segment))  # larger groups first
-    order = np.lexsort((position[group], rank))
-    per_rank = np.bincount(rank)
-    ends = np.cumsum(per_rank)
-    return order, [slice(int(e - c), int(e)) for e, c in zip(ends, per_rank)]
+    by_size = np.argsort(-size, kind="stable")  # larger groups first
+    first, size = segment[by_size], size[by_size]
+    having = np.searchsorted(-size, -np.arange(1, int(size[0]) + 1), side="right")  # groups with more than r pairs
+    order = np.concatenate([first[:m] + r for r, m in enumerate(having)])
+    ends = np.cumsum(having)
+    return order, [slice(int(e - m), int(e)) for e, m in zip(ends, having)]
 
 
 def _running_argmax(values: np.ndarray, slices: list[slice]) -> np.ndarray:
     """Index (into the last axis of ``values`` [..., pairs]) of the first largest value of each group of
-    rank-major pairs (``_rank_major``), elementwise over the leading axes -> int64 [..., groups]."""
+    rank-major pairs (``_rank_major``), elementwise over the leading axes -> int32 [..., groups]."""
     first = slices[0]
     best_value = values[..., first].copy()
-    best = np.broadcast_to(np.arange(first.stop), best_value.shape).copy()
+    best = np.broadcast_to(np.arange(first.stop, dtype=np.int32), best_value.shape).copy()
     for part in slices[1:]:
         m = part.stop - part.start
-        better = values[..., part] > best_value[..., :m]  # strict: an equal later pair does not take over
-        np.copyto(best_value[..., :m], values[..., part], where=better)
-        np.copyto(best[..., :m], np.arange(part.start, part.stop), where=better)
+        value, kept = values[..., part], best_value[..., :m]
+        better = value > kept  # strict: an equal later pair does not take over
+        np.maximum(kept, value, out=kept)
+        index = best[..., :m]
+        index -= (index - np.arange(part.start, part.stop, dtype=np.int32)) * better  # unmasked: a fast loop
     return best
 
 
-def _groups(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(group of each element, first element of each group) of sorted non-negative keys (cell or block indices)."""
-    starts = np.diff(sorted_keys, prepend=-1) != 0
+def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(group of each element, first element of each group) of non-negative keys (cell or block indices) whose
+    equal values are next to each other."""
+    starts = np.diff(keys, prepend=-1) != 0
     return np.cumsum(starts) - 1, np.flatnonzero(starts)
 
 
@@ -282,15 +285,18 @@ class _Panoptic:
         i, j, p = np.nonzero(which & ~cell_sure & ~cell_not & (pixels > 0))
         cells, k, geometry = self.blocks.cells(pair_block[p], i, j), pair_k[p], self.geometry
         for where, shape, real in geometry.shapes(cells):
-            values = geometry.pair_values(lowres, cells[where], self.planes[k[where]], shape)  # [Cy, Cx, E]
-            confident = ((sigmoid(values) >= 0.5) & (True if real is None else real)).sum((0, 1))
-            self.orig += np.bincount(k[where], weights=confident, minlength=n).astype(np.int64)
+            for start in range(0, where.size, PAIRS_PER_STEP):
+                at = where[start:start + PAIRS_PER_STEP]
+                confident = sigmoid(geometry.pair_values(lowres, cells[at], self.planes[k[at]], shape)) >= 0.5
+                if real is not None:
+                    confident &= real[:, :, start:start + PAIRS_PER_STEP]
+                self.orig += np.bincount(k[at], weights=confident.sum((0, 1)), minlength=n).astype(np.int64)
 
     def _cell_owners(self, lowres, pair_block, pair_k, lo, hi, sure, surely_not, pixels) -> None:
         """Owners of the cells of the undecided blocks, from their candidates' (``pair_*``, block-major) cell bounds
         [S, S, P]; the cells that stay undecided go to ``_pixel_owners``."""
         order, slices = _rank_major(*_groups(pair_block))
-        pair_block, pair_k = pair_block[order], pair_k[order]
+        by_block, pair_block, pair_k = (pair_block, pair_k), pair_block[order], pair_k[order]
         lo, hi, sure, surely_not = (a[:, :, order] for a in (lo, hi, sure, surely_not))
         group = np.concatenate([np.arange(part.stop - part.start) for part in slices])  # rank-major: its position
         best = _running_argmax(lo, slices)  # [S, S, U]: the owner's pair
@@ -304,33 +310,48 @@ class _Panoptic:
         self._count(owner[decided], cell_pixels[decided], owner_conf[decided])
         self.cell_blocks = pair_block[slices[0]]
         self.cell_owner = np.where(decided & owner_conf, owner, -1)
-        # pixels: each undecided cell's candidates, cell-major and ascending query within a cell (argmax's order)
-        i, j, p = np.nonzero(candidates & ~decided[:, :, group])
-        cells = self.blocks.cells(pair_block[p], i, j)
-        order = np.lexsort((pair_k[p], cells))
-        if order.size:
-            self._pixel_owners(lowres, cells[order], pair_k[p][order])
+        # pixels: each undecided cell's candidates, in the pairs' block-major order again: then nonzero lists a
+        # cell's candidates together, in ascending query order (argmax's), without sorting
+        still_open = np.empty_like(candidates)
+        still_open[:, :, order] = candidates & ~decided[:, :, group]
+        i, j, p = np.nonzero(still_open)
+        if p.size:
+            blocks, k = by_block[0][p], by_block[1][p]
+            self._pixel_owners(lowres, self.blocks.cells(blocks, i, j), k)
 
     def _pixel_owners(self, lowres, pair_cell, pair_k) -> None:
-        """Owner and confidence of every pixel of the cells in ``pair_cell`` (sorted), from their candidates; cells
-        of one shape at a time (no padding), pairs along the last axis."""
-        geometry, width, found = self.geometry, self.geometry.out[1], []
-        for where, shape, real in geometry.shapes(pair_cell):
+        """Owner and confidence of every pixel of the cells in ``pair_cell`` (each cell's pairs together, in ascending
+        query order), from their candidates; cells
+        of one shape at a time (no padding), whole cells of about PAIRS_PER_STEP pairs at a time (in cache)."""
+        found = []
+        for where, shape, real in self.geometry.shapes(pair_cell):
             cell, k = pair_cell[where], pair_k[where]
-            order, slices = _rank_major(*_groups(cell))
-            cell, k = cell[order], k[order]
-            p = sigmoid(geometry.pair_values(lowres, cell, self.planes[k], shape))  # [Cy, Cx, E]
-            best = _running_argmax(p * self.scores[k], slices)  # [Cy, Cx, cells]
-            i, j = np.indices(shape)
-            pixel = geometry.first_pixel(cell[slices[0]]) + (i * width + j)[:, :, None]  # flat, [Cy, Cx, cells]
-            found.append([pixel, k[best], np.take_along_axis(p, best, axis=2) >= 0.5])
-            if real is not None:  # padded cells: their real pixels only
-                found[-1] = [a[real[:, :, order[slices[0]]]] for a in found[-1]]
-        self.pixel, self.pixel_owner, self.pixel_conf = (np.concatenate([a.ravel() for a in arrays])
-                                                         for arrays in zip(*found))
+            starts = np.flatnonzero(np.diff(cell, prepend=-1))  # each cell's first pair
+            steps = np.searchsorted(starts, np.arange(0, cell.size, PAIRS_PER_STEP))
+            cuts = np.append(np.unique(starts[steps[steps < starts.size]]), cell.size)
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                found.append(self._pixel_step(lowres, cell[a:b], k[a:b], shape,
+                                              None if real is None else real[:, :, a:b]))
+        self.pixel, self.pixel_owner, self.pixel_conf = (np.concatenate(arrays) for arrays in zip(*found))
         n = len(self.scores)
         self.owned += np.bincount(self.pixel_owner, minlength=n)
         self.both += np.bincount(self.pixel_owner[self.pixel_conf], minlength=n)
+
+    def _pixel_step(self, lowres, cell, k, shape, real):
+        """(flat output index, owner, confidence) of the pixels of whole cells (each cell's pairs together, ascending
+        query) of one shape; ``real`` [Cy, Cx, pairs] marks the pixels of padded cells (None: all are real)."""
+        geometry = self.geometry
+        order, slices = _rank_major(*_groups(cell))
+        cell, k = cell[order], k[order]
+        p = sigmoid(geometry.pair_values(lowres, cell, self.planes[k], shape))  # [Cy, Cx, E]
+        best = _running_argmax(p * self.scores[k], slices)  # [Cy, Cx, cells]
+        i, j = np.indices(shape)
+        pixel = geometry.first_pixel(cell[slices[0]]) + (i * geometry.out[1] + j)[:, :, None]  # [Cy, Cx, cells]
+        found = pixel, k[best], np.take_along_axis(p, best, axis=2) >= 0.5
+        if real is None:
+            return tuple(a.ravel() for a in found)
+        real = real[:, :, order[slices[0]]]
+        return tuple(a[real] for a in found)
 
     def paint(self, segment_of: np.ndarray) -> np.ndarray:
         """int32 [H0, W0]: segment_of[owner] where the owner's sigmoid >= 0.5, else 0."""
