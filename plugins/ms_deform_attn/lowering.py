@@ -19,61 +19,89 @@ def portable(
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
     """The same op from standard ONNX-exportable ops only: gather-based bilinear sampling, no GridSample (which
-    TensorRT 10.14/11.1 silently mis-computes for this pattern, NVIDIA/TensorRT #4813). Shapes as ``reference``.
-
-    value [N, S, M, D] is read as rows [N*S*M, D] in place (no transpose). For every sample the four neighbours'
-    row indices and weights (bilinear x in-bounds x attention) are computed for all levels at once on small
-    [N, Lq, M, L, P, 4] tensors; a neighbour outside its map gets weight 0 and any valid row index, so one clamp to
-    the table replaces per-corner bounds checks. Then per level one Gather of [N, Lq, M, 4P] rows and one batched
-    MatMul ([.., 1, 4P] x [.., 4P, D]) sum them, straight into the output's [N, Lq, M, D] layout: about 40 ONNX
-    nodes per call, and no [N, M, Lq, L, P, D] intermediate. Exact in float64; in float32 it differs from
-    ``reference`` by the grouping of the weight products and the sums.
-    """
-    n, s, m, d = value.shape
-    _, lq, _, num_levels, num_points, _ = sampling_locations.shape
+    TensorRT 10.14/11.1 silently mis-computes for this pattern, NVIDIA/TensorRT #4813). Shapes as ``reference``;
+    the model itself exports ``portable_fused``, which takes the pixel decoder's offsets. Exact in float64; in
+    float32 it differs from ``reference`` by the grouping of the weight products and the sums."""
     shapes = level_shapes(value, spatial_shapes, sampling_locations)
-    dtype = sampling_locations.dtype
-    widths = torch.stack([torch.as_tensor(w) for _, w in shapes]).to(torch.int32)  # [L]
+    widths, heights = _level_sizes(shapes)
+    num_levels, dtype = len(shapes), sampling_locations.dtype
+    locations = sampling_locations.permute(3, 0, 1, 2, 4, 5)  # [L, N, Lq, M, P, 2], level first
+    per_level = (num_levels, 1, 1, 1, 1)
+    x = locations[..., 0] * widths.to(dtype).view(per_level) - 0.5  # grid_sample's pixel (align_corners=False)
+    y = locations[..., 1] * heights.to(dtype).view(per_level) - 0.5
+    return _sample(value, widths, heights, x, y, attention_weights.permute(3, 0, 1, 2, 4))
+
+
+def portable_fused(value: torch.Tensor, shapes: list, reference_points: torch.Tensor,
+                   sampling_offsets: torch.Tensor, attention_logits: torch.Tensor) -> torch.Tensor:
+    """``portable`` from the fused arguments (``attend``): a sample's pixel is reference x size - 0.5 + offset, as
+    the offsets are in pixels of their level (the reference divides them by the level's size and grid_sample
+    multiplies them back; in float32 the two routes round differently, within the same few ulp). Every
+    coordinate op runs on x and y planes [L, N, Lq, M, P]: ONNX Runtime broadcasts slowly over small inner axes."""
+    n, lq, m, num_levels, num_points, _ = sampling_offsets.shape
+    widths, heights = _level_sizes(shapes)
+    # stacked on axis 0 then transposed: integer Concat on a later axis breaks ONNX Runtime's symbolic shape inference
+    size = torch.stack([widths, heights]).t().to(sampling_offsets.dtype).view(num_levels, 1, 1, 2)
+    origin = (reference_points.permute(2, 0, 1, 3) * size - 0.5).unsqueeze(-2).unsqueeze(-2)  # [L, N, Lq, 1, 1, 2]
+    offsets = sampling_offsets.permute(3, 0, 1, 2, 4, 5)  # [L, N, Lq, M, P, 2]
+    attention = attention_logits.softmax(-1).view(n, lq, m, num_levels, num_points).permute(3, 0, 1, 2, 4)
+    return _sample(value, widths, heights, offsets[..., 0] + origin[..., 0], offsets[..., 1] + origin[..., 1],
+                   attention)
+
+
+def _level_sizes(shapes: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """int32 widths and heights [L] built with tensor ops (traced sizes stay symbolic)."""
+    widths = torch.stack([torch.as_tensor(w) for _, w in shapes]).to(torch.int32)
     heights = torch.stack([torch.as_tensor(h) for h, _ in shapes]).to(torch.int32)
+    return widths, heights
+
+
+def _sample(value: torch.Tensor, widths: torch.Tensor, heights: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+            attention: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of value [N, S, M, D] at pixel coordinates x, y [L, N, Lq, M, P] of each level (zeros
+    outside its map), weighted by attention [L, N, Lq, M, P] and summed -> [N, Lq, M*D].
+
+    value is read as rows [N*S*M, D] in place (no transpose). Each sample's four neighbours get a row index and a
+    weight (bilinear x in-bounds x attention) in [L, N, Lq, M, 4, P]; a neighbour outside its map gets weight 0 and
+    any valid row index, so one clamp to the table replaces per-corner bounds checks. Then per level one Gather of
+    [N, Lq, M, 4P] rows and one batched MatMul ([.., 1, 4P] x [.., 4P, D]) sum them, straight into the output's
+    [N, Lq, M, D] layout; no [N, M, Lq, L, P, D] intermediate. Indices are int32 throughout."""
+    n, s, m, d = value.shape
+    num_levels, _, lq, _, num_points = x.shape
+    dtype = x.dtype
     areas = widths * heights
     starts, start = [], torch.zeros((), dtype=torch.int32)
     for level in range(num_levels):  # a running sum: TensorRT has no integer CumSum
         starts.append(start)
         start = start + areas[level]
     starts = torch.stack(starts)
-    # level first, so that each level's share below is one contiguous block
-    locations = sampling_locations.permute(3, 0, 1, 2, 4, 5)  # [L, N, Lq, M, P, 2]
-    attention = attention_weights.permute(3, 0, 1, 2, 4)  # [L, N, Lq, M, P]
     per_level = (num_levels, 1, 1, 1, 1)
-    size = torch.stack([widths, heights]).t().to(dtype).view(num_levels, 1, 1, 1, 1, 2)  # (W, H)
-    pixel = locations * size - 0.5
-    low = torch.floor(pixel)
-    frac = pixel - low
-    lx, ly, fx, fy = low[..., 0], low[..., 1], frac[..., 0], frac[..., 1]  # [L, N, Lq, M, P]
     w_l, h_l = widths.to(dtype).view(per_level), heights.to(dtype).view(per_level)
+    left, top = torch.floor(x), torch.floor(y)
+    fx, fy = x - left, y - top
     # weights of the left/right column and of the upper/lower row (with the attention), 0 outside the map
-    wx = torch.stack([(1 - fx) * ((lx >= 0) & (lx <= w_l - 1)).to(dtype),
-                      fx * ((lx >= -1) & (lx <= w_l - 2)).to(dtype)], -1)
-    wy = torch.stack([(1 - fy) * ((ly >= 0) & (ly <= h_l - 1)).to(dtype),
-                      fy * ((ly >= -1) & (ly <= h_l - 2)).to(dtype)], -1) * attention.unsqueeze(-1)
-    weights = (wy.unsqueeze(-1) * wx.unsqueeze(-2)).flatten(-2)  # [L, N, Lq, M, P, 4]
-    # row of each neighbour in value viewed as [N*S*M, D]: (n*S + start + y*W + x) * M + m, clamped into the table
-    base = (torch.arange(n, dtype=torch.int32) * (s * m)).view(1, n, 1, 1, 1) \
-        + torch.arange(m, dtype=torch.int32).view(1, 1, 1, m, 1)
-    upper_left = (starts.view(per_level) + ly.to(torch.int32) * widths.view(per_level) + lx.to(torch.int32)) * m \
-        + base  # [L, N, Lq, M, P]
-    # stacked on axis 0 then transposed: integer Concat on a later axis breaks ONNX Runtime's symbolic shape inference
+    wx0 = (1 - fx) * ((left >= 0) & (left <= w_l - 1)).to(dtype)
+    wx1 = fx * ((left >= -1) & (left <= w_l - 2)).to(dtype)
+    wy0 = (1 - fy) * ((top >= 0) & (top <= h_l - 1)).to(dtype) * attention
+    wy1 = fy * ((top >= -1) & (top <= h_l - 2)).to(dtype) * attention
+    weights = torch.stack([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1], dim=-2)  # [L, N, Lq, M, 4, P]
+    # row of each neighbour in value viewed as [N*S*M, D]: (n*S + start + y*W + x) * M + m, clamped into the table;
+    # the small operands are cast to int32 explicitly (traced sizes are int64 and would promote every index)
+    base = ((torch.arange(n, dtype=torch.int32) * (s * m)).view(1, n, 1, 1, 1)
+            + torch.arange(m, dtype=torch.int32).view(1, 1, 1, m, 1)).to(torch.int32)
+    upper_left = (starts.view(per_level) + top.to(torch.int32) * widths.view(per_level) + left.to(torch.int32)) \
+        * m + base  # [L, N, Lq, M, P]
     neighbours = torch.stack([torch.zeros_like(widths), torch.ones_like(widths), widths, widths + 1]).t() * m
-    rows = upper_left.unsqueeze(-1) + neighbours.view(num_levels, 1, 1, 1, 1, 4)
-    # clamped against 0-d bounds: bounds of rows' own shape were folded into two [L, N, Lq, M, P, 4] constants per
+    rows = upper_left.unsqueeze(-2) + neighbours.to(torch.int32).view(num_levels, 1, 1, 1, 4, 1)  # [L, N, Lq, M, 4, P]
+    # clamped against 0-d bounds: bounds of rows' own shape were folded into two [L, N, Lq, M, 4, P] constants per
     # layer (1035 MB for R50 at 800x1344, against 228 MB for the plugin flavors)
     rows = torch.minimum(torch.maximum(rows, torch.zeros((), dtype=rows.dtype)),
                          torch.full((), n * s * m - 1, dtype=rows.dtype))
     table = value.reshape(-1, d)
     out = None
     for level in range(num_levels):
-        picked = table[rows[level].reshape(n, lq, m, num_points * 4)]  # [N, Lq, M, 4P, D]
-        term = torch.matmul(weights[level].reshape(n, lq, m, 1, num_points * 4), picked)  # [N, Lq, M, 1, D]
+        picked = table[rows[level].reshape(n, lq, m, 4 * num_points)]  # [N, Lq, M, 4P, D]
+        term = torch.matmul(weights[level].reshape(n, lq, m, 1, 4 * num_points), picked)  # [N, Lq, M, 1, D]
         out = term if out is None else out + term
     return out.reshape(n, lq, m * d)
 
@@ -131,11 +159,12 @@ def attend(value: torch.Tensor, shapes: list, reference_points: torch.Tensor, sa
     if flavor == "m2f":
         spatial, starts = shape_tensors(shapes, value.device)
         return _PluginNode.apply(value, spatial, starts, reference_points, sampling_offsets, attention_logits)
+    if flavor == "portable":
+        return portable_fused(value, shapes, reference_points, sampling_offsets, attention_logits)
     locations, weights = locations_and_weights(shapes, reference_points, sampling_offsets, attention_logits)
     if flavor == "trt-builtin":
         spatial, starts = shape_tensors(shapes, value.device)
         out = _TensorRTBuiltinNode.apply(value, spatial, starts, locations, weights,
                                          trt_builtin_version(lowering.option("tensorrt_version")))
         return out.flatten(2)
-    op = portable if flavor == "portable" else reference
-    return op(value, shapes, None, locations, weights)
+    return reference(value, shapes, None, locations, weights)
