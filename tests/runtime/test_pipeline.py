@@ -4,6 +4,7 @@ closes the source. The mechanics tests use a stand-in predictor whose stages rec
 releases the GIL as ONNX Runtime and numpy do); the results test runs a real exported model."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -99,6 +100,21 @@ def test_stages_overlap():
     when = {(stage, i): t for stage, i, t in stand_in.log}
     overlapped = [i for i in range(5) if when[("infer", i + 1)] < when[("post-end", i)]]
     assert len(overlapped) >= 3, stand_in.log
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="keeping stages apart needs Linux thread affinity and at least 2 CPUs for this process")
+def test_inference_and_host_stages_keep_to_different_cpus():
+    """Linux otherwise tends to run a stage on the CPU of the stage that woke it, and two busy stages share a core."""
+    allowed = os.sched_getaffinity(0)
+    stand_in, seen = _StandIn(0.001), {}
+    infer, post = stand_in.backend.infer, stand_in.postprocess
+    stand_in.backend.infer = lambda feeds: seen.setdefault("infer", os.sched_getaffinity(0)) and infer(feeds)
+    stand_in.postprocess = lambda o, p: seen.setdefault("post", os.sched_getaffinity(0)) and post(o, p)
+    assert len(list(Pipeline(stand_in).stream(_images(4)))) == 4
+    assert seen["infer"] and seen["post"] and not seen["infer"] & seen["post"]
+    assert seen["infer"] | seen["post"] == allowed
+    assert os.sched_getaffinity(0) == allowed  # the caller's own thread is left as it was
 
 
 @pytest.mark.parametrize("depth", [1, 3])
