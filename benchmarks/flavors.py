@@ -16,14 +16,19 @@ from pathlib import Path
 FLAVORS = ("portable", "m2f", "trt-builtin")
 
 
-def _latency(session, feeds, runs: int) -> float:
-    session.run(None, feeds)  # warm-up
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
+def _interleaved(sessions: dict, feeds: dict, runs: int) -> dict[str, list[float]]:
+    """Seconds per run of each session, the sessions alternating (A, B, C, A, B, C, ...) after two warm-ups each
+    (ONNX Runtime plans its memory on the first run and allocates it on the second)."""
+    for session in sessions.values():
         session.run(None, feeds)
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+        session.run(None, feeds)
+    times = {name: [] for name in sessions}
+    for _ in range(runs):
+        for name, session in sessions.items():
+            t0 = time.perf_counter()
+            session.run(None, feeds)
+            times[name].append(time.perf_counter() - t0)
+    return times
 
 
 def main() -> None:
@@ -51,32 +56,33 @@ def main() -> None:
     rng = np.random.default_rng(0)
     feeds = {"image": rng.integers(0, 256, (1, args.height, args.width, 3), dtype=np.uint8),
              "valid_size": np.asarray([[args.height, args.width - 11]], np.int32)}
-    rows, baseline = [], None
+    exported, sessions, outputs = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for flavor in FLAVORS:
             t0 = time.perf_counter()
             summary = export_onnx(model, Path(tmp) / f"{flavor}.onnx",
                                   ExportOptions(height=args.height, width=args.width, flavor=flavor))
-            export_s = time.perf_counter() - t0
+            exported[flavor] = (summary.nodes, summary.size_bytes / 1e6, time.perf_counter() - t0)
             options = ort.SessionOptions()
             options.intra_op_num_threads = args.threads
             rewritten, library = custom_ops.prepare(summary.path)
             if library:
                 options.register_custom_ops_library(library)
-            session = ort.InferenceSession(rewritten or str(summary.path), options, providers=["CPUExecutionProvider"])
-            outputs = session.run(None, feeds)
-            latency = _latency(session, feeds, args.runs)
-            if baseline is None:
-                baseline = (summary.nodes, latency, outputs)
-            diff = max(float(np.abs(a - b).max()) for a, b in zip(outputs, baseline[2]))
-            rows.append((flavor, summary.nodes, summary.size_bytes / 1e6, export_s, latency, diff))
+            sessions[flavor] = ort.InferenceSession(rewritten or str(summary.path), options,
+                                                    providers=["CPUExecutionProvider"])
+            outputs[flavor] = sessions[flavor].run(None, feeds)
+        times = {name: np.asarray(t) for name, t in _interleaved(sessions, feeds, args.runs).items()}
     print(f"{args.preset}, random weights, static 1x{args.height}x{args.width}, ONNX Runtime CPU, "
-          f"{args.threads} threads, median of {args.runs}")
+          f"{args.threads} threads, {args.runs} interleaved runs: medians, ratios are paired medians")
     print(f"{'flavor':<12} {'nodes':>6} {'x portable':>10} {'MB':>6} {'export s':>9} {'latency s':>10} "
           f"{'x portable':>10} {'max |diff|':>11}")
-    for flavor, nodes, mb, export_s, latency, diff in rows:
-        print(f"{flavor:<12} {nodes:>6} {nodes / baseline[0]:>10.2f} {mb:>6.1f} {export_s:>9.1f} {latency:>10.2f} "
-              f"{latency / baseline[1]:>10.2f} {diff:>11.2e}")
+    base_nodes = exported["portable"][0]
+    for flavor in FLAVORS:
+        nodes, mb, export_s = exported[flavor]
+        diff = max(float(np.abs(a - b).max()) for a, b in zip(outputs[flavor], outputs["portable"]))
+        ratio = float(np.median(times[flavor] / times["portable"]))
+        print(f"{flavor:<12} {nodes:>6} {nodes / base_nodes:>10.2f} {mb:>6.1f} {export_s:>9.1f} "
+              f"{float(np.median(times[flavor])):>10.2f} {ratio:>10.2f} {diff:>11.2e}")
 
 
 if __name__ == "__main__":
