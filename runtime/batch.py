@@ -230,7 +230,7 @@ class RunWriter:
         try:
             with open(self.reserve, "wb") as fh:
                 os.posix_fallocate(fh.fileno(), 0, RESERVE_BYTES)
-        except (OSError, AttributeError):  # no room even for that, or no fallocate on this filesystem: run without a reserve
+        except (OSError, AttributeError):  # no room even for that, or no fallocate on this filesystem: no reserve
             self.reserve.unlink(missing_ok=True)
 
     def add(self, image, result: Result, name: str, image_id: int, source: str) -> dict:

@@ -8,12 +8,12 @@ ONNX Runtime, CUDA copies and most numpy work release the GIL, so the stages rea
 throughput approaches 1 / (the slowest stage's time). On a machine where this process may use two or more CPUs the
 inference thread keeps to all of them but one and the host stages (reading, pre- and post-processing) to that one:
 left alone, Linux tends to wake a stage on the CPU of the stage that fed it, and two busy stages then share a core
-(measured on 2 cores: 20 images/s when they shared one, 24 when apart, 24.5 the bound). An image that fails in a stage carries its error to the
-caller in its place (one bad file never costs the rest). The queues hold at most ``depth`` images each, so memory is
-bounded, and a live source (a camera with the "latest" drop policy) is only read when the first stage can take a
-frame: frames it could not take are dropped at the source, as without the pipeline. Closing the stream (breaking out
-of the loop, an exception, Ctrl-C handled by the caller) stops reading, lets the threads finish what they hold and
-joins them.
+(measured on 2 cores: 20 images/s when they shared one, 24 when apart, 24.5 the bound). An image that fails in a
+stage carries its error to the caller in its place (one bad file never costs the rest). The queues hold at most
+``depth`` images each, so memory is bounded, and a live source (a camera with the "latest" drop policy) is only read
+when the first stage can take a frame: frames it could not take are dropped at the source, as without the pipeline.
+Closing the stream (breaking out of the loop, an exception, Ctrl-C handled by the caller) stops reading, lets the
+threads finish what they hold and joins them.
 """
 from __future__ import annotations
 
@@ -92,8 +92,8 @@ def _item(entry) -> Item:
 
 
 class Pipeline:
-    """Stages of a Predictor on threads (a RemotePredictor's requests in the caller's thread). ``stream(source)`` yields the source's Items in order, each with a result
-    or an error; use it once per Pipeline."""
+    """Stages of a Predictor on threads (a RemotePredictor's requests in the caller's thread). ``stream(source)``
+    yields the source's Items in order, each with a result or an error; use it once per Pipeline."""
 
     def __init__(self, predictor, depth: int = DEFAULT_DEPTH):
         if depth < 1:

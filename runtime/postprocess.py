@@ -10,9 +10,10 @@ memory scale with the low-resolution logits and the undecided cells, not with Q 
 
 Agreement with the reference: mask logits are within a few ulp of PyTorch's (its taps and weights, a different
 grouping of the products; PyTorch's own CPU kernel rounds differently with the channel count and instruction set),
-and numpy's float32 sigmoid and matrix products round differently from torch's. Decisions therefore equal the reference's except at near-ties: a pixel whose two best
-panoptic candidates (prob x sigmoid) or two best semantic classes are within 1e-5 of each other (relative), or a mask
-logit within 1e-5 of 0 (tests/runtime/test_postprocess.py checks each differing pixel at full size).
+and numpy's float32 sigmoid and matrix products round differently from torch's. Decisions therefore equal the
+reference's except at near-ties: a pixel whose two best panoptic candidates (prob x sigmoid) or two best semantic
+classes are within 1e-5 of each other (relative), or a mask logit within 1e-5 of 0 (tests/runtime/test_postprocess.py
+checks each differing pixel at full size).
 """
 from __future__ import annotations
 

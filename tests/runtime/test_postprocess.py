@@ -27,8 +27,8 @@ CONFIG = dataclasses.replace(get_preset("coco-panoptic-r50"), semantic_on=True, 
 
 # panoptic only, small: an output far smaller than the valid size (window starts skip low-resolution indices, so
 # blocks and cells take their general, gathered paths) and one larger than it
-OTHER_GEOMETRIES = {"shrunk-20x30": ((50, 70), (200, 270), (20, 30)), "enlarged-500x700": ((30, 40), (120, 150),
-                                                                                             (500, 700))}
+OTHER_GEOMETRIES = {"shrunk-20x30": ((50, 70), (200, 270), (20, 30)),
+                    "enlarged-500x700": ((30, 40), (120, 150), (500, 700))}
 
 
 def _case(geometry, noise: float):
