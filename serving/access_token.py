@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -29,21 +30,23 @@ COMPILERS = ("cc", "gcc", "clang")
 COMPILE_TIMEOUT_S = 120
 
 
-def c_compiler() -> str:
-    """The C compiler to build the shim with: ``$CC``, else the first of cc, gcc, clang on PATH."""
-    named = os.environ.get("CC")
-    found = shutil.which(named) if named else next(filter(None, map(shutil.which, COMPILERS)), None)
+def c_compiler() -> list[str]:
+    """The C compiler to build the shim with, as a command: ``$CC`` (which may carry flags, e.g. "gcc -m64"), else
+    the first of cc, gcc, clang on PATH."""
+    named = shlex.split(os.environ.get("CC", ""))
+    found = shutil.which(named[0]) if named else next(filter(None, map(shutil.which, COMPILERS)), None)
     if not found:
-        what = f"CC={named!r} is not an executable" if named else "no C compiler (cc, gcc, clang) is on PATH"
+        what = (f"CC={os.environ['CC']!r} is not an executable" if named
+                else "no C compiler (cc, gcc, clang) is on PATH")
         raise M2FError(f"m2f serve builds a small C library ({SHIM_SOURCE.name}) that keeps the server's access "
                        f"token off its command line, and {what}: install one (e.g. apt install gcc) or name it in CC")
-    return found
+    return [found, *named[1:]]
 
 
 def build_shim(folder: Path) -> Path:
     """Compile token_shim.c into ``folder``; the shared library's path."""
     library = Path(folder) / SHIM_NAME
-    command = [c_compiler(), "-shared", "-fPIC", "-O2", "-o", str(library), str(SHIM_SOURCE)]
+    command = [*c_compiler(), "-shared", "-fPIC", "-O2", "-o", str(library), str(SHIM_SOURCE)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as e:

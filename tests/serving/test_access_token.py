@@ -85,6 +85,12 @@ def test_a_missing_compiler_is_one_sentence(monkeypatch, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_compiler_named_with_flags_builds_the_shim(monkeypatch, tmp_path):
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    monkeypatch.setenv("CC", f"{compiler} -Wall")
+    assert access_token.build_shim(tmp_path).is_file()
+
+
 def test_the_environment_is_put_back_and_the_file_removed(tmp_path, monkeypatch):
     monkeypatch.setenv("LD_PRELOAD", "libearlier.so")
     monkeypatch.delenv(FILE_VARIABLE, raising=False)
