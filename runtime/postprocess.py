@@ -256,8 +256,7 @@ class _Panoptic:
         pixels = blocks.cell_pixels[:, :, pair_block]
         self._confident_area(lowres, need_orig[pair_k, pair_block], pair_block, pair_k, cell_sure, cell_not, pixels)
         self.cell_blocks, self.cell_owner = np.zeros(0, np.int64), np.zeros((BLOCK_CELLS, BLOCK_CELLS, 0), np.int64)
-        self.pixel = self.pixel_owner = np.zeros(0, np.int64)  # flat output index, owner and confidence
-        self.pixel_conf = np.zeros(0, bool)
+        self.pixels = []  # per step of pixel work: (flat output index, owner, confidence)
         mine = np.flatnonzero(need_owner[pair_k, pair_block])
         if mine.size:
             self._cell_owners(lowres, pair_block[mine], pair_k[mine],
@@ -333,14 +332,12 @@ class _Panoptic:
             for a, b in zip(cuts[:-1], cuts[1:]):
                 found.append(self._pixel_step(lowres, cell[a:b], k[a:b], shape,
                                               None if real is None else real[:, :, a:b]))
-        self.pixel, self.pixel_owner, self.pixel_conf = (np.concatenate(arrays) for arrays in zip(*found))
-        n = len(self.scores)
-        self.owned += np.bincount(self.pixel_owner, minlength=n)
-        self.both += np.bincount(self.pixel_owner[self.pixel_conf], minlength=n)
+        self.pixels = found
 
     def _pixel_step(self, lowres, cell, k, shape, real):
         """(flat output index, owner, confidence) of the pixels of whole cells (each cell's pairs together, ascending
-        query) of one shape; ``real`` [Cy, Cx, pairs] marks the pixels of padded cells (None: all are real)."""
+        query) of one shape, counted into owned / both; ``real`` [Cy, Cx, pairs] marks the pixels of padded cells
+        (None: all are real)."""
         geometry = self.geometry
         order, slices = _rank_major(*_groups(cell))
         cell, k = cell[order], k[order]
@@ -350,9 +347,15 @@ class _Panoptic:
         pixel = geometry.first_pixel(cell[slices[0]]) + (i * geometry.out[1] + j)[:, :, None]  # [Cy, Cx, cells]
         found = pixel, k[best], np.take_along_axis(p, best, axis=2) >= 0.5
         if real is None:
-            return tuple(a.ravel() for a in found)
-        real = real[:, :, order[slices[0]]]
-        return tuple(a[real] for a in found)
+            pixel, owner, confident = (a.ravel() for a in found)
+        else:
+            real = real[:, :, order[slices[0]]]
+            pixel, owner, confident = (a[real] for a in found)
+        n = len(self.scores)
+        counts = np.bincount(owner * 2 + confident, minlength=2 * n).reshape(n, 2)  # [query, confident]
+        self.owned += counts.sum(1)
+        self.both += counts[:, 1]
+        return pixel, owner, confident
 
     def paint(self, segment_of: np.ndarray) -> np.ndarray:
         """int32 [H0, W0]: segment_of[owner] where the owner's sigmoid >= 0.5, else 0."""
@@ -364,7 +367,9 @@ class _Panoptic:
         per_cell[by, :, bx, :] = lookup[self.cell_owner].transpose(2, 0, 1)
         gy, gx = self.geometry.cells
         seg = self.geometry.paint(per_cell.reshape(blocks.y.blocks * size, -1)[:gy, :gx])
-        seg.reshape(-1)[self.pixel] = np.where(self.pixel_conf, lookup[self.pixel_owner], 0)
+        flat = seg.reshape(-1)
+        for pixel, owner, confident in self.pixels:
+            flat[pixel] = np.where(confident, lookup[owner], 0)
         return seg
 
 
