@@ -69,6 +69,10 @@ class Axis:
         # first[g] + j with weight composite[g, i, j] (rows past the group's count are zero)
         self.composite = self._composite()
         self.composite_t = np.ascontiguousarray(self.composite.transpose(1, 2, 0))  # [max count, max span, groups]
+        # groups whose weights are equal (at full size, every group but the edges): pair_values broadcasts them
+        patterns, self.pattern = np.unique(self.composite.reshape(self.groups, -1), axis=0, return_inverse=True)
+        self.pattern = self.pattern.reshape(-1)
+        self.patterns = patterns.reshape(-1, *self.composite.shape[1:])  # [patterns, max count, max span]
 
     def _composite(self) -> np.ndarray:
         """float32 [groups, max count, max span]."""
@@ -83,6 +87,14 @@ class Axis:
     @property
     def groups(self) -> int:
         return len(self.start)
+
+    def weights(self, groups: np.ndarray, count: int) -> np.ndarray:
+        """Composite weights of ``groups`` [E] for their first ``count`` outputs, pairs last: [count, span, E], or
+        [count, span, 1] when all of them weigh alike (broadcast, not gathered)."""
+        pattern = self.pattern[groups]
+        if pattern.size and (pattern == pattern[0]).all():
+            return self.patterns[pattern[0], :count, :, None]
+        return np.take(self.composite_t[:count], groups, axis=2)
 
     def window(self, values: np.ndarray, ops=(np.minimum, np.maximum)) -> list[np.ndarray]:
         """For each op (np.minimum / np.maximum): that op over each group's window along axis 1 of ``values``
@@ -210,8 +222,8 @@ class MaskGeometry:
         rows = np.minimum(self.y.first[cell_rows] + np.arange(span_y)[:, None], h - 1) * w  # [Sy, E]
         cols = np.minimum(self.x.first[cell_cols] + np.arange(span_x)[:, None], w - 1)  # [Sx, E]
         window = np.take(lowres.reshape(-1), queries * (h * w) + rows[:, None, :] + cols[None, :, :])  # [Sy, Sx, E]
-        wx = np.take(self.x.composite_t[:cx], cell_cols, axis=2)  # [Cx, Sx, E]
-        wy = np.take(self.y.composite_t[:cy], cell_rows, axis=2)  # [Cy, Sy, E]
+        wx = self.x.weights(cell_cols, cx)  # [Cx, Sx, E or 1]
+        wy = self.y.weights(cell_rows, cy)  # [Cy, Sy, E or 1]
         across = window[:, None, 0] * wx[None, :, 0]  # [Sy, Cx, E]
         for b in range(1, span_x):
             across += window[:, None, b] * wx[None, :, b]
