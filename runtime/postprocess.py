@@ -191,18 +191,23 @@ def _rank_major(group: np.ndarray, segment: np.ndarray) -> tuple[np.ndarray, lis
 
 def _running_argmax(values: np.ndarray, slices: list[slice]) -> np.ndarray:
     """Index (into the last axis of ``values`` [..., pairs]) of the first largest value of each group of
-    rank-major pairs (``_rank_major``), elementwise over the leading axes -> int32 [..., groups]."""
+    rank-major pairs (``_rank_major``), elementwise over the leading axes -> int64 [..., groups].
+
+    The running maximum keeps the rank of the winner, not its index: ranks only grow, so "take this rank where
+    strictly better" is a maximum with rank x better (int8, no masked loops), and group j's pair at rank r is
+    slices[r].start + j."""
     first = slices[0]
     best_value = values[..., first].copy()
-    best = np.broadcast_to(np.arange(first.stop, dtype=np.int32), best_value.shape).copy()
-    for part in slices[1:]:
+    best_rank = np.zeros(best_value.shape, np.int8 if len(slices) < 128 else np.int32)
+    for rank, part in enumerate(slices[1:], start=1):
         m = part.stop - part.start
         value, kept = values[..., part], best_value[..., :m]
         better = value > kept  # strict: an equal later pair does not take over
         np.maximum(kept, value, out=kept)
-        index = best[..., :m]
-        index -= (index - np.arange(part.start, part.stop, dtype=np.int32)) * better  # unmasked: a fast loop
-    return best
+        won = best_rank[..., :m]
+        np.maximum(won, better * best_rank.dtype.type(rank), out=won)
+    starts = np.array([part.start for part in slices])
+    return starts[best_rank] + np.arange(first.stop)
 
 
 def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
