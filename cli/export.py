@@ -18,7 +18,8 @@ def add_arguments(p) -> None:
     shapes = p.add_argument_group("shapes")
     shapes.add_argument("--height", type=shared.number_in(32, shared.MAX_CANVAS_SIDE, int),
                         help="static canvas height (multiple of 32; default: the preset's largest test image)")
-    shapes.add_argument("--width", type=shared.number_in(32, shared.MAX_CANVAS_SIDE, int), help="static canvas width (multiple of 32)")
+    shapes.add_argument("--width", type=shared.number_in(32, shared.MAX_CANVAS_SIDE, int),
+                        help="static canvas width (multiple of 32)")
     shapes.add_argument("--square", action="store_true",
                         help="square static canvas of the long test side (e.g. 1344x1344 for COCO): portrait and "
                              "landscape images both fit at the reference scale")
@@ -29,7 +30,8 @@ def add_arguments(p) -> None:
     p.add_argument("--input", choices=("uint8", "float"), default="uint8",
                    help="uint8 NHWC image + valid_size (default), or float pixel_values NCHW (HF's input)")
     p.add_argument("--opset", type=shared.number_in(17, 20, int), default=17, help="ONNX opset, 17 to 20 (default 17)")
-    p.add_argument("--no-simplify", action="store_true", help="skip the clean-up after tracing (constant folding, dead nodes)")
+    p.add_argument("--no-simplify", action="store_true",
+                   help="skip the clean-up after tracing (constant folding, dead nodes)")
     shared.add_plugins(p)
     shared.add_classes(p)
     shared.add_precision(p, PRECISIONS, default="fp32")

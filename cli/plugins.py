@@ -61,7 +61,8 @@ def run(args) -> int:
     version = ".".join(map(str, info["tensorrt"]))
     print(f"built {library} in {time.perf_counter() - t0:.0f} s (TensorRT {version} headers, sm_"
           f"{', sm_'.join(map(str, archs))} + PTX). Load it with:\n"
-          f"  m2f build model.onnx -o model.engine --plugins {library}   (and m2f infer ...; or M2F_PLUGINS={library})\n"
+          f"  m2f build model.onnx -o model.engine --plugins {library}   "
+          f"(and m2f infer ...; or M2F_PLUGINS={library})\n"
           f"  trtexec --onnx=model.onnx --dynamicPlugins={library}   (or --staticPlugins)\n"
           f"  polygraphy run model.onnx --trt --plugins {library}\n"
           f"  tritonserver --backend-config=tensorrt,plugins={library} ...\n"

@@ -23,10 +23,12 @@ def add_arguments(p) -> None:
     p.add_argument("--backbone-multiplier", type=shared.number_in(0, 10), default=0.1,
                    help="backbone lr factor (0.1 for a pretrained backbone, 1.0 from scratch)")
     p.add_argument("--schedule", choices=("poly", "step"), default="poly")
-    p.add_argument("--clip", type=shared.number_in(0, MAX_CLIP_NORM), default=0.01, help="full-model gradient-norm clip (0 = off)")
+    p.add_argument("--clip", type=shared.number_in(0, MAX_CLIP_NORM), default=0.01,
+                   help="full-model gradient-norm clip (0 = off)")
     p.add_argument("--crop", type=shared.positive_int, nargs=2, metavar=("H", "W"), default=(192, 256),
                    help="LSJ canvas")
-    p.add_argument("--scale", type=shared.positive_float, nargs=2, metavar=("MIN", "MAX"), default=(0.1, 2.0), help="LSJ scales")
+    p.add_argument("--scale", type=shared.positive_float, nargs=2, metavar=("MIN", "MAX"), default=(0.1, 2.0),
+                   help="LSJ scales")
     p.add_argument("--points", type=shared.positive_int, default=12544,
                    help="points per mask in the matcher and losses")
     p.add_argument("--checkpoint-every", type=shared.positive_int, default=500)

@@ -27,5 +27,6 @@ def has_gpu() -> tuple[bool, str]:
 
 def has_tensorrt() -> tuple[bool, str]:
     if importlib.util.find_spec("tensorrt") is None:
-        return False, "TensorRT is not installed (its Python package needs an NVIDIA GPU machine: pip install 'm2f[trt]')"
+        return False, ("TensorRT is not installed (its Python package needs an NVIDIA GPU machine: "
+                       "pip install 'm2f[trt]')")
     return True, ""

@@ -92,8 +92,10 @@ def tensorrt_header_sets() -> tuple[dict[str, Path], str]:
     from m2f.plugins.build import find_tensorrt_include, header_version
 
     def sets_in(folder: Path) -> dict[str, Path]:
-        return {d.name: d / "include" for d in sorted(folder.iterdir()) if (d / "include" / "NvInferRuntime.h").exists()} \
-            if folder.is_dir() else {}
+        if not folder.is_dir():
+            return {}
+        return {d.name: d / "include" for d in sorted(folder.iterdir())
+                if (d / "include" / "NvInferRuntime.h").exists()}
 
     if os.environ.get("M2F_TENSORRT_HEADERS"):
         folder = Path(os.environ["M2F_TENSORRT_HEADERS"])

@@ -1,5 +1,5 @@
-"""Packaging rules of docs/architecture.md: m2f and m2f.runtime import without torch; the CLI's help needs nothing heavy;
-every stage folder is importable as m2f.<stage>."""
+"""Packaging rules of docs/architecture.md: m2f and m2f.runtime import without torch; the CLI's help needs nothing
+heavy; every stage folder is importable as m2f.<stage>."""
 import subprocess
 import sys
 

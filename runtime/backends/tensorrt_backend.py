@@ -44,8 +44,8 @@ class _Buffer:
         """The staging buffer as ``shape`` x ``dtype``; BackendError when that is larger than what was allocated."""
         nbytes = int(np.prod(shape)) * dtype.itemsize
         if nbytes > self.capacity:
-            raise BackendError(f"a tensor of {list(shape)} {dtype} ({nbytes} bytes) does not fit its {self.capacity}-byte "
-                               f"buffer; this is a bug in m2f's engine runner")
+            raise BackendError(f"a tensor of {list(shape)} {dtype} ({nbytes} bytes) does not fit its "
+                               f"{self.capacity}-byte buffer; this is a bug in m2f's engine runner")
         return self.host[:nbytes].view(dtype).reshape(shape)
 
     def free(self) -> None:
@@ -119,8 +119,8 @@ class TensorRTBackend(Runner):
             if not self.context.set_input_shape(n, shape):
                 low, _, high = self.engine.get_tensor_profile_shape(n, 0)
                 raise BackendError(f"input {n} of shape {list(shape)} is outside the engine's optimisation profile "
-                                   f"({list(low)} to {list(high)}); rebuild it with m2f build --min-shapes/--max-shapes "
-                                   f"covering this size")
+                                   f"({list(low)} to {list(high)}); rebuild it with m2f build "
+                                   f"--min-shapes/--max-shapes covering this size")
         try:
             unresolved = self.context.infer_shapes()
         except RuntimeError as e:  # the bindings raise when a shape cannot be computed from the inputs

@@ -107,7 +107,8 @@ def test_msda_fp16_value_with_fp32_sampling(fused, device):
     levels = len(shapes)
     value = torch.randn(n, sum(h * w for h, w in shapes), m, d, generator=g).half()
     if fused:
-        sampling = [torch.rand(n, lq, levels, 2, generator=g), torch.randn(n, lq, m, levels, points, 2, generator=g) * 3,
+        sampling = [torch.rand(n, lq, levels, 2, generator=g),
+                    torch.randn(n, lq, m, levels, points, 2, generator=g) * 3,
                     torch.randn(n, lq, m, levels * points, generator=g) * 2]
         ref = msda_reference.fused_reference(value.double(), shapes, None, *[t.double() for t in sampling])
         run = msda_kernel.forward_triton_fused

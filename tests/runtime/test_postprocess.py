@@ -21,7 +21,8 @@ from m2f.runtime import postprocess  # noqa: E402
 
 NEAR_TIE = 1e-5
 K = 133
-GEOMETRIES = {"800x1333": ((200, 336), (800, 1333), (800, 1333)), "photo-480x640": ((200, 272), (800, 1067), (480, 640))}
+GEOMETRIES = {"800x1333": ((200, 336), (800, 1333), (800, 1333)),
+              "photo-480x640": ((200, 272), (800, 1067), (480, 640))}
 CONFIG = dataclasses.replace(get_preset("coco-panoptic-r50"), semantic_on=True, instance_on=True, panoptic_on=True)
 
 

@@ -145,7 +145,8 @@ def result(k):
     panoptic = rng.integers(0, 3, (24, 32)).astype(np.int32)
     masks = [panoptic == 1, panoptic == 2]
     return Result(24, 32, panoptic=panoptic, semantic=panoptic.copy(),
-                  segments=[Segment(1, 0, "a", True, int(masks[0].sum())), Segment(2, 1, "b", False, int(masks[1].sum()))],
+                  segments=[Segment(1, 0, "a", True, int(masks[0].sum())),
+                            Segment(2, 1, "b", False, int(masks[1].sum()))],
                   instances=[Instance(0, "a", 0.9, masks[0], 0), Instance(1, "b", 0.4, masks[1], 1)])
 
 writer = batch.RunWriter(Path(sys.argv[1]), ["a", "b"], overlays=False)

@@ -1,4 +1,5 @@
-"""Matcher and criterion (docs/model.md §3) vs brute force and float64 hand computations; a few steps reduce the loss."""
+"""Matcher and criterion (docs/model.md §3) vs brute force and float64 hand computations; a few steps reduce the
+loss."""
 import itertools
 import math
 
