@@ -321,9 +321,9 @@ class _BlockAxis:
         group = np.minimum(np.arange(self.blocks * size), axis.groups - 1)
         first, last = axis.first[group], axis.last[group]
         self.start = first[::size]  # [blocks] the first low-resolution index a block's cells read
-        end = last.reshape(self.blocks, size).max(1)  # ... and the last
-        self.end = end
-        self.reach = int((end - self.start).max()) + 1
+        self.end = last.reshape(self.blocks, size).max(1)  # ... and the last
+        self.reach = int((self.end - self.start).max()) + 1
+        self.cell_span = axis.span[group].reshape(self.blocks, size)  # [blocks, size]
         span = int(axis.span.max())
         # a block's windows (Blocks.windows) also cover every cell's window steps in full (cell_reduce's slices)
         self.window_reach = max(self.reach, size + span - 1)
@@ -365,7 +365,7 @@ class _BlockAxis:
             return (slice(k, k + self.size),) if axis == 0 else (slice(None), slice(k, k + self.size))
 
         if self.regular:
-            span = (self.offset[:, :, -1] - self.offset[:, :, 0] + 1)[blocks].T  # [size, P]
+            span = self.cell_span[blocks].T  # [size, P]
             span = span[:, None, :] if axis == 0 else span[None]
             running = windows[along(0)].copy()
             out = running

@@ -300,8 +300,8 @@ class _Panoptic:
     def _cell_owners(self, lowres, pair_block, pair_k, lo, hi, sure, surely_not, pixels) -> None:
         """Owners of the cells of the undecided blocks, from their candidates' (``pair_*``, block-major) cell bounds
         [S, S, P]; the cells that stay undecided go to ``_pixel_owners``."""
-        order, slices = _rank_major(*_groups(pair_block))
-        by_block, pair_block, pair_k = (pair_block, pair_k), pair_block[order], pair_k[order]
+        order, slices = _rank_major(*_groups(pair_block))  # pair_block / pair_k stay block-major
+        ranked_k = pair_k[order]
         lo, hi, sure, surely_not = (a[:, :, order] for a in (lo, hi, sure, surely_not))
         group = np.concatenate([np.arange(part.stop - part.start) for part in slices])  # rank-major: its position
         best = _running_argmax(lo, slices)  # [S, S, U]: the owner's pair
@@ -309,11 +309,11 @@ class _Panoptic:
         count = np.zeros(best.shape, np.int32)
         for part in slices:
             count[:, :, :part.stop - part.start] += candidates[:, :, part]
-        owner, owner_conf = pair_k[best], np.take_along_axis(sure, best, axis=2)
+        owner, owner_conf = ranked_k[best], np.take_along_axis(sure, best, axis=2)
         cell_pixels = pixels[:, :, order[slices[0]]]
         decided = ((count == 1) & (owner_conf | np.take_along_axis(surely_not, best, axis=2))) | (cell_pixels == 0)
         self._count(owner[decided], cell_pixels[decided], owner_conf[decided])
-        self.cell_blocks = pair_block[slices[0]]
+        self.cell_blocks = pair_block[order[slices[0]]]
         self.cell_owner = np.where(decided & owner_conf, owner, -1)
         # pixels: each undecided cell's candidates, in the pairs' block-major order again: then nonzero lists a
         # cell's candidates together, in ascending query order (argmax's), without sorting
@@ -321,17 +321,16 @@ class _Panoptic:
         still_open[:, :, order] = candidates & ~decided[:, :, group]
         i, j, p = np.nonzero(still_open)
         if p.size:
-            blocks, k = by_block[0][p], by_block[1][p]
-            self._pixel_owners(lowres, self.blocks.cells(blocks, i, j), k)
+            self._pixel_owners(lowres, self.blocks.cells(pair_block[p], i, j), pair_k[p])
 
     def _pixel_owners(self, lowres, pair_cell, pair_k) -> None:
         """Owner and confidence of every pixel of the cells in ``pair_cell`` (each cell's pairs together, in ascending
-        query order), from their candidates; cells
-        of one shape at a time (no padding), whole cells of about PAIRS_PER_STEP pairs at a time (in cache)."""
+        query order), from their candidates; cells of one shape at a time (no padding), whole cells of about
+        PAIRS_PER_STEP pairs at a time (in cache)."""
         found = []
         for where, shape, real in self.geometry.shapes(pair_cell):
             cell, k = pair_cell[where], pair_k[where]
-            starts = np.flatnonzero(np.diff(cell, prepend=-1))  # each cell's first pair
+            starts = _groups(cell)[1]  # each cell's first pair
             steps = np.searchsorted(starts, np.arange(0, cell.size, PAIRS_PER_STEP))
             cuts = np.append(np.unique(starts[steps[steps < starts.size]]), cell.size)
             for a, b in zip(cuts[:-1], cuts[1:]):
