@@ -19,11 +19,17 @@ ENV = "M2F_THREADS"
 MAX_PER_CPU = 4
 
 
-def available_cpus() -> int:
+def allowed_cpus() -> list[int] | None:
+    """The CPUs this process may run on, sorted; None where the platform cannot say (not Linux)."""
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def available_cpus() -> int:
+    allowed = allowed_cpus()
+    return len(allowed) if allowed is not None else os.cpu_count() or 1
 
 
 def capped(threads: int, source: str) -> int:

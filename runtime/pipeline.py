@@ -27,6 +27,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from m2f.threads import allowed_cpus
+
 from .image_io import read_image, to_rgb8
 from .results import Result
 
@@ -66,11 +68,8 @@ def decode_input(image) -> np.ndarray:
 def stage_cpus() -> tuple[set[int], set[int]] | None:
     """(CPUs for the inference thread, CPUs for the host stages), or None where this process may use a single CPU
     or the platform cannot say."""
-    try:
-        allowed = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return None
-    return (set(allowed[:-1]), {allowed[-1]}) if len(allowed) >= 2 else None
+    allowed = allowed_cpus()
+    return (set(allowed[:-1]), {allowed[-1]}) if allowed and len(allowed) >= 2 else None
 
 
 def _keep_to(cpus: set[int] | None) -> None:
