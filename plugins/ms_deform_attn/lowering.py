@@ -23,13 +23,13 @@ def portable(
     the model itself exports ``portable_fused``, which takes the pixel decoder's offsets. Exact in float64; in
     float32 it differs from ``reference`` by the grouping of the weight products and the sums."""
     shapes = level_shapes(value, spatial_shapes, sampling_locations)
-    widths, heights = _level_sizes(shapes)
+    widths, heights, starts = _level_sizes(shapes, value.device)
     num_levels, dtype = len(shapes), sampling_locations.dtype
     locations = sampling_locations.permute(3, 0, 1, 2, 4, 5)  # [L, N, Lq, M, P, 2], level first
     per_level = (num_levels, 1, 1, 1, 1)
     x = locations[..., 0] * widths.to(dtype).view(per_level) - 0.5  # grid_sample's pixel (align_corners=False)
     y = locations[..., 1] * heights.to(dtype).view(per_level) - 0.5
-    return _sample(value, widths, heights, x, y, attention_weights.permute(3, 0, 1, 2, 4))
+    return _sample(value, widths, heights, starts, x, y, attention_weights.permute(3, 0, 1, 2, 4))
 
 
 def portable_fused(value: torch.Tensor, shapes: list, reference_points: torch.Tensor,
@@ -39,25 +39,24 @@ def portable_fused(value: torch.Tensor, shapes: list, reference_points: torch.Te
     multiplies them back; in float32 the two routes round differently, within the same few ulp). Every
     coordinate op runs on x and y planes [L, N, Lq, M, P]: ONNX Runtime broadcasts slowly over small inner axes."""
     n, lq, m, num_levels, num_points, _ = sampling_offsets.shape
-    widths, heights = _level_sizes(shapes)
+    widths, heights, starts = _level_sizes(shapes, value.device)
     # stacked on axis 0 then transposed: integer Concat on a later axis breaks ONNX Runtime's symbolic shape inference
     size = torch.stack([widths, heights]).t().to(sampling_offsets.dtype).view(num_levels, 1, 1, 2)
     origin = (reference_points.permute(2, 0, 1, 3) * size - 0.5).unsqueeze(-2).unsqueeze(-2)  # [L, N, Lq, 1, 1, 2]
     offsets = sampling_offsets.permute(3, 0, 1, 2, 4, 5)  # [L, N, Lq, M, P, 2]
     attention = attention_logits.softmax(-1).view(n, lq, m, num_levels, num_points).permute(3, 0, 1, 2, 4)
-    return _sample(value, widths, heights, offsets[..., 0] + origin[..., 0], offsets[..., 1] + origin[..., 1],
+    return _sample(value, widths, heights, starts, offsets[..., 0] + origin[..., 0], offsets[..., 1] + origin[..., 1],
                    attention)
 
 
-def _level_sizes(shapes: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """int32 widths and heights [L] built with tensor ops (traced sizes stay symbolic)."""
-    widths = torch.stack([torch.as_tensor(w) for _, w in shapes]).to(torch.int32)
-    heights = torch.stack([torch.as_tensor(h) for h, _ in shapes]).to(torch.int32)
-    return widths, heights
+def _level_sizes(shapes: list, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """int32 widths, heights and first positions in value [L] of the levels (the contract's ``shape_tensors``)."""
+    spatial, starts = shape_tensors(shapes, device)
+    return spatial[:, 1], spatial[:, 0], starts
 
 
-def _sample(value: torch.Tensor, widths: torch.Tensor, heights: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-            attention: torch.Tensor) -> torch.Tensor:
+def _sample(value: torch.Tensor, widths: torch.Tensor, heights: torch.Tensor, starts: torch.Tensor, x: torch.Tensor,
+            y: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
     """Bilinear samples of value [N, S, M, D] at pixel coordinates x, y [L, N, Lq, M, P] of each level (zeros
     outside its map), weighted by attention [L, N, Lq, M, P] and summed -> [N, Lq, M*D].
 
@@ -69,12 +68,6 @@ def _sample(value: torch.Tensor, widths: torch.Tensor, heights: torch.Tensor, x:
     n, s, m, d = value.shape
     num_levels, _, lq, _, num_points = x.shape
     dtype = x.dtype
-    areas = widths * heights
-    starts, start = [], torch.zeros((), dtype=torch.int32)
-    for level in range(num_levels):  # a running sum: TensorRT has no integer CumSum
-        starts.append(start)
-        start = start + areas[level]
-    starts = torch.stack(starts)
     per_level = (num_levels, 1, 1, 1, 1)
     w_l, h_l = widths.to(dtype).view(per_level), heights.to(dtype).view(per_level)
     left, top = torch.floor(x), torch.floor(y)
