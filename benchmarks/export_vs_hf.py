@@ -82,6 +82,8 @@ def main() -> None:
     import onnx
     import torch
 
+    from m2f.validate.bench import interleaved
+
     torch.set_num_threads(args.threads)
     out = args.out or Path(tempfile.mkdtemp(prefix="m2f_vs_hf_"))
     out.mkdir(parents=True, exist_ok=True)
@@ -103,16 +105,7 @@ def main() -> None:
     runs = {"m2f": lambda: m2f_session.run(None, m2f_feeds),
             "hf": lambda: hf_session.run(None, {"pixel_values": pixels}),
             "eager": eager}
-    times = {name: [] for name in runs}
-    for fn in runs.values():  # two warm-ups: ONNX Runtime plans its memory on the first run, allocates it on the second
-        fn()
-        fn()
-    for _ in range(args.runs):
-        for name, fn in runs.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    t = {name: np.asarray(v) for name, v in times.items()}
+    t = interleaved(runs, args.runs)
     print(f"R50, {H}x{W}, ONNX Runtime CPU and PyTorch with {args.threads} thread(s), {args.runs} interleaved runs")
     print("| | export s | nodes | latency s (median) |")
     print("|---|---|---|---|")

@@ -11,24 +11,10 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 FLAVORS = ("portable", "m2f", "trt-builtin")
-
-
-def _interleaved(sessions: dict, feeds: dict, runs: int) -> dict[str, list[float]]:
-    """Seconds per run of each session, the sessions alternating (A, B, C, A, B, C, ...) after two warm-ups each
-    (ONNX Runtime plans its memory on the first run and allocates it on the second)."""
-    for session in sessions.values():
-        session.run(None, feeds)
-        session.run(None, feeds)
-    times = {name: [] for name in sessions}
-    for _ in range(runs):
-        for name, session in sessions.items():
-            t0 = time.perf_counter()
-            session.run(None, feeds)
-            times[name].append(time.perf_counter() - t0)
-    return times
 
 
 def main() -> None:
@@ -49,6 +35,7 @@ def main() -> None:
     from m2f.model.presets import get_preset
     from m2f.runtime import custom_ops
     from m2f.threads import use_threads
+    from m2f.validate.bench import interleaved
 
     use_threads(args.threads)
     torch.manual_seed(0)
@@ -71,7 +58,8 @@ def main() -> None:
             sessions[flavor] = ort.InferenceSession(rewritten or str(summary.path), options,
                                                     providers=["CPUExecutionProvider"])
             outputs[flavor] = sessions[flavor].run(None, feeds)
-        times = {name: np.asarray(t) for name, t in _interleaved(sessions, feeds, args.runs).items()}
+        times = interleaved({name: partial(session.run, None, feeds) for name, session in sessions.items()},
+                            args.runs)
     print(f"{args.preset}, random weights, static 1x{args.height}x{args.width}, ONNX Runtime CPU, "
           f"{args.threads} threads, {args.runs} interleaved runs: medians, ratios are paired medians")
     print(f"{'flavor':<12} {'nodes':>6} {'x portable':>10} {'MB':>6} {'export s':>9} {'latency s':>10} "

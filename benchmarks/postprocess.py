@@ -16,7 +16,6 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
 import argparse  # noqa: E402
-import time  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -61,18 +60,6 @@ def _callables(task: str, geometry, noise: float, processor):
                                                                  return_binary_maps=True))
 
 
-def interleaved(a, b, runs: int) -> tuple[list[float], list[float]]:
-    """Seconds of a and b, run alternately after one warm-up each."""
-    a(), b()
-    times_a, times_b = [], []
-    for _ in range(runs):
-        for fn, times in ((a, times_a), (b, times_b)):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    return times_a, times_b
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
@@ -82,6 +69,8 @@ def main() -> int:
     import cv2
     import torch
     import transformers
+
+    from m2f.validate.bench import interleaved
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -94,8 +83,9 @@ def main() -> int:
     for name in args.cases.split(","):
         task, geometry, noise, (ratio_target, ms_target) = CASES[name]
         ours, hf = _callables(task, geometry, noise, processor)
-        t_ours, t_hf = interleaved(ours, hf, args.runs)
-        ratio = float(np.median(np.asarray(t_hf) / np.asarray(t_ours)))
+        times = interleaved({"m2f": ours, "hf": hf}, args.runs, warmups=1)
+        t_ours, t_hf = times["m2f"], times["hf"]
+        ratio = float(np.median(t_hf / t_ours))
         ms = 1000 * float(np.median(t_ours))
         met = ratio >= ratio_target and (ms_target is None or ms <= ms_target)
         all_met &= met

@@ -10,12 +10,15 @@ peak host memory (RSS) of the process; device memory for TensorRT engines.
 next) with the pipelined stream (``Predictor.stream``: stages on their own threads), alternating the two (A, B, A,
 B...): images/s of each (medians over rounds), the paired ratio, and the bound 1 / (slowest stage's median time),
 which a pipeline reaches when each stage has a core of its own.
+
+``interleaved`` is the loop the benchmarks/ scripts time both sides of a comparison with (A, B, A, B...).
 """
 from __future__ import annotations
 
 import resource
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -31,6 +34,22 @@ class BatchResult:
     runs: int
     ms: dict[str, dict[str, float]] = field(default_factory=dict)  # stage -> statistic -> ms per batch
     images_per_s: float = 0.0
+
+
+def interleaved(runs: dict[str, Callable[[], object]], rounds: int, warmups: int = 2) -> dict[str, np.ndarray]:
+    """Seconds of each of ``runs`` per round, the runs alternating (A, B, C, A, B, C...) after ``warmups`` calls of
+    each (ONNX Runtime plans its memory on a session's first run and allocates it on the second: two by default),
+    as float64 arrays [rounds] in ``runs``' order; paired ratios are ratios of these arrays."""
+    for fn in runs.values():
+        for _ in range(warmups):
+            fn()
+    times = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: np.asarray(t) for name, t in times.items()}
 
 
 def latency_stats(samples_s: list[float]) -> dict[str, float]:

@@ -7,7 +7,14 @@ import pytest
 
 from m2f.cli import main
 from m2f.runtime import Predictor
-from m2f.validate.bench import benchmark
+from m2f.validate.bench import benchmark, interleaved
+
+
+def test_interleaved_alternates_the_runs_after_their_warm_ups():
+    calls = []
+    times = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, warmups=2)
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3
+    assert [len(t) for t in times.values()] == [3, 3] and all((t >= 0).all() for t in times.values())
 
 
 def test_bench_json_record(bundled_onnx, capsys):
