@@ -100,9 +100,11 @@ def _serve(args, options, log_file) -> int:
             if not server.is_alive():
                 raise M2FError(f"the Triton server stopped by itself; see {log_file}")
     finally:
-        server.stop()
-        stop.restore()
-        for p in predictors:
-            p.close()
+        try:
+            server.stop()
+        finally:
+            stop.restore()
+            for p in predictors:
+                p.close()
     print("server stopped", flush=True)
     return stop.code

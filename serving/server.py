@@ -17,6 +17,7 @@ import shutil
 import socket
 import sysconfig
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,9 @@ from . import DEFAULT_MAX_PIXELS, DEFAULT_MODEL_NAME, DEFAULT_QUEUE_DELAY_US, ac
 from .pipeline import ServedPipeline
 
 EXIT_TIMEOUT_S = 30  # on stop, how long Triton waits for requests in flight
+# on stop, how long PyTriton may take in all: Triton's exit timeout, PyTriton's own 30 s wait for the process and
+# 20 s for its handlers, with room for a loaded machine; past it the stop is abandoned (its threads are daemons)
+STOP_LIMIT_S = 120
 RESTRICTED_ENDPOINTS = ["shared-memory", "model-repository", "trace", "logging"]  # PyTriton's, less statistics
 
 MAX_PORT = 65535
@@ -171,11 +175,32 @@ class Server:
                           config=ModelConfig(max_batch_size=o.max_batch, batcher=batcher), strict=False)
         _publish_metadata(self._triton, o.model_name, self.meta)
 
-    def stop(self) -> None:
-        """Stop the server; requests in flight are answered first (up to EXIT_TIMEOUT_S)."""
-        if self._triton is not None:
-            triton, self._triton = self._triton, None
-            triton.stop()
+    def stop(self, limit_s: float = STOP_LIMIT_S) -> None:
+        """Stop the server; requests in flight are answered first (up to EXIT_TIMEOUT_S).
+
+        PyTriton's stop joins its handler threads without a time limit; one that never returns must not keep a
+        stopped ``m2f serve`` alive forever. After ``limit_s`` the stop is abandoned, a tritonserver still running
+        is killed, and M2FError says so."""
+        if self._triton is None:
+            return
+        triton, self._triton = self._triton, None
+        failure = []
+
+        def stop_triton():
+            try:
+                triton.stop()
+            except Exception as e:  # re-raised in the caller's thread below
+                failure.append(e)
+
+        stopping = threading.Thread(target=stop_triton, name="m2f-triton-stop", daemon=True)
+        stopping.start()
+        stopping.join(limit_s)
+        if failure:
+            raise failure[0]
+        if stopping.is_alive():
+            killed = _kill_children("tritonserver")
+            raise M2FError(f"the Triton server did not stop within {limit_s:g} s"
+                           f"{'; its tritonserver process was killed' if killed else ''}")
 
     def is_alive(self) -> bool:
         return self._triton is not None and self._triton.is_alive()
@@ -185,6 +210,27 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _kill_children(name: str) -> int:
+    """SIGKILL this process's child processes called ``name`` (Linux: read from /proc); how many were killed."""
+    import signal
+
+    killed = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # it exited meanwhile
+            continue
+        command = text[text.index("(") + 1:text.rindex(")")]
+        parent = int(text[text.rindex(")") + 2:].split()[1])
+        if parent == os.getpid() and command == name:
+            try:
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+    return killed
 
 
 def _publish_metadata(triton, model_name: str, meta: contract.Metadata) -> None:

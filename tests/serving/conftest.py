@@ -16,6 +16,10 @@ STARTUP_TIMEOUT_S = 120
 # that took over 90 s: a stuck shutdown still fails, only later
 STOP_TIMEOUT_S = 180
 MAX_PIXELS = 300_000  # the served model's limit in these tests: a 600x600 image is over it
+# ``python -m m2f`` that prints every thread's stack on SIGUSR1: a server that does not stop says where it hangs
+SERVE_WITH_STACKS = ("import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+                     "from m2f.cli import main; sys.exit(main())")
+STACKS_WAIT_S = 5
 
 
 class Served:
@@ -24,7 +28,7 @@ class Served:
     def __init__(self, model, *extra: str):
         pytest.importorskip("pytriton", reason="m2f serve needs nvidia-pytriton (pip install 'm2f[serve]')")
         self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
-        command = [sys.executable, "-m", "m2f", "serve", str(model), "--http-port", str(self.http_port),
+        command = [sys.executable, "-c", SERVE_WITH_STACKS, "serve", str(model), "--http-port", str(self.http_port),
                    "--grpc-port", str(self.grpc_port), "--metrics-port", str(self.metrics_port), "--threads", "1",
                    "--max-pixels", str(MAX_PIXELS), *extra]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -58,8 +62,12 @@ class Served:
         try:
             self.output, _ = self.process.communicate(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(STACKS_WAIT_S)
             self.process.kill()
             self.output, _ = self.process.communicate()
+            print(f"m2f serve did not stop within {STOP_TIMEOUT_S} s of {sig!r}; its output and stacks:\n"
+                  f"{self.output}", file=sys.stderr)
         return self.process.returncode
 
 

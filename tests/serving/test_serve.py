@@ -297,3 +297,33 @@ def test_a_served_model_keeps_its_token_off_the_command_line(served):
                 urllib.request.urlopen(request, timeout=10)
     with urllib.request.urlopen(f"http://127.0.0.1:{served.http_port}/v2/models/m2f/ready", timeout=10) as answer:
         assert answer.status == 200
+
+
+def test_a_stop_that_hangs_is_abandoned_and_its_server_killed(bundled_onnx, monkeypatch):
+    """serving/server.py Server.stop: PyTriton's stop joins its handler threads without a time limit; one that never
+    returns must not keep a stopped server alive. Past the limit m2f gives up, kills its tritonserver and says so."""
+    pytest.importorskip("pytriton", reason="m2f serve needs nvidia-pytriton (pip install 'm2f[serve]')")
+    from m2f.errors import M2FError
+    from m2f.runtime import Predictor
+    from m2f.serving.local_triton import free_ports
+    from m2f.serving.server import ServeOptions, Server
+
+    http, grpc, metrics = free_ports(3)
+    with Predictor(bundled_onnx, threads=1) as predictor:
+        server = Server([predictor], ServeOptions(http_port=http, grpc_port=grpc, metrics_port=metrics)).start()
+        triton = server._triton
+        tritonservers = [p for p in _children(os.getpid()) if _proc(p, "cmdline")[0].endswith("/tritonserver")]
+        assert len(tritonservers) == 1
+        release = threading.Event()
+        monkeypatch.setattr(triton, "stop", lambda: release.wait(60))  # a stop stuck before tritonserver was told
+        try:
+            with pytest.raises(M2FError) as stopped:
+                server.stop(limit_s=2)
+            assert str(stopped.value) == ("the Triton server did not stop within 2 s; its tritonserver process was "
+                                          "killed")
+            status = Path(f"/proc/{tritonservers[0]}/stat")
+            assert not status.exists() or status.read_text().rsplit(")", 1)[1].split()[0] == "Z"  # dead, unreaped
+        finally:
+            release.set()
+            monkeypatch.undo()
+            triton.stop()  # PyTriton's own clean-up of what is left (its workspace, the handler threads)
