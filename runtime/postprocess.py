@@ -28,7 +28,7 @@ RELATIVE_MARGIN = np.float32(1e-4)
 CELLS_PER_STEP = 256  # undecided semantic cells computed at once: [256, Cy, Q, Cx] logits, [.., K] scores
 ACTIVE_SIGMOID = np.float32(1e-3)  # queries below this sigmoid over such a step only bound the class scores
 PIXELS_PER_STEP = 16384  # the same for semantic-only configs, per pixel: [Q, 16384] logits, [K, 16384] scores
-PAIRS_PER_STEP = 4096  # panoptic (cell, query) pairs computed per pixel at once: [4, 4, 4096] float32 is 256 kB
+PAIRS_PER_STEP = 8192  # panoptic (cell, query) pairs computed per pixel at once: [4, 4, 8192] float32 is 512 kB
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
