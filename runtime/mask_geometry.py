@@ -341,10 +341,10 @@ class _BlockAxis:
         # blocks start every ``size`` low-resolution indices: strided views instead of gathers
         self.regular = np.array_equal(self.start, np.arange(self.blocks) * size)
 
-    def reduce(self, values: np.ndarray, axis: int, op, planes: np.ndarray | None = None) -> np.ndarray:
-        """op over each block's range along ``axis`` (1 or 2) of [n, a, b] (or of its ``planes`` only): that axis
-        becomes [blocks]. A regular axis may also take a few indices past a block's end (a looser bound, never a
-        wrong one)."""
+    def reduce(self, values: np.ndarray, axis: int, ops, planes: np.ndarray | None = None) -> list[np.ndarray]:
+        """For each op (np.minimum / np.maximum): op over each block's range along ``axis`` (1 or 2) of [n, a, b] (or
+        of its ``planes`` only): that axis becomes [blocks]. Each step's view serves every op while it is in cache. A
+        regular axis may also take a few indices past a block's end (a looser bound, never a wrong one)."""
         if planes is not None and not (self.regular and axis == 1):
             values, planes = values[planes], None
         if self.regular:
@@ -353,17 +353,22 @@ class _BlockAxis:
                     view = values[:, k::self.size] if planes is None else values[planes, k::self.size]
                     return view[:, :self.blocks]
                 return values[:, :, k::self.size][:, :, :self.blocks]
-            out = every(0).copy()
+            first = every(0)
+            outs = [first.copy() for _ in ops]
             for k in range(1, self.reach):
                 part = every(k)
                 m = part.shape[axis]
-                target = out[:, :m] if axis == 1 else out[:, :, :m]
-                op(target, part, out=target)
-            return out
-        out = np.take(values, self.start, axis=axis)
+                for op, out in zip(ops, outs):
+                    target = out[:, :m] if axis == 1 else out[:, :, :m]
+                    op(target, part, out=target)
+            return outs
+        first = np.take(values, self.start, axis=axis)
+        outs = [first] + [first.copy() for _ in ops[1:]]
         for k in range(1, self.reach):
-            op(out, np.take(values, np.minimum(self.start + k, self.end), axis=axis), out=out)
-        return out
+            part = np.take(values, np.minimum(self.start + k, self.end), axis=axis)
+            for op, out in zip(ops, outs):
+                op(out, part, out=out)
+        return outs
 
     def cell_reduce(self, windows: np.ndarray, blocks: np.ndarray, axis: int, op) -> np.ndarray:
         """op over each cell's window along ``axis`` (0 or 1) of block windows [a, b, P] (``Blocks.windows``): that
@@ -412,8 +417,16 @@ class Blocks:
 
     def bounds(self, values: np.ndarray, planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(min, max) of ``values[planes]`` ([Q, h, w], planes [n]) over each block's range -> [n, By, Bx] each
-        (rows first: whole rows are contiguous, and only every size-th row is copied)."""
-        return tuple(self.x.reduce(self.y.reduce(values, 1, op, planes), 2, op) for op in (np.minimum, np.maximum))
+        (rows first: whole rows are contiguous, and only every size-th row is copied; a few planes at a time, so that
+        the minimum and the maximum read each row once from memory)."""
+        n = len(planes)
+        low, high = (np.empty((n, *self.shape), values.dtype) for _ in range(2))
+        for start in range(0, n, PLANES_PER_STEP):
+            part = slice(start, start + PLANES_PER_STEP)
+            across = self.y.reduce(values, 1, (np.minimum, np.maximum), planes[part])
+            for op, rows, out in zip((np.minimum, np.maximum), across, (low, high)):
+                out[part] = self.x.reduce(rows, 2, (op,))[0]
+        return low, high
 
     def windows(self, values: np.ndarray, blocks: np.ndarray, planes: np.ndarray) -> np.ndarray:
         """[reach_y, reach_x, P]: plane ``planes[p]`` of ``values`` [Q, h, w] over block ``blocks[p]``'s range (flat
