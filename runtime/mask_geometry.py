@@ -189,8 +189,8 @@ class MaskGeometry:
         patterns = self.y.pattern[cell_rows] * len(self.x.patterns) + self.x.pattern[cell_cols]
         counts = rows * (int(self.x.count.max()) + 1) + cols
         for key in (patterns, counts):  # a pattern decides the counts
-            values, times = np.unique(key[left], return_counts=True)
-            for value in values[times >= SHAPE_SHARE * len(cells)]:
+            times = np.bincount(key[left]) if left.any() else np.zeros(0)
+            for value in np.flatnonzero(times >= SHAPE_SHARE * len(cells)):
                 where = np.flatnonzero(left & (key == value))
                 left[where] = False
                 yield where, (int(rows[where[0]]), int(cols[where[0]])), None
