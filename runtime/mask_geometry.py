@@ -88,6 +88,16 @@ class Axis:
     def groups(self) -> int:
         return len(self.start)
 
+    def reads(self, groups: slice) -> slice:
+        """The low-resolution indices that these groups' windows read."""
+        start, stop, _ = groups.indices(self.groups)
+        return slice(int(self.first[start]), int(self.last[stop - 1]) + 1)
+
+    def outputs(self, groups: slice) -> slice:
+        """The output indices of these groups."""
+        start, stop, _ = groups.indices(self.groups)
+        return slice(int(self.start[start]), int(self.start[stop - 1] + self.count[stop - 1]))
+
     def weights(self, groups: np.ndarray, count: int) -> np.ndarray:
         """Composite weights of ``groups`` [E] for their first ``count`` outputs, pairs last: [count, span, E], or
         [count, span, 1] when all of them weigh alike (broadcast, not gathered)."""
@@ -96,14 +106,18 @@ class Axis:
             return self.patterns[pattern[0], :count, :, None]
         return np.take(self.composite_t[:count], groups, axis=2)
 
-    def window(self, values: np.ndarray, ops=(np.minimum, np.maximum)) -> list[np.ndarray]:
+    def window(self, values: np.ndarray, ops=(np.minimum, np.maximum), groups: slice = slice(None)
+               ) -> list[np.ndarray]:
         """For each op (np.minimum / np.maximum): that op over each group's window along axis 1 of ``values``
         [n, low, m] -> [n, groups, m]. Steps past a window's end repeat its last index, which changes no min or
-        max; each shifted gather serves every op."""
-        first = np.take(values, self.first, axis=1)
-        outs = [first] + [first.copy() for _ in ops[1:]]
-        for step in range(1, int(self.span.max())):
-            shifted = np.take(values, np.minimum(self.first + step, self.last), axis=1)
+        max; each shifted gather serves every op. ``groups``: only these, and ``values`` holds only the
+        low-resolution indices they read (``reads``)."""
+        first, last = self.first[groups], self.last[groups]
+        first, last = first - first[0], last - first[0]
+        outs = [np.take(values, first, axis=1)]
+        outs += [outs[0].copy() for _ in ops[1:]]
+        for step in range(1, int(self.span[groups].max())):
+            shifted = np.take(values, np.minimum(first + step, last), axis=1)
             for op, out in zip(ops, outs):
                 op(out, shifted, out=out)
         return outs
@@ -141,17 +155,21 @@ class MaskGeometry:
         """int64 [Gy, Gx]."""
         return np.outer(self.y.count, self.x.count)
 
-    def bounds(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def bounds(self, values: np.ndarray, rows: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
         """(min, max) over each cell's window of ``values`` [n, h, w] -> [n, Gy, Gx] each. For any function that is
         monotone in the logit, bounds of its low-resolution values bound it on every pixel of the cell. (Windows
-        are taken along rows, where a gather copies whole rows: the columns on a transposed copy.)"""
+        are taken along rows, where a gather copies whole rows: the columns on a transposed copy.) ``rows``: only
+        these rows of cells ([n, len(rows), Gx]), from ``values`` [n, len(y.reads(rows)), w]."""
         n = values.shape[0]
-        low, high = (np.empty((n, *self.cells), values.dtype) for _ in range(2))
-        for start in range(0, n, PLANES_PER_STEP):  # a few planes at a time stay in cache through all the passes
-            part = slice(start, start + PLANES_PER_STEP)
+        low, high = (np.empty((n, len(range(*rows.indices(self.y.groups))), self.x.groups), values.dtype)
+                     for _ in range(2))
+        # a few whole planes at a time stay in cache through all the passes; as many more as fit of a band of rows
+        step = PLANES_PER_STEP * max(1, self.y.low // values.shape[1])
+        for start in range(0, n, step):
+            part = slice(start, start + step)
             columns = np.ascontiguousarray(values[part].transpose(0, 2, 1))  # [p, w, h]
             for across, op, out in zip(self.x.window(columns), (np.minimum, np.maximum), (low, high)):
-                out[part] = self.y.window(np.ascontiguousarray(across.transpose(0, 2, 1)), (op,))[0]
+                out[part] = self.y.window(np.ascontiguousarray(across.transpose(0, 2, 1)), (op,), rows)[0]
         return low, high
 
     def pixels_of(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -255,10 +273,11 @@ class MaskGeometry:
                 & (np.arange(cx) < self.x.count[cell_cols][:, None])[:, None, :])
         return np.minimum(rows, self.out[0] - 1)[:, :, None], np.minimum(cols, self.out[1] - 1)[:, None, :], real
 
-    def paint(self, per_cell: np.ndarray) -> np.ndarray:
+    def paint(self, per_cell: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
         """[Gy, Gx] -> [H0, W0]: each cell's value on all of its pixels (columns first: repeating rows then copies
-        whole rows, three times faster at full size)."""
-        return np.repeat(np.repeat(per_cell, self.x.count, axis=1), self.y.count, axis=0)
+        whole rows, three times faster at full size). ``rows``: per_cell holds only these rows of cells, and the
+        result only their output rows (``y.outputs(rows)``)."""
+        return np.repeat(np.repeat(per_cell, self.x.count, axis=1), self.y.count[rows], axis=0)
 
     def canvas_at_pixels(self, lowres: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """float32 [n, len(rows)]: every query's canvas logit (the first resize, in PyTorch's order) at canvas pixels

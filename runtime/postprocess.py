@@ -25,9 +25,12 @@ from .mask_geometry import BLOCK_CELLS, mask_geometry
 # Decided cells keep this relative distance from every bound: the logits' last-ulp differences, float32 sigmoid and
 # matrix-product rounding are all far below it, so no pixel of a decided cell could decide otherwise.
 RELATIVE_MARGIN = np.float32(1e-4)
+# semantic cells bounded at once: [4096, K] float32 bounds are 2 MB (numpy asks the kernel for huge pages from
+# 4 MB on, whose faults can stall for compaction after another library freed a lot of memory)
+CELLS_PER_BAND = 4096
 CELLS_PER_STEP = 256  # undecided semantic cells computed at once: [256, Cy, Q, Cx] logits, [.., K] scores
 ACTIVE_SIGMOID = np.float32(1e-3)  # queries below this sigmoid over such a step only bound the class scores
-PIXELS_PER_STEP = 16384  # the same for semantic-only configs, per pixel: [Q, 16384] logits, [K, 16384] scores
+PIXELS_PER_STEP = 4096  # the same for semantic-only configs, per pixel: [Q, 4096] logits, [K, 4096] scores
 PAIRS_PER_STEP = 8192  # panoptic (cell, query) pairs computed per pixel at once: [4, 4, 8192] float32 is 512 kB
 
 
@@ -62,12 +65,25 @@ def semantic(logits: np.ndarray, lowres: np.ndarray, valid, out_size, before_inf
     compute scores at the canvas, then crop and resize the scores (docs/model.md §2). Either way a pixel's class
     scores lie between those of its window's smallest and largest logits (sigmoid is monotone, the weights are
     non-negative), so per cell two [cells, Q] x [Q, K] products bound them; cells whose best class clears every
-    other class's upper bound are painted whole, the others computed pixel by pixel."""
+    other class's upper bound are painted whole, the others computed pixel by pixel. Bands of rows of cells are
+    done one after the other (about CELLS_PER_BAND cells): memory is bounded by the band, not by the image."""
     probs = softmax(logits.astype(np.float32))[:, :-1]  # [Q, K]
     lowres = np.ascontiguousarray(lowres, dtype=np.float32)
     geometry = mask_geometry(lowres.shape[1:], tuple(valid), tuple(out_size))
+    out = np.empty(out_size, np.int32)
+    gy, gx = geometry.cells
+    band_rows = max(1, CELLS_PER_BAND // gx)
+    for first_row in range(0, gy, band_rows):
+        rows = slice(first_row, min(first_row + band_rows, gy))
+        out[geometry.y.outputs(rows)] = _semantic_band(lowres, probs, geometry, rows, before_inference)
+    return out
+
+
+def _semantic_band(lowres, probs, geometry, rows: slice, before_inference: bool) -> np.ndarray:
+    """The class map int32 [len(y.outputs(rows)), W0] of some rows of cells (``semantic``)."""
     q = lowres.shape[0]
-    lo_sig, hi_sig = geometry.bounds(sigmoid(lowres))  # sigmoid is monotone: bounds of sigmoid, [Q, Gy, Gx]
+    gx = geometry.x.groups
+    lo_sig, hi_sig = geometry.bounds(sigmoid(lowres[:, geometry.y.reads(rows)]), rows)  # [Q, rows, Gx]
     lo = lo_sig.reshape(q, -1).T @ probs  # [cells, K]
     hi = hi_sig.reshape(q, -1).T @ probs
     best = lo.argmax(1)
@@ -75,27 +91,30 @@ def semantic(logits: np.ndarray, lowres: np.ndarray, valid, out_size, before_inf
     best_lo = lo[cell, best]
     contenders = hi >= best_lo[:, None] * (1 - RELATIVE_MARGIN)  # [cells, K]: classes that may win a pixel
     decided = contenders.sum(1) == 1
-    out = geometry.paint(best.reshape(geometry.cells).astype(np.int32))
-    undecided = np.flatnonzero(~decided)
+    out = geometry.paint(best.reshape(-1, gx).astype(np.int32), rows)
+    first_pixel_row = geometry.y.start[rows.start]
+    undecided = np.flatnonzero(~decided)  # in the band; + rows.start * gx in the image
     if before_inference:
         lo_sig, hi_sig = lo_sig.reshape(q, -1), hi_sig.reshape(q, -1)
         for start in range(0, undecided.size, CELLS_PER_STEP):
-            cells = undecided[start:start + CELLS_PER_STEP]
-            rows, cols, real = geometry.cell_pixels(cells)
-            out[np.broadcast_to(rows, real.shape)[real], np.broadcast_to(cols, real.shape)[real]] = \
-                _semantic_cells(lowres, probs, geometry, cells, real, lo_sig[:, cells], hi_sig[:, cells],
-                                np.flatnonzero(contenders[cells].any(0)))
+            local = undecided[start:start + CELLS_PER_STEP]
+            cells = local + rows.start * gx
+            pixel_rows, pixel_cols, real = geometry.cell_pixels(cells)
+            out[np.broadcast_to(pixel_rows - first_pixel_row, real.shape)[real],
+                np.broadcast_to(pixel_cols, real.shape)[real]] = \
+                _semantic_cells(lowres, probs, geometry, cells, real, lo_sig[:, local], hi_sig[:, local],
+                                np.flatnonzero(contenders[local].any(0)))
         return out
-    rows, cols, _ = geometry.pixels_of(undecided)
-    for start in range(0, rows.size, PIXELS_PER_STEP):
-        r, c = rows[start:start + PIXELS_PER_STEP], cols[start:start + PIXELS_PER_STEP]
+    pixel_rows, pixel_cols, _ = geometry.pixels_of(undecided + rows.start * gx)
+    for start in range(0, pixel_rows.size, PIXELS_PER_STEP):
+        r, c = pixel_rows[start:start + PIXELS_PER_STEP], pixel_cols[start:start + PIXELS_PER_STEP]
         if geometry.same:
             scores = probs.T @ sigmoid(geometry.canvas_at_pixels(lowres, r, c))
         else:
             taps = geometry.canvas_taps(r, c)
             scores = geometry.second_resize(
                 [probs.T @ sigmoid(geometry.canvas_at_pixels(lowres, tr, tc)) for tr, tc, _, _ in taps], taps)
-        out[r, c] = scores.argmax(0)
+        out[r - first_pixel_row, c] = scores.argmax(0)
     return out
 
 
