@@ -92,7 +92,7 @@ def _semantic_band(lowres, probs, geometry, rows: slice, before_inference: bool)
     contenders = hi >= best_lo[:, None] * (1 - RELATIVE_MARGIN)  # [cells, K]: classes that may win a pixel
     decided = contenders.sum(1) == 1
     out = geometry.paint(best.reshape(-1, gx).astype(np.int32), rows)
-    first_pixel_row = geometry.y.start[rows.start]
+    first_pixel_row = geometry.y.outputs(rows).start
     undecided = np.flatnonzero(~decided)  # in the band; + rows.start * gx in the image
     if before_inference:
         lo_sig, hi_sig = lo_sig.reshape(q, -1), hi_sig.reshape(q, -1)
