@@ -310,13 +310,13 @@ class _Panoptic:
         i, j, p = np.nonzero(which & ~cell_sure & ~cell_not & (pixels > 0))
         cells, k, geometry = self.blocks.cells(pair_block[p], i, j), pair_k[p], self.geometry
         for where, shape, real in geometry.shapes(cells):
+            small = np.uint8 if shape[0] * shape[1] <= np.iinfo(np.uint8).max else np.int64  # the fastest sum
             for start in range(0, where.size, PAIRS_PER_STEP):
                 at = where[start:start + PAIRS_PER_STEP]
                 logit = geometry.pair_values(lowres, cells[at], self.planes[k[at]], shape)
                 confident = logit >= 0  # sigmoid >= 0.5 (module docstring)
                 if real is not None:
                     confident &= real[:, :, start:start + PAIRS_PER_STEP]
-                small = np.uint8 if shape[0] * shape[1] <= np.iinfo(np.uint8).max else np.int64  # the fastest sum
                 per_pair = confident.reshape(-1, at.size).view(np.uint8).sum(0, dtype=small)
                 self.orig += np.bincount(k[at], weights=per_pair, minlength=n).astype(np.int64)
 
