@@ -1,6 +1,8 @@
 """The decoder's attention masks from the pixels their resize reads: bit for bit the official formula (mask logits
 of every pixel by einsum, then a bilinear resize; docs/model.md §1.4), and the guard that keeps traced dynamic graphs
 on the full computation where canvases may give other ratios."""
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -71,7 +73,8 @@ def test_a_trace_without_the_canvas_guarantee_keeps_every_pixel():
 
     run = Masks()
     torch.manual_seed(0)
-    with torch.no_grad(), pytest.warns(DeprecationWarning):  # the tracer torch.onnx's TorchScript exporter uses
+    with torch.no_grad(), warnings.catch_warnings():  # the tracer of torch.onnx's TorchScript exporter
+        warnings.simplefilter("ignore")  # its deprecation, and constants it notes where the model means them
         traced = torch.jit.trace(run, _decoder_inputs(model, (128, 192)), check_trace=False)
     levels, mask_features = _decoder_inputs(model, (200, 104))  # 1/4 = 50x26 against 7x4, 13x7, 25x13
     with torch.no_grad():
