@@ -12,10 +12,11 @@ Shape/Size.
 The islands are blocks of the graph, named from the exporter's node scopes (``block_of``):
 
 - always fp32 (docs/numerics.md, ``required_island``): pre/post-processing in the graph (adapter, heads), softmaxes and
-  normalisation statistics, the mask einsum, the masked-attention threshold (Sigmoid / Less / Where / the Cast
-  feeding them) and the deformable-attention sampling math of the portable flavor; the m2f plugin node takes an fp16
-  value with fp32 sampling inputs; TensorRT's own plugin (trt-builtin) takes every float input in one type, so its
-  locations and weights become fp16 at the node (the README's precision section measures what that costs);
+  normalisation statistics, the mask logits (embedding x mask features), the masked-attention threshold (Sigmoid /
+  Less / Where / the Cast feeding them) and the deformable-attention sampling math of the portable flavor; the m2f
+  plugin node takes an fp16 value with fp32 sampling inputs; TensorRT's own plugin (trt-builtin) takes every float
+  input in one type, so its locations and weights become fp16 at the node (the README's precision section measures
+  what that costs);
 - fp32 when measured sensitive (``m2f.calib.sensitivity``): any other block, e.g. the deformable-attention
   sampling coordinates.
 """
@@ -37,6 +38,7 @@ FLOAT32_INPUTS = {("Resize", 1), ("Resize", 2), (ma.PLUGIN_NAME, ma.MASK_INPUT),
 TYPE_AGNOSTIC = {"Shape", "Size"}  # read only the shape: never cast their input
 NORMALISATION_OPS = {"Softmax", "LayerNormalization", "InstanceNormalization", "GroupNormalization"}
 THRESHOLD_OPS = {"Sigmoid", "Less", "Where", "Cast"}  # the masked-attention mask decision
+MASK_LOGIT_OPS = {"Einsum", "MatMul"}  # mask embedding x mask features, in the predictor's own scope
 ATTENTION_PROJECTIONS = ("value_proj", "sampling_offsets", "attention_weights", "output_proj")
 
 
@@ -72,7 +74,7 @@ def required_island(node) -> str | None:
         return "pre/post-processing in the graph"
     if node.op_type in NORMALISATION_OPS:
         return "softmax / normalisation statistics"
-    if node.op_type == "Einsum" and "/predictor/" in node.name:
+    if node.op_type in MASK_LOGIT_OPS and node.name.rsplit("/", 1)[0].endswith("/predictor"):
         return "mask einsum accumulation"
     if node.op_type in THRESHOLD_OPS and "/multihead_attn/" in node.name:
         return "masked-attention threshold and masking"

@@ -118,9 +118,11 @@ def test_int8_follows_tensorrt_explicit_quantisation(int8):
         want_axis = 0 if reader.op_type == "Conv" or trans_b else 1
         assert axis == want_axis and scale.shape == (weight.shape[axis],), f"{node.name}: per-channel weights"
     readers = {n.op_type for n in model.graph.node for i in n.input if i in {d.output[0] for d in dequantize}}
-    # a ResNet block's residual Add reads the same quantised activation as the next Conv (TensorRT fuses that Add
-    # into the int8 convolution); Softmax, norms, the Einsum and the sampling math never read int8 values
-    assert readers == {"Conv", "Gemm", "Add"} or readers == {"Conv", "MatMul", "Add"}, readers
+    # every reader of a quantised activation gets its own Q/DQ pair: a ResNet block's residual Add reads the same
+    # quantised activation as the next Conv (TensorRT fuses that Add into the int8 convolution), an encoder layer's
+    # rows (Flatten) the same as its value projection; Softmax, norms, the mask MatMul and the sampling math never
+    # read int8 values
+    assert {"Conv", "Add"} <= readers <= {"Conv", "Gemm", "MatMul", "Add", "Flatten"}, readers
     assert check_graph(onnx.shape_inference.infer_shapes(model)) == []
     meta = _meta(int8)
     assert meta["precision"] == "int8"
@@ -154,6 +156,11 @@ def test_fp16_graph(fp16):
     for node in model.graph.node:
         if node.op_type in ("Softmax", "LayerNormalization", "Floor", "Einsum"):
             assert types.get(node.output[0]) == TensorProto.FLOAT, f"{node.name} must stay fp32"
+    producers = {o: n for n in model.graph.node for o in n.output}
+    node = producers["pred_masks"]
+    while node.op_type in ("Reshape", "Cast"):  # the mask logits' product, found from the output
+        node = producers[node.input[0]]
+    assert node.op_type == "MatMul" and types.get(node.output[0]) == TensorProto.FLOAT, "mask logits must stay fp32"
     assert [o.type.tensor_type.elem_type for o in model.graph.output] == [TensorProto.FLOAT] * 2
     meta = _meta(fp16)
     assert meta["precision"] == "fp16" and "pre/post-processing" in meta["fp16"]["islands"]
