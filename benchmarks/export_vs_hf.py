@@ -6,7 +6,7 @@ then ONNX Runtime CPU latency with the same threads for m2f's graph, HF's graph 
 interleaved (m2f, HF, eager, m2f, HF, eager...) after two warm-ups each: medians and the median paired ratios.
 The targets of issue 22: m2f's graph has fewer nodes than HF's, takes <= 0.8x its time and <= 0.5x eager's.
 
-    python benchmarks/export_vs_hf.py [--threads 1] [--runs 3] [--out DIR]
+    python benchmarks/export_vs_hf.py [--threads 1] [--runs 5] [--out DIR]
 """
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def session(path: Path, threads: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
