@@ -167,9 +167,10 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
 
         # the earlier predictions only feed the attention masks: without aux outputs their mask logits are computed
         # only at the pixels the resize to each level reads
+        # (a trace fixes the rows it keeps: only where every canvas the graph may take has the traced ratios)
         every_canvas = self.size_divisibility > 0 and self.size_divisibility % COARSEST_STRIDE == 0
-        exact = every_canvas or not torch.jit.is_tracing()
-        supports = [resize_support(mask_features, size) if exact and not return_aux else mask_features
+        ratios_hold = every_canvas or not torch.jit.is_tracing()
+        supports = [resize_support(mask_features, size) if ratios_hold and not return_aux else mask_features
                     for size in sizes]
         aux = []
         for i in range(self.num_layers):
