@@ -146,7 +146,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         size (h, w) -> [N, Q, h, w]. support: the mask features at the pixels that resize reads (``resize_support``)
         [N, mask_dim, H', W']; the result equals resizing the full [N, Q, H/4, W/4] prediction bit for bit."""
         embed = self.mask_embed(self.decoder_norm(output).transpose(0, 1))
-        return F.interpolate(_mask_logits(embed, support), size=size, mode="bilinear", align_corners=False)
+        return _to_level(_mask_logits(embed, support), size)
 
     def forward(self, multi_scale: list[torch.Tensor], mask_features: torch.Tensor,
                 return_aux: bool = False) -> dict[str, torch.Tensor | list]:
@@ -178,7 +178,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             if return_aux:
                 logits, masks = self.prediction_heads(output, mask_features)
                 aux.append({"pred_logits": logits, "pred_masks": masks})
-                level_logits = F.interpolate(masks, size=sizes[level], mode="bilinear", align_corners=False)
+                level_logits = _to_level(masks, sizes[level])
             else:
                 level_logits = self.attention_mask_logits(output, supports[level], sizes[level])
             output = self.transformer_cross_attention_layers[i](
@@ -191,6 +191,11 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         if return_aux:
             result["aux_outputs"] = aux
         return result
+
+
+def _to_level(mask_logits: torch.Tensor, size) -> torch.Tensor:
+    """[N, Q, H', W'] -> [N, Q, h, w]: the original's bilinear resize (align_corners=False) to a level's size."""
+    return F.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
 
 
 def _mask_logits(embed: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
