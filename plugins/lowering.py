@@ -46,14 +46,20 @@ def lowered(flavor: str, **options) -> Iterator[None]:
         _CURRENT.reset(token)
 
 
-def node_output_type(inputs: list, sizes: list):
+def traced_sizes(*sizes) -> tuple[int, ...] | None:
+    """A plugin node's output sizes for ``node_output_type``, taken where the op is called, from the traced example's
+    real tensors: plain ints when the export is static, None when it is dynamic. (At conversion the tracer's own types
+    have often lost them: a static tiny Swin's plugin inputs had every dim unknown.)"""
+    return tuple(int(s) for s in sizes) if option("static") else None
+
+
+def node_output_type(inputs: list, sizes: tuple[int, ...] | None, rank: int):
     """The ONNX type of a plugin node's output while tracing: the dtype of the first of ``inputs`` (traced values)
-    whose dtype the tracer knows, with ``sizes`` (the traced example's) when the export is static, so downstream
-    shape arithmetic folds away, or every dim unknown otherwise, so the example's sizes are never baked into a
-    dynamic graph (ONNX shape inference cannot see into plugin nodes)."""
+    whose dtype the tracer knows, with ``sizes`` (``traced_sizes``) when the export is static, so downstream shape
+    arithmetic folds away, or ``rank`` unknown dims otherwise, so the example's sizes are never baked into a dynamic
+    graph (ONNX shape inference cannot see into plugin nodes)."""
     import torch
 
     known = next((v for v in inputs if v.type().scalarType() is not None), None)
     dtype = getattr(torch, known.type().scalarType().lower()) if known is not None else torch.float32
-    static = option("static") and all(s is not None for s in sizes)
-    return inputs[0].type().with_dtype(dtype).with_sizes(list(sizes) if static else [None] * len(sizes))
+    return inputs[0].type().with_dtype(dtype).with_sizes(list(sizes) if sizes is not None else [None] * rank)

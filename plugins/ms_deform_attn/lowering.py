@@ -105,19 +105,18 @@ class _PluginNode(torch.autograd.Function):
     """``M2fMSDeformAttn`` (fused form) when traced for ONNX; the fused reference when run."""
 
     @staticmethod
-    def forward(ctx, value, spatial_shapes, level_start_index, reference_points, sampling_offsets, attention_logits):
+    def forward(ctx, value, spatial_shapes, level_start_index, reference_points, sampling_offsets, attention_logits,
+                sizes):
         shapes = [tuple(row) for row in spatial_shapes.tolist()]
         return fused_reference(value, shapes, None, reference_points, sampling_offsets, attention_logits)
 
     @staticmethod
-    def symbolic(g, value, spatial_shapes, level_start_index, reference_points, sampling_offsets, attention_logits):
+    def symbolic(g, value, spatial_shapes, level_start_index, reference_points, sampling_offsets, attention_logits,
+                 sizes):
         out = g.op(f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}", value, spatial_shapes, level_start_index, reference_points,
                    sampling_offsets, attention_logits, plugin_version_s=PLUGIN_VERSION,
                    plugin_namespace_s=PLUGIN_NAMESPACE, **{f"{FUSED_ATTRIBUTE}_i": 1})
-        n, _, m, d = value.type().varyingSizes()
-        channels = m * d if m is not None and d is not None else None
-        sizes = [n, reference_points.type().varyingSizes()[1], channels]
-        out.setType(lowering.node_output_type([value, sampling_offsets, reference_points], sizes))
+        out.setType(lowering.node_output_type([value, sampling_offsets, reference_points], sizes, rank=3))
         return out
 
 
@@ -125,18 +124,16 @@ class _TensorRTBuiltinNode(torch.autograd.Function):
     """TensorRT's ``MultiscaleDeformableAttnPlugin_TRT`` when traced (output [N, Lq, M, D]); the reference when run."""
 
     @staticmethod
-    def forward(ctx, value, spatial_shapes, level_start_index, sampling_locations, attention_weights, version):
+    def forward(ctx, value, spatial_shapes, level_start_index, sampling_locations, attention_weights, version, sizes):
         shapes = [tuple(row) for row in spatial_shapes.tolist()]
         out = reference(value, shapes, None, sampling_locations, attention_weights)
         return out.view(value.shape[0], sampling_locations.shape[1], value.shape[2], value.shape[3])
 
     @staticmethod
-    def symbolic(g, value, spatial_shapes, level_start_index, sampling_locations, attention_weights, version):
+    def symbolic(g, value, spatial_shapes, level_start_index, sampling_locations, attention_weights, version, sizes):
         out = g.op(f"{TRT_BUILTIN_DOMAIN}::{TRT_BUILTIN_NAME}", value, spatial_shapes, level_start_index,
                    sampling_locations, attention_weights, plugin_version_s=version, plugin_namespace_s="")
-        n, _, m, d = value.type().varyingSizes()
-        sizes = [n, sampling_locations.type().varyingSizes()[1], m, d]
-        out.setType(lowering.node_output_type([value, sampling_locations, attention_weights], sizes))
+        out.setType(lowering.node_output_type([value, sampling_locations, attention_weights], sizes, rank=4))
         return out
 
 
@@ -153,13 +150,16 @@ def attend(value: torch.Tensor, shapes: list, reference_points: torch.Tensor, sa
         return out.to(value.dtype)
     if flavor == "m2f":
         spatial, starts = shape_tensors(shapes, value.device)
-        return _PluginNode.apply(value, spatial, starts, reference_points, sampling_offsets, attention_logits)
+        n, _, m, d = value.shape
+        return _PluginNode.apply(value, spatial, starts, reference_points, sampling_offsets, attention_logits,
+                                 lowering.traced_sizes(n, reference_points.shape[1], m * d))  # [N, Lq, M*D]
     if flavor == "portable":
         return portable_fused(value, shapes, reference_points, sampling_offsets, attention_logits)
     locations, weights = locations_and_weights(shapes, reference_points, sampling_offsets, attention_logits)
     if flavor == "trt-builtin":
         spatial, starts = shape_tensors(shapes, value.device)
         out = _TensorRTBuiltinNode.apply(value, spatial, starts, locations, weights,
-                                         trt_builtin_version(lowering.option("tensorrt_version")))
+                                         trt_builtin_version(lowering.option("tensorrt_version")),
+                                         lowering.traced_sizes(value.shape[0], locations.shape[1], *value.shape[2:]))
         return out.flatten(2)
     return reference(value, shapes, None, locations, weights)
