@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from m2f.plugins.masked_attention import contract as masked_attention
 from m2f.plugins.ms_deform_attn import contract as ms_deform_attn
 from m2f.geometry import padded_size
 
+from . import folding
 from .adapter import GraphAdapter
 
 SUPPORTED_OPSETS = range(17, 21)  # LayerNormalization needs 17; the TorchScript exporter stops at 20
@@ -230,51 +230,20 @@ def plugin_requirements(options: ExportOptions) -> dict:
     return {"plugins": (), "min_tensorrt": "10.0"}
 
 
-# ONNX Runtime rewrites that restructure rather than fold: their new nodes lose the exporter's scope names (which the
-# precision islands and the stage taps read), and TensorRT fuses MatMul+Add itself.
-RESTRUCTURING_OPTIMIZERS = ["MatMulAddFusion", "TransposeOptimizer"]
-
-
-def _fold_constants(model_proto):
-    """ONNX Runtime's basic graph optimisations (constant folding, redundant-node removal, Conv+BN/Add/Mul folding;
-    standard ONNX ops only), written back as a model: they fold in one pass the shape arithmetic that onnxslim
-    folds one layer per iteration. Graphs of standard ops only: ONNX Runtime cannot load plugin nodes without
-    m2f's ops."""
-    import onnx
-    import onnxruntime as ort
-
-    with tempfile.TemporaryDirectory() as tmp:
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        options.optimized_model_filepath = str(Path(tmp) / "folded.onnx")
-        options.intra_op_num_threads = 1
-        ort.InferenceSession(model_proto.SerializeToString(), options, providers=["CPUExecutionProvider"],
-                             disabled_optimizers=RESTRUCTURING_OPTIMIZERS)
-        folded = onnx.load(options.optimized_model_filepath)
-    used = {n.domain for n in folded.graph.node}  # ONNX Runtime lists every domain it knows; keep the graph's
-    kept = [o for o in folded.opset_import if o.domain in used or o.domain in ("", "ai.onnx")]
-    del folded.opset_import[:]
-    folded.opset_import.extend(kept)
-    return folded
-
-
 def _simplify(model_proto, static: bool):
-    """The traced graph cleaned up. A static graph of standard ops: ONNX Runtime's constant folding alone (onnxslim
-    after it found nothing left to remove and took seconds: a tiny export 749 nodes in 0.3 s, 755 after 3.5 s more of
-    onnxslim). A dynamic one: that folding, then onnxslim for what depends on the symbolic sizes (a tiny dynamic
-    Swin: 1790 nodes in 3.9 s, where onnxslim alone gave 1853 in 5.9 s). A graph with plugin nodes: onnxslim."""
+    """The traced graph cleaned up. A static graph: ONNX Runtime's constant folding alone, cut around any plugin
+    nodes (``folding``; onnxslim after it found nothing left to remove and took seconds: a tiny export 749 nodes in
+    0.3 s, 755 after 3.5 s more of onnxslim). A dynamic one: that folding (not with plugin nodes, whose sizes are then
+    symbolic), then onnxslim for what depends on the symbolic sizes (a tiny dynamic Swin: 1790 nodes in 3.9 s, where
+    onnxslim alone gave 1853 in 5.9 s)."""
     import onnxslim
 
-    if not _has_plugin_nodes(model_proto):
-        model_proto = _fold_constants(model_proto)
+    if folding.foldable(model_proto):
+        model_proto = folding.fold_constants(model_proto)
         if static:
             return model_proto
     with contextlib.redirect_stdout(io.StringIO()):
         return onnxslim.slim(model_proto)
-
-
-def _has_plugin_nodes(model_proto) -> bool:
-    return any(o.domain not in ("", "ai.onnx") for o in model_proto.opset_import)
 
 
 def _trace(adapter: GraphAdapter, options: ExportOptions, canvas: tuple[int, int], io_shapes: dict,
@@ -339,8 +308,8 @@ def export_onnx(model: Mask2Former, path: str | Path, options: ExportOptions | N
         seconds["trace"] = time.perf_counter() - t0
         proto = onnx.load(str(tmp))
         if options.simplify:
-            progress(f"[2/4] cleaning up {len(proto.graph.node)} nodes (onnxslim: constant folding, dead nodes, "
-                     f"shape inference)")
+            progress(f"[2/4] cleaning up {len(proto.graph.node)} nodes (constant folding, dead nodes, shape "
+                     f"inference)")
             t0 = time.perf_counter()
             proto = _simplify(proto, static=not options.dynamic)
             seconds["simplify"] = time.perf_counter() - t0
