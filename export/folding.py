@@ -38,7 +38,7 @@ def fold_constants(model_proto):
         return _run_basic_optimisations(model_proto)
     cut = onnx.ModelProto()
     cut.CopyFrom(model_proto)
-    added_inputs, added_outputs = _cut(cut.graph, plugins)
+    added_inputs, added_outputs = _cut(cut, plugins)
     folded = _run_basic_optimisations(cut)
     graph = folded.graph
     _remove_named(graph.input, added_inputs)
@@ -50,11 +50,12 @@ def fold_constants(model_proto):
     return folded
 
 
-def _cut(graph, plugins) -> tuple[set[str], set[str]]:
-    """Take the plugin nodes out of ``graph``: their outputs become typed graph inputs, the node-made tensors they
-    read graph outputs -> (names added as inputs, names added as outputs)."""
+def _cut(model_proto, plugins) -> tuple[set[str], set[str]]:
+    """Take the plugin nodes out of the model's graph: their outputs become typed graph inputs, the node-made tensors
+    they read graph outputs -> (names added as inputs, names added as outputs)."""
     import onnx
 
+    graph = model_proto.graph
     typed = {v.name: v for v in graph.value_info}
     plugin_outputs = {o for n in plugins for o in n.output}
     made = {o for n in graph.node for o in n.output} - plugin_outputs
@@ -65,7 +66,7 @@ def _cut(graph, plugins) -> tuple[set[str], set[str]]:
     del graph.node[:]
     graph.node.extend(kept)
     graph.input.extend(typed[o] for n in plugins for o in n.output)
-    inferred = onnx.shape_inference.infer_shapes(onnx.helper.make_model(graph)).graph
+    inferred = onnx.shape_inference.infer_shapes(model_proto).graph  # with the model's own opsets
     types = {v.name: v for v in list(inferred.value_info) + list(inferred.output)}
     graph.output.extend(types.get(name) or onnx.helper.make_empty_tensor_value_info(name) for name in read)
     return plugin_outputs, set(read)

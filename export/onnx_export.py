@@ -281,7 +281,7 @@ def _finish(proto, io_shapes: dict, metadata: contract.Metadata):
     _drop_untyped_value_info(proto.graph)
     contract.write_onnx(proto, metadata)
     # the IR version the standard opsets need (custom plugin domains have none); ONNX Runtime 1.31 reads up to 13
-    standard = [o for o in proto.opset_import if o.domain in ("", "ai.onnx")]
+    standard = [o for o in proto.opset_import if o.domain in folding.STANDARD_DOMAINS]
     proto.ir_version = onnx.helper.find_min_ir_version_for(standard)
     onnx.checker.check_model(proto)
     return proto
