@@ -10,6 +10,10 @@ from .contract import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, TRT_BUILTIN
     FUSED_ATTRIBUTE, trt_builtin_version
 from .reference import Shapes, level_shapes, fused_reference, locations_and_weights, reference, shape_tensors
 
+# zero rows and columns around each level's map in the portable lowering: one before, for neighbours at -1, and two
+# after, as a coordinate clamped to the map's width (height) reads columns (rows) W and W + 1
+PAD_BEFORE, PAD_AFTER = 1, 2
+
 
 def portable(
     value: torch.Tensor,
@@ -60,41 +64,42 @@ def _sample(value: torch.Tensor, widths: torch.Tensor, heights: torch.Tensor, st
     """Bilinear samples of value [N, S, M, D] at pixel coordinates x, y [L, N, Lq, M, P] of each level (zeros
     outside its map), weighted by attention [L, N, Lq, M, P] and summed -> [N, Lq, M*D].
 
-    value is read as rows [N*S*M, D] in place (no transpose). Each sample's four neighbours get a row index and a
-    weight (bilinear x in-bounds x attention) in [L, N, Lq, M, 4, P]; a neighbour outside its map gets weight 0 and
-    any valid row index, so one clamp to the table replaces per-corner bounds checks. Then per level one Gather of
-    [N, Lq, M, 4P] rows and one batched MatMul ([.., 1, 4P] x [.., 4P, D]) sum them, straight into the output's
-    [N, Lq, M, D] layout; no [N, M, Lq, L, P, D] intermediate. Indices are int32 throughout."""
+    Each level's map is read from a copy with a zero border (PAD_BEFORE rows and columns before, PAD_AFTER after),
+    viewed as rows [N*(H+3)*(W+3)*M, D], and the coordinates are clamped to [-1, W] x [-1, H]: a neighbour outside
+    the map then reads a zero instead of needing an in-bounds test, and a sample past the border reads zeros only,
+    so every weight is plain bilinear x attention and every row index is in its table. The sums are those of the
+    reference, whose out-of-map terms are zero either way. Each sample's four neighbours get a row index and a
+    weight in [L, N, Lq, M, 4, P]; per level one Gather of [N, Lq, M, 4P] rows and one batched MatMul
+    ([.., 1, 4P] x [.., 4P, D]) sum them, straight into the output's [N, Lq, M, D] layout. Indices are int32."""
     n, s, m, d = value.shape
     num_levels, _, lq, _, num_points = x.shape
     dtype = x.dtype
     per_level = (num_levels, 1, 1, 1, 1)
-    w_l, h_l = widths.to(dtype).view(per_level), heights.to(dtype).view(per_level)
+    outside = torch.full((), -1.0, dtype=dtype)  # the border's first column (row): zeros
+    x = torch.minimum(torch.maximum(x, outside), widths.to(dtype).view(per_level))
+    y = torch.minimum(torch.maximum(y, outside), heights.to(dtype).view(per_level))
     left, top = torch.floor(x), torch.floor(y)
     fx, fy = x - left, y - top
-    # weights of the left/right column and of the upper/lower row (with the attention), 0 outside the map
-    wx0 = (1 - fx) * ((left >= 0) & (left <= w_l - 1)).to(dtype)
-    wx1 = fx * ((left >= -1) & (left <= w_l - 2)).to(dtype)
-    wy0 = (1 - fy) * ((top >= 0) & (top <= h_l - 1)).to(dtype) * attention
-    wy1 = fy * ((top >= -1) & (top <= h_l - 2)).to(dtype) * attention
-    weights = torch.stack([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1], dim=-2)  # [L, N, Lq, M, 4, P]
-    # row of each neighbour in value viewed as [N*S*M, D]: (n*S + start + y*W + x) * M + m, clamped into the table;
-    # the small operands are cast to int32 explicitly (traced sizes are int64 and would promote every index)
-    base = ((torch.arange(n, dtype=torch.int32) * (s * m)).view(1, n, 1, 1, 1)
-            + torch.arange(m, dtype=torch.int32).view(1, 1, 1, m, 1)).to(torch.int32)
-    upper_left = (starts.view(per_level) + top.to(torch.int32) * widths.view(per_level) + left.to(torch.int32)) \
-        * m + base  # [L, N, Lq, M, P]
+    wx0, wy0, wy1 = 1 - fx, (1 - fy) * attention, fy * attention
+    weights = torch.stack([wy0 * wx0, wy0 * fx, wy1 * wx0, wy1 * fx], dim=-2)  # [L, N, Lq, M, 4, P]
+    padded_w, padded_h = widths + (PAD_BEFORE + PAD_AFTER), heights + (PAD_BEFORE + PAD_AFTER)
+    # row of each neighbour in its level's padded table viewed as [N*(H+3)*(W+3)*M, D]:
+    # ((n*(H+3) + y+1)*(W+3) + x+1)*M + m; the small operands are cast to int32 explicitly (traced sizes are int64
+    # and would promote every index)
+    base = (torch.arange(n, dtype=torch.int32).view(1, n, 1, 1, 1) * (padded_h * padded_w * m).view(per_level)
+            + torch.arange(m, dtype=torch.int32).view(1, 1, 1, m, 1)
+            + (PAD_BEFORE * (padded_w + 1) * m).view(per_level)).to(torch.int32)
+    upper_left = (top.to(torch.int32) * padded_w.view(per_level) + left.to(torch.int32)) * m + base  # [L, N, Lq, M, P]
     # the four neighbours stacked like the weights: a broadcast over the small [4, P] inner axes runs 3x slower in
     # ONNX Runtime than adding a per-level step to each whole plane
-    rows = torch.stack([upper_left, upper_left + m, upper_left + (widths * m).view(per_level),
-                        upper_left + ((widths + 1) * m).view(per_level)], dim=-2)  # [L, N, Lq, M, 4, P]
-    # clamped against 0-d bounds: bounds of rows' own shape were folded into two [L, N, Lq, M, 4, P] constants per
-    # layer (1035 MB for R50 at 800x1344, against 228 MB for the plugin flavors)
-    rows = torch.minimum(torch.maximum(rows, torch.zeros((), dtype=rows.dtype)),
-                         torch.full((), n * s * m - 1, dtype=rows.dtype))
-    table = value.reshape(-1, d)
+    rows = torch.stack([upper_left, upper_left + m, upper_left + (padded_w * m).view(per_level),
+                        upper_left + ((padded_w + 1) * m).view(per_level)], dim=-2)  # [L, N, Lq, M, 4, P]
     out = None
     for level in range(num_levels):
+        h, w, first = heights[level].long(), widths[level].long(), starts[level].long()  # Slice takes one index type
+        level_map = value[:, first:first + h * w].reshape(n, h, w, m * d)
+        border = (0, 0, PAD_BEFORE, PAD_AFTER, PAD_BEFORE, PAD_AFTER)  # [N, H, W, M*D]: W, then H
+        table = torch.nn.functional.pad(level_map, border).reshape(-1, d)
         picked = table[rows[level].reshape(n, lq, m, 4 * num_points)]  # [N, Lq, M, 4P, D]
         term = torch.matmul(weights[level].reshape(n, lq, m, 1, 4 * num_points), picked)  # [N, Lq, M, 1, D]
         out = term if out is None else out + term

@@ -45,6 +45,12 @@ def test_msda_reference_matches_naive(shapes, heads, dim, points, lq):
     n, s, nl = 2, sum(h * w for h, w in shapes), len(shapes)
     value = rng.standard_normal((n, s, heads, dim))
     loc = rng.uniform(-0.2, 1.2, (n, lq, heads, nl, points, 2))  # includes samples outside the map
+    # and samples on and past the edges, in pixels: the first column (row), the last, the border just past them,
+    # and far outside (the portable lowering clamps to its zero border)
+    for lvl, (hh, ww) in enumerate(shapes):
+        for axis, size in ((0, ww), (1, hh)):
+            edges = np.array([-7.0, -1.0, -0.5, 0.0, size - 1.0, size - 0.5, size, size + 4.0])
+            loc[0, :, :, lvl, :, axis].flat[:edges.size] = ((edges + 0.5) / size)[:loc[0, :, :, lvl, :, axis].size]
     w = rng.random((n, lq, heads, nl, points))
     w /= w.reshape(n, lq, heads, -1).sum(-1)[..., None, None]
     starts = torch.tensor(np.cumsum([0] + [h * ww for h, ww in shapes])[:-1], dtype=torch.int32)
