@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from m2f.onnx_graph import load_onnx
+from m2f.onnx_graph import STANDARD_DOMAINS, load_onnx
 
 from .int8 import trt_note
 from .options import IN_GRAPH, SWEEP_IMAGES, PrecisionOptions
@@ -177,7 +177,7 @@ def convert_best(model_path: str | Path, output: str | Path, options: PrecisionO
 
     model_path, output = Path(model_path), check_output_file(output, (".onnx",))
     proto = load_onnx(model_path)
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    opset = next((o.version for o in proto.opset_import if o.domain in STANDARD_DOMAINS), 0)
     if opset < MIN_OPSET_BEST:
         raise ArgumentError(f"--precision best stores fp16 Q/DQ scales, which need opset {MIN_OPSET_BEST} or newer; "
                             f"{model_path.name} has opset {opset}: export it again with --opset {MIN_OPSET_BEST}")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from m2f.onnx_graph import STANDARD_DOMAINS
 from m2f.plugins.masked_attention import contract as ma
 from m2f.plugins.ms_deform_attn import contract as msda
 
@@ -78,7 +79,7 @@ def required_island(node) -> str | None:
         return "mask einsum accumulation"
     if node.op_type in THRESHOLD_OPS and "/multihead_attn/" in node.name:
         return "masked-attention threshold and masking"
-    if block_of(node.name).endswith("/deformable sampling") and node.domain in ("", "ai.onnx"):
+    if block_of(node.name).endswith("/deformable sampling") and node.domain in STANDARD_DOMAINS:
         return "deformable-attention coordinate math (Floor and index arithmetic; fp16 spacing is 0.125 px at 128+)"
     return None
 

@@ -18,6 +18,7 @@ import fnmatch
 from dataclasses import dataclass, field
 
 from m2f.errors import ArgumentError
+from m2f.onnx_graph import STANDARD_DOMAINS
 
 from .ranges import DEFAULT_PERCENTILE, threshold
 from .statistics import Statistics
@@ -45,7 +46,7 @@ def select(model, exclude: tuple[str, ...] = ()) -> Selection:
     weights = _weights(model)
     chosen = Selection()
     for node in model.graph.node:
-        if node.op_type not in QUANTIZED_OPS or node.domain not in ("", "ai.onnx"):
+        if node.op_type not in QUANTIZED_OPS or node.domain not in STANDARD_DOMAINS:
             continue
         if not node.name:
             raise ArgumentError("the graph has an unnamed Conv/MatMul/Gemm node; export it again with m2f export")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from m2f.assets import ASSETS
-from m2f.onnx_graph import load_onnx
+from m2f.onnx_graph import STANDARD_DOMAINS, load_onnx
 from m2f.plugins.masked_attention import contract as ma
 from m2f.plugins.ms_deform_attn import contract as msda
 
@@ -129,7 +129,7 @@ def check_graph(model) -> list[Issue]:
     issues = []
     for node in graph.node:
         name = node.name or node.output[0]
-        if node.domain not in ("", "ai.onnx"):
+        if node.domain not in STANDARD_DOMAINS:
             if (node.domain, node.op_type) not in KNOWN_PLUGINS:
                 issues.append(Issue(name, node.op_type, f"a {node.domain} node that no known plugin implements"))
             continue

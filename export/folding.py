@@ -12,7 +12,8 @@ import heapq
 import tempfile
 from pathlib import Path
 
-STANDARD_DOMAINS = ("", "ai.onnx")
+from m2f.onnx_graph import STANDARD_DOMAINS
+
 # ONNX Runtime rewrites that restructure rather than fold: their new nodes lose the exporter's scope names (which the
 # precision islands and the stage taps read), and TensorRT fuses MatMul+Add itself.
 RESTRUCTURING_OPTIMIZERS = ["MatMulAddFusion", "TransposeOptimizer"]

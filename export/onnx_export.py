@@ -21,7 +21,7 @@ import m2f
 from m2f import contract
 from m2f.errors import ArgumentError
 from m2f.fileio import atomic_path, check_output_file
-from m2f.onnx_graph import describe_graph
+from m2f.onnx_graph import STANDARD_DOMAINS, describe_graph
 from m2f.model.mask2former import Mask2Former
 from m2f.plugins import lowering
 from m2f.plugins.masked_attention import contract as masked_attention
@@ -281,7 +281,7 @@ def _finish(proto, io_shapes: dict, metadata: contract.Metadata):
     _drop_untyped_value_info(proto.graph)
     contract.write_onnx(proto, metadata)
     # the IR version the standard opsets need (custom plugin domains have none); ONNX Runtime 1.31 reads up to 13
-    standard = [o for o in proto.opset_import if o.domain in folding.STANDARD_DOMAINS]
+    standard = [o for o in proto.opset_import if o.domain in STANDARD_DOMAINS]
     proto.ir_version = onnx.helper.find_min_ir_version_for(standard)
     onnx.checker.check_model(proto)
     return proto

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from m2f.errors import ArgumentError
 
+STANDARD_DOMAINS = ("", "ai.onnx")  # the names a node or opset of the standard operator set may carry
 Io = tuple[str, str, list]  # (name, dtype such as "uint8", dims: ints, or names for symbolic dims)
 
 
