@@ -117,6 +117,9 @@ def main() -> None:
     vs_eager = float(np.median(t["m2f"] / t["eager"]))
     print(f"m2f / HF latency (paired median) {vs_hf:.2f}x (target <= 0.8x); m2f / eager {vs_eager:.2f}x "
           f"(target <= 0.5x); nodes m2f / HF {nodes['m2f'] / nodes['hf']:.2f} (target < 1)")
+    for other in ("hf", "eager"):  # the spread: the machine's load moves every run
+        ratios = np.sort(t["m2f"] / t[other])
+        print(f"m2f / {other} per run: " + ", ".join(f"{r:.2f}" for r in ratios))
 
 
 if __name__ == "__main__":
