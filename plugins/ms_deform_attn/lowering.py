@@ -71,7 +71,7 @@ def _sample(value: torch.Tensor, widths: torch.Tensor, heights: torch.Tensor, st
     reference, whose out-of-map terms are zero either way. Each sample's four neighbours get a row index and a
     weight in [L, N, Lq, M, 4, P]; per level one Gather of [N, Lq, M, 4P] rows and one batched MatMul
     ([.., 1, 4P] x [.., 4P, D]) sum them, straight into the output's [N, Lq, M, D] layout. Indices are int32."""
-    n, s, m, d = value.shape
+    n, _, m, d = value.shape
     num_levels, _, lq, _, num_points = x.shape
     dtype = x.dtype
     per_level = (num_levels, 1, 1, 1, 1)
