@@ -7,6 +7,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from m2f.calib.session import open_session
+from m2f.onnx_graph import STANDARD_DOMAINS
 from m2f.plugins.ms_deform_attn import contract as msda_contract
 from m2f.calib.fp16 import block_of, required_island, to_fp16
 
@@ -93,7 +94,7 @@ def test_plugin_flavors_in_fp16(flavor, tmp_path):
     path = export_onnx(model, tmp_path / "m.onnx", ExportOptions(height=192, width=256, flavor=flavor)).path
     graph = onnx.load(str(path))
     half = to_fp16(graph, set()).model
-    plugin_inputs = [i for n in half.graph.node if n.domain not in ("", "ai.onnx") for i in n.input[:1]]
+    plugin_inputs = [i for n in half.graph.node if n.domain not in STANDARD_DOMAINS for i in n.input[:1]]
     types = {v.name: v.type.tensor_type.elem_type for v in half.graph.value_info}
     types.update({i.name: i.data_type for i in half.graph.initializer})
     assert plugin_inputs and all(types[i] == TensorProto.FLOAT16 for i in plugin_inputs)

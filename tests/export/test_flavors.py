@@ -11,6 +11,7 @@ import torch
 
 from m2f import contract
 from m2f.export.onnx_export import ExportOptions, export_onnx, plugin_requirements
+from m2f.onnx_graph import STANDARD_DOMAINS
 from m2f.plugins.masked_attention import contract as ma_contract
 from m2f.plugins.ms_deform_attn import contract as msda_contract
 from m2f.calib.trt_compat import check_graph
@@ -86,7 +87,7 @@ def test_plugin_nodes_replace_the_lowering(dynamic_flavor):
 def test_plugin_node_attributes_and_opsets(dynamic_flavor):
     _, flavor, path = dynamic_flavor
     proto = onnx.load(str(path))
-    plugin = [n for n in proto.graph.node if n.domain not in ("", "ai.onnx")]
+    plugin = [n for n in proto.graph.node if n.domain not in STANDARD_DOMAINS]
     attrs = {(n.op_type, a.name): onnx.helper.get_attribute_value(a) for n in plugin for a in n.attribute}
     domains = {o.domain: o.version for o in proto.opset_import}
     if flavor == "m2f":

@@ -8,11 +8,10 @@ from onnx import TensorProto, helper
 
 from m2f.export import folding
 from m2f.export.onnx_export import ExportOptions, export_onnx
+from m2f.onnx_graph import STANDARD_DOMAINS
 
 from ..model.helpers import random_model, tiny_config
 from .helpers import random_batch, session
-
-STANDARD = ("", "ai.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +26,7 @@ def test_static_exports_have_no_shape_arithmetic_left(model, tmp_path, flavor):
     assert not [n.name for n in graph.node if n.op_type in ("Shape", "Size", "ConstantOfShape")]
     if flavor != "portable":  # every plugin output typed with the traced sizes
         typed = {v.name: v.type.tensor_type.shape for v in graph.value_info}
-        plugin_outputs = [n.output[0] for n in graph.node if n.domain not in STANDARD]
+        plugin_outputs = [n.output[0] for n in graph.node if n.domain not in STANDARD_DOMAINS]
         assert plugin_outputs
         for name in plugin_outputs:
             assert all(d.HasField("dim_value") for d in typed[name].dim), name
@@ -38,7 +37,7 @@ def test_folded_plugin_graph_computes_what_the_traced_one_does(model, tmp_path):
     raw = export_onnx(model, tmp_path / "raw.onnx", ExportOptions(simplify=False, **options)).path
     folded = export_onnx(model, tmp_path / "folded.onnx", ExportOptions(**options)).path
     plugins = [[(n.op_type, n.domain, sorted((a.name, helper.get_attribute_value(a)) for a in n.attribute))
-                for n in onnx.load(str(p)).graph.node if n.domain not in STANDARD] for p in (raw, folded)]
+                for n in onnx.load(str(p)).graph.node if n.domain not in STANDARD_DOMAINS] for p in (raw, folded)]
     assert plugins[0] == plugins[1]
     assert len(onnx.load(str(folded)).graph.node) < len(onnx.load(str(raw)).graph.node)
     image, valid = random_batch(1, 64, 96, [[64, 90]])

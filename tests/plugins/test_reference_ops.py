@@ -50,7 +50,9 @@ def test_msda_reference_matches_naive(shapes, heads, dim, points, lq):
     for lvl, (hh, ww) in enumerate(shapes):
         for axis, size in ((0, ww), (1, hh)):
             edges = np.array([-7.0, -1.0, -0.5, 0.0, size - 1.0, size - 0.5, size, size + 4.0])
-            loc[0, :, :, lvl, :, axis].flat[:edges.size] = ((edges + 0.5) / size)[:loc[0, :, :, lvl, :, axis].size]
+            plane = loc[0, :, :, lvl, :, axis]  # a view: writes reach loc
+            count = min(edges.size, plane.size)
+            plane.flat[:count] = (edges[:count] + 0.5) / size
     w = rng.random((n, lq, heads, nl, points))
     w /= w.reshape(n, lq, heads, -1).sum(-1)[..., None, None]
     starts = torch.tensor(np.cumsum([0] + [h * ww for h, ww in shapes])[:-1], dtype=torch.int32)
