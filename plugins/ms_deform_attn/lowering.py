@@ -28,29 +28,26 @@ def portable(
     float32 it differs from ``reference`` by the grouping of the weight products and the sums."""
     shapes = level_shapes(value, spatial_shapes, sampling_locations)
     widths, heights, starts = _level_sizes(shapes, value.device)
-    num_levels, dtype = len(shapes), sampling_locations.dtype
-    locations = sampling_locations.permute(3, 0, 1, 2, 4, 5)  # [L, N, Lq, M, P, 2], level first
-    per_level = (num_levels, 1, 1, 1, 1)
-    x = locations[..., 0] * widths.to(dtype).view(per_level) - 0.5  # grid_sample's pixel (align_corners=False)
-    y = locations[..., 1] * heights.to(dtype).view(per_level) - 0.5
-    return _sample(value, widths, heights, starts, x, y, attention_weights.permute(3, 0, 1, 2, 4))
+    per_level = _PerLevel(*sampling_locations.shape[2:5])
+    dtype = sampling_locations.dtype
+    x = sampling_locations[..., 0] * per_level(widths.to(dtype)) - 0.5  # grid_sample's pixel (align_corners=False)
+    y = sampling_locations[..., 1] * per_level(heights.to(dtype)) - 0.5
+    return _sample(value, widths, heights, starts, x, y, attention_weights)
 
 
 def portable_fused(value: torch.Tensor, shapes: list, reference_points: torch.Tensor,
                    sampling_offsets: torch.Tensor, attention_logits: torch.Tensor) -> torch.Tensor:
     """``portable`` from the fused arguments (``attend``): a sample's pixel is reference x size - 0.5 + offset, as
     the offsets are in pixels of their level (the reference divides them by the level's size and grid_sample
-    multiplies them back; in float32 the two routes round differently, within the same few ulp). Every
-    coordinate op runs on x and y planes [L, N, Lq, M, P]: ONNX Runtime broadcasts slowly over small inner axes."""
+    multiplies them back; in float32 the two routes round differently, within the same few ulp). The coordinates
+    stay in the Linear layers' own layout [N, Lq, M, L, P]: no transposes."""
     n, lq, m, num_levels, num_points, _ = sampling_offsets.shape
     widths, heights, starts = _level_sizes(shapes, value.device)
-    # stacked on axis 0 then transposed: integer Concat on a later axis breaks ONNX Runtime's symbolic shape inference
-    size = torch.stack([widths, heights]).t().to(sampling_offsets.dtype).view(num_levels, 1, 1, 2)
-    origin = (reference_points.permute(2, 0, 1, 3) * size - 0.5).unsqueeze(-2).unsqueeze(-2)  # [L, N, Lq, 1, 1, 2]
-    offsets = sampling_offsets.permute(3, 0, 1, 2, 4, 5)  # [L, N, Lq, M, P, 2]
-    attention = attention_logits.softmax(-1).view(n, lq, m, num_levels, num_points).permute(3, 0, 1, 2, 4)
-    return _sample(value, widths, heights, starts, offsets[..., 0] + origin[..., 0], offsets[..., 1] + origin[..., 1],
-                   attention)
+    size = torch.stack([widths, heights], 1).to(sampling_offsets.dtype)  # [L, 2]
+    origin = (reference_points * size - 0.5).unsqueeze(2).unsqueeze(-2)  # [N, Lq, 1, L, 1, 2]
+    attention = attention_logits.softmax(-1).view(n, lq, m, num_levels, num_points)
+    return _sample(value, widths, heights, starts, sampling_offsets[..., 0] + origin[..., 0],
+                   sampling_offsets[..., 1] + origin[..., 1], attention)
 
 
 def _level_sizes(shapes: list, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -59,51 +56,73 @@ def _level_sizes(shapes: list, device: torch.device) -> tuple[torch.Tensor, torc
     return spatial[:, 1], spatial[:, 0], starts
 
 
+class _PerLevel:
+    """A per-level value [L] as an [M, L, P] tensor, so that it meets the [N, Lq, M, L, P] planes as whole rows:
+    ONNX Runtime broadcasts a [L, 1] operand over small inner axes several times slower."""
+
+    def __init__(self, heads: int, levels: int, points: int):
+        self.shape = (heads, levels, points)
+
+    def __call__(self, values: torch.Tensor) -> torch.Tensor:
+        return values.view(1, -1, 1).expand(self.shape)
+
+
 def _sample(value: torch.Tensor, widths: torch.Tensor, heights: torch.Tensor, starts: torch.Tensor, x: torch.Tensor,
             y: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
-    """Bilinear samples of value [N, S, M, D] at pixel coordinates x, y [L, N, Lq, M, P] of each level (zeros
-    outside its map), weighted by attention [L, N, Lq, M, P] and summed -> [N, Lq, M*D].
+    """Bilinear samples of value [N, S, M, D] at pixel coordinates x, y [N, Lq, M, L, P] of each level (zeros
+    outside its map), weighted by attention [N, Lq, M, L, P] and summed -> [N, Lq, M*D].
 
-    Each level's map is read from a copy with a zero border (PAD_BEFORE rows and columns before, PAD_AFTER after),
-    viewed as rows [N*(H+3)*(W+3)*M, D], and the coordinates are clamped to [-1, W] x [-1, H]: a neighbour outside
-    the map then reads a zero instead of needing an in-bounds test, and a sample past the border reads zeros only,
-    so every weight is plain bilinear x attention and every row index is in its table. The sums are those of the
-    reference, whose out-of-map terms are zero either way. Each sample's four neighbours get a row index and a
-    weight in [L, N, Lq, M, 4, P]; per level one Gather of [N, Lq, M, 4P] rows and one batched MatMul
-    ([.., 1, 4P] x [.., 4P, D]) sum them, straight into the output's [N, Lq, M, D] layout. Indices are int32."""
+    Every level's map gets a zero border (PAD_BEFORE rows and columns before, PAD_AFTER after) and the coordinates
+    are clamped to [-1, W] x [-1, H]: a neighbour outside the map then reads a zero instead of needing an in-bounds
+    test, and a sample past the border reads zeros only, so every weight is plain bilinear x attention. The bordered
+    maps of all levels form one table of rows [R, D] (R = N x sum((H+3)(W+3)) x M), and a pair table [R, 2D] puts
+    each row next to its right-hand neighbour's (M rows on). One int32 Gather then picks the top and the bottom
+    pair of every sample, [N, Lq, M, L, P, 2, 2D], i.e. its four neighbours, and one batched MatMul
+    ([.., 1, 4LP] x [.., 4LP, D]) sums all of them straight into the output's [N, Lq, M, D] layout. The sums are
+    those of the reference, whose out-of-map terms are zero either way."""
     n, _, m, d = value.shape
-    num_levels, _, lq, _, num_points = x.shape
+    _, lq, _, num_levels, num_points = x.shape
     dtype = x.dtype
-    per_level = (num_levels, 1, 1, 1, 1)
+    per_level = _PerLevel(m, num_levels, num_points)
     outside = torch.full((), -1.0, dtype=dtype)  # the border's first column (row): zeros
-    x = torch.minimum(torch.maximum(x, outside), widths.to(dtype).view(per_level))
-    y = torch.minimum(torch.maximum(y, outside), heights.to(dtype).view(per_level))
+    x = torch.minimum(torch.maximum(x, outside), per_level(widths.to(dtype)))
+    y = torch.minimum(torch.maximum(y, outside), per_level(heights.to(dtype)))
     left, top = torch.floor(x), torch.floor(y)
     fx, fy = x - left, y - top
     wx0, wy0, wy1 = 1 - fx, (1 - fy) * attention, fy * attention
-    weights = torch.stack([wy0 * wx0, wy0 * fx, wy1 * wx0, wy1 * fx], dim=-2)  # [L, N, Lq, M, 4, P]
+    # top-left, top-right, bottom-left, bottom-right: the order of the picked pairs' rows
+    weights = torch.stack([wy0 * wx0, wy0 * fx, wy1 * wx0, wy1 * fx], dim=-1)  # [N, Lq, M, L, P, 4]
     padded_w, padded_h = widths + (PAD_BEFORE + PAD_AFTER), heights + (PAD_BEFORE + PAD_AFTER)
-    # row of each neighbour in its level's padded table viewed as [N*(H+3)*(W+3)*M, D]:
-    # ((n*(H+3) + y+1)*(W+3) + x+1)*M + m; the small operands are cast to int32 explicitly (traced sizes are int64
-    # and would promote every index)
-    base = (torch.arange(n, dtype=torch.int32).view(1, n, 1, 1, 1) * (padded_h * padded_w * m).view(per_level)
-            + torch.arange(m, dtype=torch.int32).view(1, 1, 1, m, 1)
-            + (PAD_BEFORE * (padded_w + 1) * m).view(per_level)).to(torch.int32)
-    upper_left = (top.to(torch.int32) * padded_w.view(per_level) + left.to(torch.int32)) * m + base  # [L, N, Lq, M, P]
-    # the four neighbours stacked like the weights: a broadcast over the small [4, P] inner axes runs 3x slower in
-    # ONNX Runtime than adding a per-level step to each whole plane
-    rows = torch.stack([upper_left, upper_left + m, upper_left + (padded_w * m).view(per_level),
-                        upper_left + ((padded_w + 1) * m).view(per_level)], dim=-2)  # [L, N, Lq, M, 4, P]
-    out = None
+    table_starts, cells_per_image = _table_starts(padded_w * padded_h)
+    # row of a sample's top-left neighbour: ((n*C + start_l + (y+1)*(W+3) + x+1)*M + m, C = cells of one image;
+    # the small operands are cast to int32 explicitly (traced sizes are int64 and would promote every index)
+    base = (torch.arange(n, dtype=torch.int32).view(n, 1, 1, 1, 1) * (cells_per_image * m)
+            + torch.arange(m, dtype=torch.int32).view(m, 1, 1)
+            + per_level((table_starts + PAD_BEFORE * (padded_w + 1)) * m)).to(torch.int32)
+    top_left = (top.to(torch.int32) * per_level(padded_w) + left.to(torch.int32)) * m + base  # [N, Lq, M, L, P]
+    rows = torch.stack([top_left, top_left + per_level(padded_w * m)], dim=-1)  # [N, Lq, M, L, P, 2]
+    maps = []
     for level in range(num_levels):
         h, w, first = heights[level].long(), widths[level].long(), starts[level].long()  # Slice takes one index type
         level_map = value[:, first:first + h * w].reshape(n, h, w, m * d)
         border = (0, 0, PAD_BEFORE, PAD_AFTER, PAD_BEFORE, PAD_AFTER)  # [N, H, W, M*D]: W, then H
-        table = torch.nn.functional.pad(level_map, border).reshape(-1, d)
-        picked = table[rows[level].reshape(n, lq, m, 4 * num_points)]  # [N, Lq, M, 4P, D]
-        term = torch.matmul(weights[level].reshape(n, lq, m, 1, 4 * num_points), picked)  # [N, Lq, M, 1, D]
-        out = term if out is None else out + term
+        maps.append(torch.nn.functional.pad(level_map, border).reshape(n, -1, m * d))
+    table = torch.cat(maps, 1).reshape(-1, d)  # [R, D], image by image, level by level
+    # a clamped x reads at most column W + 1 of the W + 3, so the wrapped last M rows are never picked
+    pairs = torch.cat([table, torch.cat([table[m:], table[:m]])], 1)  # [R, 2D]
+    picked = pairs[rows]  # [N, Lq, M, L, P, 2, 2D]
+    samples = 4 * num_levels * num_points
+    out = torch.matmul(weights.reshape(n, lq, m, 1, samples), picked.reshape(n, lq, m, samples, d))  # [N, Lq, M, 1, D]
     return out.reshape(n, lq, m * d)
+
+
+def _table_starts(cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each level's first cell in one image's table [L] and the cells of one image, by additions (as
+    ``shape_tensors``: TensorRT's parser has no int32 CumSum)."""
+    starts = [torch.zeros_like(cells[0])]
+    for level in range(cells.shape[0] - 1):
+        starts.append(starts[-1] + cells[level])
+    return torch.stack(starts), starts[-1] + cells[-1]
 
 
 class _PluginNode(torch.autograd.Function):
