@@ -11,10 +11,12 @@ def blocked_keys(mask_logits: torch.Tensor) -> torch.Tensor:
     """bool [N, Q, S]: True where the key may NOT be attended, after the empty-row rule.
 
     Written without in-place boolean indexing (``mask[where(...)] = False`` in the original) so that it traces to a
-    static graph.
+    static graph. A row has every key blocked exactly when its largest sigmoid is < 0.5: one float ReduceMax in the
+    graph instead of ``all``'s cast to int64 and ReduceSum over [N, Q, S].
     """
-    blocked = torch.sigmoid(mask_logits.float()) < 0.5
-    every_key_blocked = blocked.all(dim=-1, keepdim=True)
+    probabilities = torch.sigmoid(mask_logits.float())
+    blocked = probabilities < 0.5
+    every_key_blocked = probabilities.amax(dim=-1, keepdim=True) < 0.5
     return blocked & ~every_key_blocked
 
 
