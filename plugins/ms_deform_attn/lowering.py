@@ -43,7 +43,8 @@ def portable_fused(value: torch.Tensor, shapes: list, reference_points: torch.Te
     stay in the Linear layers' own layout [N, Lq, M, L, P]: no transposes."""
     n, lq, m, num_levels, num_points, _ = sampling_offsets.shape
     widths, heights, starts = _level_sizes(shapes, value.device)
-    size = torch.stack([widths, heights], 1).to(sampling_offsets.dtype)  # [L, 2]
+    # stacked on axis 0 then transposed: integer Concat on a later axis breaks ONNX Runtime's symbolic shape inference
+    size = torch.stack([widths, heights]).t().to(sampling_offsets.dtype)  # [L, 2]
     origin = (reference_points * size - 0.5).unsqueeze(2).unsqueeze(-2)  # [N, Lq, 1, L, 1, 2]
     attention = attention_logits.softmax(-1).view(n, lq, m, num_levels, num_points)
     return _sample(value, widths, heights, starts, sampling_offsets[..., 0] + origin[..., 0],
