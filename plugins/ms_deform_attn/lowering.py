@@ -8,7 +8,8 @@ import torch
 from .. import lowering
 from .contract import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, TRT_BUILTIN_DOMAIN, TRT_BUILTIN_NAME, \
     FUSED_ATTRIBUTE, trt_builtin_version
-from .reference import Shapes, level_shapes, fused_reference, locations_and_weights, reference, shape_tensors
+from .reference import Shapes, exclusive_sums, fused_reference, level_shapes, locations_and_weights, reference, \
+    shape_tensors
 
 # zero rows and columns around each level's map in the portable lowering: one before, for neighbours at -1, and two
 # after, as a coordinate clamped to the map's width (height) reads columns (rows) W and W + 1
@@ -94,7 +95,9 @@ def _sample(value: torch.Tensor, widths: torch.Tensor, heights: torch.Tensor, st
     # top-left, top-right, bottom-left, bottom-right: the order of the picked pairs' rows
     weights = torch.stack([wy0 * wx0, wy0 * fx, wy1 * wx0, wy1 * fx], dim=-1)  # [N, Lq, M, L, P, 4]
     padded_w, padded_h = widths + (PAD_BEFORE + PAD_AFTER), heights + (PAD_BEFORE + PAD_AFTER)
-    table_starts, cells_per_image = _table_starts(padded_w * padded_h)
+    cells = padded_w * padded_h
+    table_starts = exclusive_sums(cells)
+    cells_per_image = table_starts[-1] + cells[-1]
     # row of a sample's top-left neighbour: ((n*C + start_l + (y+1)*(W+3) + x+1)*M + m, C = cells of one image;
     # the small operands are cast to int32 explicitly (traced sizes are int64 and would promote every index)
     base = (torch.arange(n, dtype=torch.int32).view(n, 1, 1, 1, 1) * (cells_per_image * m)
@@ -115,15 +118,6 @@ def _sample(value: torch.Tensor, widths: torch.Tensor, heights: torch.Tensor, st
     samples = 4 * num_levels * num_points
     out = torch.matmul(weights.reshape(n, lq, m, 1, samples), picked.reshape(n, lq, m, samples, d))  # [N, Lq, M, 1, D]
     return out.reshape(n, lq, m * d)
-
-
-def _table_starts(cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each level's first cell in one image's table [L] and the cells of one image, by additions (as
-    ``shape_tensors``: TensorRT's parser has no int32 CumSum)."""
-    starts = [torch.zeros_like(cells[0])]
-    for level in range(cells.shape[0] - 1):
-        starts.append(starts[-1] + cells[level])
-    return torch.stack(starts), starts[-1] + cells[-1]
 
 
 class _PluginNode(torch.autograd.Function):

@@ -89,8 +89,13 @@ def shape_tensors(shapes: list, device: torch.device) -> tuple[torch.Tensor, tor
     traced sizes stay symbolic; the start index by additions (TensorRT's parser has no int32 CumSum)."""
     spatial = torch.stack([torch.stack([torch.as_tensor(h), torch.as_tensor(w)]) for h, w in shapes])
     spatial = spatial.to(device=device, dtype=torch.int32)
-    areas = spatial[:, 0] * spatial[:, 1]
-    starts = [torch.zeros_like(areas[0])]
-    for level in range(len(shapes) - 1):
-        starts.append(starts[-1] + areas[level])
-    return spatial, torch.stack(starts)
+    return spatial, exclusive_sums(spatial[:, 0] * spatial[:, 1])
+
+
+def exclusive_sums(sizes: torch.Tensor) -> torch.Tensor:
+    """[L] -> [L]: where each of L consecutive parts of the given sizes starts, by additions (TensorRT's parser has
+    no int32 CumSum), so that traced sizes stay symbolic."""
+    starts = [torch.zeros_like(sizes[0])]
+    for level in range(sizes.shape[0] - 1):
+        starts.append(starts[-1] + sizes[level])
+    return torch.stack(starts)
