@@ -1,11 +1,7 @@
 """Batch runs as users run them: a bad file costs only itself, names and ids never collide, the output folder is
 never read back, signals and failed runs leave the summaries right, and instance files evaluate with COCOeval."""
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -15,7 +11,7 @@ from m2f.cli import main
 from m2f.runtime import HostOptions, Predictor
 from m2f.runtime.batch import expand_inputs
 
-from .test_io_and_errors import _video
+from .test_io_and_errors import _interrupted_video_run
 
 
 def _images(folder, names, seed=0):
@@ -81,18 +77,8 @@ def test_a_run_with_no_success_keeps_earlier_summaries(tmp_path, exported, capsy
 
 
 def test_sigterm_is_handled_like_ctrl_c(tmp_path, exported):
-    video = tmp_path / "clip.avi"
-    _video(video, 400)
-    out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "m2f", "infer", str(exported[1]), str(video), "-o", str(out),
-                             "--no-overlay"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list((out / "clip").glob("*.segments.json"))) < 2:
-        time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 143, stderr
-    results = json.loads((out / "results.json").read_text())
+    code, _, stderr, results, _ = _interrupted_video_run(tmp_path, exported[1], signal.SIGTERM, 2)
+    assert code == 143, stderr
     assert results["interrupted"] and 2 <= len(results["images"]) < 400
 
 

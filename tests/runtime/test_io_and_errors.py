@@ -131,19 +131,25 @@ def _video(path, frames, size=(96, 64)):
     writer.release()
 
 
-def test_video_and_interrupt_keeps_results(tmp_path, exported):
+def _interrupted_video_run(tmp_path, model, sig: int, frames_first: int):
+    """`m2f infer` on a 400-frame video, sent ``sig`` once ``frames_first`` frames are on disk (or after 120 s)
+    -> (return code, stdout, stderr, results.json, output folder)."""
     video = tmp_path / "clip.avi"
     _video(video, 400)
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "m2f", "infer", str(exported[1]), str(video), "-o", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "m2f", "infer", str(model), str(video), "-o", str(out),
                              "--no-overlay"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and len(list((out / "clip").glob("*.segments.json"))) < 3:
+    while time.time() < deadline and len(list((out / "clip").glob("*.segments.json"))) < frames_first:
         time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGINT)
+    os.kill(proc.pid, sig)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
-    results = json.loads((out / "results.json").read_text())
+    return proc.returncode, stdout, stderr, json.loads((out / "results.json").read_text()), out
+
+
+def test_video_and_interrupt_keeps_results(tmp_path, exported):
+    code, stdout, stderr, results, out = _interrupted_video_run(tmp_path, exported[1], signal.SIGINT, 3)
+    assert code == 130, stderr
     assert results["interrupted"] and 3 <= len(results["images"]) < 400
     done = {int(im["file_name"].rsplit("#", 1)[1]) for im in results["images"]}
     on_disk = {int(p.name[6:12]) for p in (out / "clip").glob("*.segments.json")}
