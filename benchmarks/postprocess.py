@@ -26,7 +26,7 @@ from types import SimpleNamespace  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-K = 133
+Q, K = 100, 133
 THINGS = range(80)
 PHOTO = ((200, 272), (800, 1067), (480, 640))  # low-res logits, valid size on the canvas, output size
 FULL = ((200, 336), (800, 1333), (800, 1333))
@@ -49,7 +49,7 @@ def _callables(task: str, geometry, noise: float, processor):
     from m2f.runtime import postprocess
 
     low, valid, out = geometry
-    logits, masks = raw_outputs(low, seed=0, noise=noise)
+    logits, masks = raw_outputs(low, seed=0, noise=noise, queries=Q, classes=K)
     hf_outputs = SimpleNamespace(class_queries_logits=torch.from_numpy(logits)[None],
                                  masks_queries_logits=torch.from_numpy(masks)[None])
     if task == "panoptic":
@@ -69,7 +69,7 @@ def _callables(task: str, geometry, noise: float, processor):
 def _settle_allocator() -> None:
     """Put glibc's allocator where a runtime's is after one image (module docstring): free one image's raw mask
     logits."""
-    np.empty((100, *FULL[0]), np.float32)
+    np.empty((Q, *FULL[0]), np.float32)
 
 
 def main() -> int:
