@@ -269,7 +269,7 @@ class _Panoptic:
         block = np.arange(best.size)
         owner_conf = sure[best, block]
         decided = (candidates.sum(0) == 1) & (owner_conf | surely_not[best, block])
-        self._count(best[decided], block_pixels[decided], owner_conf[decided])
+        self._count(best, owner_conf, np.where(decided, block_pixels, 0))
         self.block_owner = np.where(decided & owner_conf, best, -1)  # painted whole: its owner, else -1
         # the cells of (block, query) pairs still open: who owns an undecided block's cells, and where a query is
         # not sure of its own confidence
@@ -296,18 +296,24 @@ class _Panoptic:
         half = self.half[queries]
         return lo >= half * (1 + RELATIVE_MARGIN), hi <= half * (1 - RELATIVE_MARGIN)
 
-    def _count(self, owner: np.ndarray, pixels: np.ndarray, confident: np.ndarray) -> None:
+    def _count(self, owner: np.ndarray, confident: np.ndarray, pixels: np.ndarray | None = None) -> None:
+        """Add ``pixels`` (int, same shape; None: one each) to ``owner``'s owned count, and to its owned-and-confident
+        count where ``confident``. Zero pixels leave an entry out: weights are cheaper than a boolean selection."""
         n = len(self.scores)
-        self.owned += np.bincount(owner, weights=pixels, minlength=n).astype(np.int64)
-        self.both += np.bincount(owner[confident], weights=pixels[confident], minlength=n).astype(np.int64)
+        counts = np.bincount((owner * 2 + confident).ravel(), None if pixels is None else pixels.ravel(),
+                             minlength=2 * n).reshape(n, 2).astype(np.int64)  # [query, confident]
+        self.owned += counts.sum(1)
+        self.both += counts[:, 1]
 
     def _confident_area(self, lowres, which, pair_block, pair_k, cell_sure, cell_not, pixels) -> None:
         """Add the sigmoid >= 0.5 pixels of the (block, query) pairs ``which`` selects ([P] bool; cell arrays
         [S, S, P]): sure cells whole, the others pixel by pixel."""
         n = len(self.scores)
-        sure_pixels = (cell_sure[:, :, which] * pixels[:, :, which]).sum((0, 1))
-        self.orig += np.bincount(pair_k[which], weights=sure_pixels, minlength=n).astype(np.int64)
-        i, j, p = np.nonzero(which & ~cell_sure & ~cell_not & (pixels > 0))
+        pair_block, pair_k, cell_sure, cell_not, pixels = (
+            a[..., which] for a in (pair_block, pair_k, cell_sure, cell_not, pixels))
+        sure_pixels = (cell_sure * pixels).sum((0, 1))
+        self.orig += np.bincount(pair_k, weights=sure_pixels, minlength=n).astype(np.int64)
+        i, j, p = np.nonzero(~(cell_sure | cell_not) & (pixels > 0))
         cells, k, geometry = self.blocks.cells(pair_block[p], i, j), pair_k[p], self.geometry
         for where, shape, real in geometry.shapes(cells):
             small = np.uint8 if shape[0] * shape[1] <= np.iinfo(np.uint8).max else np.int64  # the fastest sum
@@ -335,7 +341,7 @@ class _Panoptic:
         owner, owner_conf = ranked_k[best], np.take_along_axis(sure, best, axis=2)
         cell_pixels = pixels[:, :, order[slices[0]]]
         decided = ((count == 1) & (owner_conf | np.take_along_axis(surely_not, best, axis=2))) | (cell_pixels == 0)
-        self._count(owner[decided], cell_pixels[decided], owner_conf[decided])
+        self._count(owner, owner_conf, np.where(decided, cell_pixels, 0))
         self.cell_blocks = pair_block[order[slices[0]]]
         self.cell_owner = np.where(decided & owner_conf, owner, -1)
         # pixels: each undecided cell's candidates, in the pairs' block-major order again: then nonzero lists a
@@ -381,10 +387,7 @@ class _Panoptic:
         else:
             real = real[:, :, order[slices[0]]]
             pixel, owner, confident = (a[real] for a in found)
-        n = len(self.scores)
-        counts = np.bincount(owner * 2 + confident, minlength=2 * n).reshape(n, 2)  # [query, confident]
-        self.owned += counts.sum(1)
-        self.both += counts[:, 1]
+        self._count(owner, confident)
         return pixel, owner, confident
 
     def paint(self, segment_of: np.ndarray) -> np.ndarray:
