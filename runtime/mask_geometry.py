@@ -350,8 +350,11 @@ class _BlockAxis:
         self.start = first[::size]  # [blocks] the first low-resolution index a block's cells read
         self.end = last.reshape(self.blocks, size).max(1)  # ... and the last
         self.reach = int((self.end - self.start).max()) + 1
-        self.cell_span = axis.span[group].reshape(self.blocks, size)  # [blocks, size]
         span = int(axis.span.max())
+        # [blocks, size]; steps past a window that ends at the last index read that index again (``rows`` clamps),
+        # so such a window counts as full
+        self.cell_span = np.where(last == self.low - 1, span, axis.span[group]).reshape(self.blocks, size)
+        self.full_spans = bool((self.cell_span == span).all())  # cell_reduce then selects nothing per cell
         # a block's windows (Blocks.windows) also cover every cell's window steps in full (cell_reduce's slices)
         self.window_reach = max(self.reach, size + span - 1)
         # offset[b, i, a]: cell i's a-th window index, relative to its block's start (past the window: its last)
@@ -399,11 +402,10 @@ class _BlockAxis:
         if self.regular:
             span = self.cell_span[blocks].T  # [size, P]
             span = span[:, None, :] if axis == 0 else span[None]
-            running = windows[along(0)].copy()
-            out = running
+            out = running = windows[along(0)]  # (op and np.where return new arrays: windows is never written)
             for k in range(1, self.offset.shape[2]):
                 running = op(running, windows[along(k)])
-                out = np.where(span > k, running, out)
+                out = running if self.full_spans else np.where(span > k, running, out)
             return out
         index = self.offset[blocks].transpose(1, 2, 0)  # [size, span, P]
         pick = (lambda a: index[:, a, None, :]) if axis == 0 else (lambda a: index[None, :, a, :])
