@@ -230,6 +230,13 @@ def _running_argmax(values: np.ndarray, slices: list[slice]) -> np.ndarray:
     return starts[best_rank] + np.arange(first.stop)
 
 
+def _along_last(index: np.ndarray, n: int) -> np.ndarray:
+    """Flat indices into an array [..., n] of ``index`` [..., m] (positions along its last axis, elementwise over the
+    leading axes): np.take with them is take_along_axis, several times faster."""
+    rows = np.arange(index.size // index.shape[-1]).reshape(*index.shape[:-1], 1)
+    return index + rows * n
+
+
 def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(group of each element, first element of each group) of non-negative keys (cell or block indices) whose
     equal values are next to each other."""
@@ -284,8 +291,8 @@ class _Panoptic:
         self.pixels = []  # per step of pixel work: (flat output index, owner, confidence)
         mine = np.flatnonzero(need_owner[pair_k, pair_block])
         if mine.size:
-            self._cell_owners(lowres, pair_block[mine], pair_k[mine],
-                              *(a[:, :, mine] for a in (cell_lo, cell_hi, cell_sure, cell_not, pixels)))
+            self._cell_owners(lowres, pair_block[mine], pair_k[mine], mine,
+                              cell_lo, cell_hi, cell_sure, cell_not, pixels)
 
     def _v(self, logits: np.ndarray, queries: np.ndarray) -> np.ndarray:
         """score x sigmoid(logit), queries broadcast against logits."""
@@ -326,21 +333,23 @@ class _Panoptic:
                 per_pair = confident.reshape(-1, at.size).view(np.uint8).sum(0, dtype=small)
                 self.orig += np.bincount(k[at], weights=per_pair, minlength=n).astype(np.int64)
 
-    def _cell_owners(self, lowres, pair_block, pair_k, lo, hi, sure, surely_not, pixels) -> None:
-        """Owners of the cells of the undecided blocks, from their candidates' (``pair_*``, block-major) cell bounds
-        [S, S, P]; the cells that stay undecided go to ``_pixel_owners``."""
+    def _cell_owners(self, lowres, pair_block, pair_k, mine, lo, hi, sure, surely_not, pixels) -> None:
+        """Owners of the cells of the undecided blocks, from their candidates' (``pair_*``, block-major) cell bounds:
+        pairs ``mine`` of the cell arrays [S, S, P] (gathered once, in the order of the work); the cells that stay
+        undecided go to ``_pixel_owners``."""
         order, slices = _rank_major(*_groups(pair_block))  # pair_block / pair_k stay block-major
         ranked_k = pair_k[order]
-        lo, hi, sure, surely_not = (a[:, :, order] for a in (lo, hi, sure, surely_not))
+        lo, hi, sure, surely_not = (a[:, :, mine[order]] for a in (lo, hi, sure, surely_not))
         group = np.concatenate([np.arange(part.stop - part.start) for part in slices])  # rank-major: its position
         best = _running_argmax(lo, slices)  # [S, S, U]: the owner's pair
-        candidates = hi >= np.take_along_axis(lo, best, axis=2)[:, :, group] * (1 - RELATIVE_MARGIN)
+        at_best = _along_last(best, lo.shape[2])  # flat indices of the owners' pairs into [S, S, P] arrays
+        candidates = hi >= np.take(lo, at_best)[:, :, group] * (1 - RELATIVE_MARGIN)
         count = np.zeros(best.shape, np.int32)
         for part in slices:
             count[:, :, :part.stop - part.start] += candidates[:, :, part]
-        owner, owner_conf = ranked_k[best], np.take_along_axis(sure, best, axis=2)
-        cell_pixels = pixels[:, :, order[slices[0]]]
-        decided = ((count == 1) & (owner_conf | np.take_along_axis(surely_not, best, axis=2))) | (cell_pixels == 0)
+        owner, owner_conf = ranked_k[best], np.take(sure, at_best)
+        cell_pixels = pixels[:, :, mine[order[slices[0]]]]
+        decided = ((count == 1) & (owner_conf | np.take(surely_not, at_best))) | (cell_pixels == 0)
         self._count(owner, owner_conf, np.where(decided, cell_pixels, 0))
         self.cell_blocks = pair_block[order[slices[0]]]
         self.cell_owner = np.where(decided & owner_conf, owner, -1)
@@ -380,8 +389,7 @@ class _Panoptic:
         best = _running_argmax(v, slices)  # [Cy, Cx, cells]
         i, j = np.indices(shape)
         pixel = geometry.first_pixel(cell[slices[0]]) + (i * geometry.out[1] + j)[:, :, None]  # [Cy, Cx, cells]
-        flat = best + (np.arange(shape[0] * shape[1]) * cell.size).reshape(*shape, 1)  # into logit.ravel()
-        found = pixel, k[best], np.take(logit, flat) >= 0  # confident: sigmoid >= 0.5 (module docstring)
+        found = pixel, k[best], np.take(logit, _along_last(best, cell.size)) >= 0  # confident: sigmoid >= 0.5
         if real is None:
             pixel, owner, confident = (a.ravel() for a in found)
         else:
