@@ -31,7 +31,9 @@ CELLS_PER_BAND = 4096
 CELLS_PER_STEP = 256  # undecided semantic cells computed at once: [256, Cy, Q, Cx] logits, [.., K] scores
 ACTIVE_SIGMOID = np.float32(1e-3)  # queries below this sigmoid over such a step only bound the class scores
 PIXELS_PER_STEP = 4096  # the same for semantic-only configs, per pixel: [Q, 4096] logits, [K, 4096] scores
-PAIRS_PER_STEP = 8192  # panoptic (cell, query) pairs computed per pixel at once: [4, 4, 8192] float32 is 512 kB
+# panoptic (cell, query) pairs computed per pixel at once: [4, 4, 32768] float32 is 2 MB (twice L2 here, but fewer
+# steps beat in-cache ones: 3 % (smooth) to 7 % (rough) less time at 800x1333 than with 8192)
+PAIRS_PER_STEP = 32768
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
