@@ -394,18 +394,24 @@ class _BlockAxis:
 
     def cell_reduce(self, windows: np.ndarray, blocks: np.ndarray, axis: int, op) -> np.ndarray:
         """op over each cell's window along ``axis`` (0 or 1) of block windows [a, b, P] (``Blocks.windows``): that
-        axis becomes [size]. Cells of a regular axis read from their own index on: op over the first s indices is a
-        running op over slices, and each cell takes the one of its span."""
+        axis becomes [size]. Cells of a regular axis read from their own index on: op over a cell's window is a
+        running op over shifted slices, each cell stopping at its span."""
         def along(k: int):
             return (slice(k, k + self.size),) if axis == 0 else (slice(None), slice(k, k + self.size))
 
         if self.regular:
+            out = windows[along(0)]  # (op returns new arrays: windows is never written)
+            if self.full_spans:
+                for k in range(1, self.offset.shape[2]):
+                    out = op(out, windows[along(k)])
+                return out
+            # a step past a cell's window is NaN there, which fmin / fmax skip: branch-free, unlike a per-cell
+            # np.where (2.3x the time with mixed spans); a NaN logit, which no network should give, is skipped too
             span = self.cell_span[blocks].T  # [size, P]
             span = span[:, None, :] if axis == 0 else span[None]
-            out = running = windows[along(0)]  # (op and np.where return new arrays: windows is never written)
+            skip_nan = {np.minimum: np.fmin, np.maximum: np.fmax}[op]
             for k in range(1, self.offset.shape[2]):
-                running = op(running, windows[along(k)])
-                out = running if self.full_spans else np.where(span > k, running, out)
+                out = skip_nan(out, windows[along(k)] + np.where(span > k, np.float32(0), np.float32(np.nan)))
             return out
         index = self.offset[blocks].transpose(1, 2, 0)  # [size, span, P]
         pick = (lambda a: index[:, a, None, :]) if axis == 0 else (lambda a: index[None, :, a, :])
