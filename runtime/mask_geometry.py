@@ -392,33 +392,39 @@ class _BlockAxis:
                 op(out, part, out=out)
         return outs
 
-    def cell_reduce(self, windows: np.ndarray, blocks: np.ndarray, axis: int, op) -> np.ndarray:
-        """op over each cell's window along ``axis`` (0 or 1) of block windows [a, b, P] (``Blocks.windows``): that
-        axis becomes [size]. Cells of a regular axis read from their own index on: op over a cell's window is a
-        running op over shifted slices, each cell stopping at its span."""
+    def cell_reduce(self, windows: np.ndarray, blocks: np.ndarray, axis: int, ops) -> list[np.ndarray]:
+        """For each op (np.minimum / np.maximum): op over each cell's window along ``axis`` (0 or 1) of block windows
+        [a, b, P] (``Blocks.windows``): that axis becomes [size]. Cells of a regular axis read from their own index
+        on: op over a cell's window is a running op over shifted slices, each cell stopping at its span; each step
+        serves every op."""
         def along(k: int):
             return (slice(k, k + self.size),) if axis == 0 else (slice(None), slice(k, k + self.size))
 
         if self.regular:
-            out = windows[along(0)]  # (op returns new arrays: windows is never written)
+            outs = [windows[along(0)]] * len(ops)  # (ops return new arrays: windows is never written)
             if self.full_spans:
                 for k in range(1, self.offset.shape[2]):
-                    out = op(out, windows[along(k)])
-                return out
+                    step = windows[along(k)]
+                    outs = [op(out, step) for op, out in zip(ops, outs)]
+                return outs
             # a step past a cell's window is NaN there, which fmin / fmax skip: branch-free, unlike a per-cell
             # np.where (2.3x the time with mixed spans); a NaN logit, which no network should give, is skipped too
             span = self.cell_span[blocks].T  # [size, P]
             span = span[:, None, :] if axis == 0 else span[None]
-            skip_nan = {np.minimum: np.fmin, np.maximum: np.fmax}[op]
+            skip_nan = [{np.minimum: np.fmin, np.maximum: np.fmax}[op] for op in ops]
             for k in range(1, self.offset.shape[2]):
-                out = skip_nan(out, windows[along(k)] + np.where(span > k, np.float32(0), np.float32(np.nan)))
-            return out
+                step = windows[along(k)] + np.where(span > k, np.float32(0), np.float32(np.nan))
+                outs = [op(out, step) for op, out in zip(skip_nan, outs)]
+            return outs
         index = self.offset[blocks].transpose(1, 2, 0)  # [size, span, P]
         pick = (lambda a: index[:, a, None, :]) if axis == 0 else (lambda a: index[None, :, a, :])
-        out = np.take_along_axis(windows, pick(0), axis=axis)
+        first = np.take_along_axis(windows, pick(0), axis=axis)
+        outs = [first] + [first.copy() for _ in ops[1:]]
         for a in range(1, index.shape[1]):
-            op(out, np.take_along_axis(windows, pick(a), axis=axis), out=out)
-        return out
+            step = np.take_along_axis(windows, pick(a), axis=axis)
+            for op, out in zip(ops, outs):
+                op(out, step, out=out)
+        return outs
 
     def rows(self, blocks: np.ndarray) -> np.ndarray:
         """[len(blocks), window_reach]: the low-resolution indices of each block's range (clamped at the edge)."""
@@ -466,11 +472,10 @@ class Blocks:
     def cell_bounds(self, windows: np.ndarray, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(min, max) over each cell's window, from ``windows`` of the same blocks -> [size, size, P] each."""
         by, bx = np.divmod(blocks, self.x.blocks)
-        bounds = []
-        for op in (np.minimum, np.maximum):
-            across = self.x.cell_reduce(windows, bx, 1, op)  # [reach_y, size, P]
-            bounds.append(self.y.cell_reduce(across, by, 0, op))  # [size, size, P]
-        return bounds[0], bounds[1]
+        ops = (np.minimum, np.maximum)
+        across = self.x.cell_reduce(windows, bx, 1, ops)  # [reach_y, size, P] each
+        low, high = (self.y.cell_reduce(a, by, 0, (op,))[0] for op, a in zip(ops, across))  # [size, size, P]
+        return low, high
 
     def cells(self, blocks: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """``MaskGeometry``'s flat index of cell (rows, cols) of flat ``blocks`` (real cells only)."""
