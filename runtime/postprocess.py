@@ -232,6 +232,16 @@ def _running_argmax(values: np.ndarray, slices: list[slice]) -> np.ndarray:
     return starts[best_rank] + np.arange(first.stop)
 
 
+def _nonzero(mask: np.ndarray) -> tuple[np.ndarray, ...]:
+    """np.nonzero (C order), from the flat positions: 2-3x faster than np.nonzero on the 3-d masks here."""
+    flat = np.flatnonzero(mask)
+    index = []
+    for size in mask.shape[:0:-1]:
+        flat, last = np.divmod(flat, size)
+        index.append(last)
+    return (flat, *index[::-1])
+
+
 def _along_last(index: np.ndarray, n: int) -> np.ndarray:
     """Flat indices into an array [..., n] of ``index`` [..., m] (positions along its last axis, elementwise over the
     leading axes): np.take with them is take_along_axis, several times faster."""
@@ -283,7 +293,7 @@ class _Panoptic:
         # the cells of (block, query) pairs still open: who owns an undecided block's cells, and where a query is
         # not sure of its own confidence
         need_owner, need_orig = candidates & ~decided, ~sure & ~surely_not
-        pair_block, pair_k = np.nonzero((need_owner | need_orig).T)  # block-major, ascending query
+        pair_block, pair_k = _nonzero((need_owner | need_orig).T)  # block-major, ascending query
         x_lo, x_hi = blocks.cell_bounds(blocks.windows(lowres, pair_block, planes[pair_k]), pair_block)
         cell_lo, cell_hi = self._v(x_lo, pair_k), self._v(x_hi, pair_k)  # [S, S, P] (S = BLOCK_CELLS), pairs last
         cell_sure, cell_not = self._confidence(cell_lo, cell_hi, pair_k)
@@ -322,7 +332,7 @@ class _Panoptic:
             a[..., which] for a in (pair_block, pair_k, cell_sure, cell_not, pixels))
         sure_pixels = (cell_sure * pixels).sum((0, 1))
         self.orig += np.bincount(pair_k, weights=sure_pixels, minlength=n).astype(np.int64)
-        i, j, p = np.nonzero(~(cell_sure | cell_not) & (pixels > 0))
+        i, j, p = _nonzero(~(cell_sure | cell_not) & (pixels > 0))
         cells, k, geometry = self.blocks.cells(pair_block[p], i, j), pair_k[p], self.geometry
         for where, shape, real in geometry.shapes(cells):
             small = np.uint8 if shape[0] * shape[1] <= np.iinfo(np.uint8).max else np.int64  # the fastest sum
@@ -359,7 +369,7 @@ class _Panoptic:
         # cell's candidates together, in ascending query order (argmax's), without sorting
         still_open = np.empty_like(candidates)
         still_open[:, :, order] = candidates & ~decided[:, :, group]
-        i, j, p = np.nonzero(still_open)
+        i, j, p = _nonzero(still_open)
         if p.size:
             self._pixel_owners(lowres, self.blocks.cells(pair_block[p], i, j), pair_k[p])
 
