@@ -441,7 +441,7 @@ class Blocks:
         self.y, self.x = _BlockAxis(geometry.y, size), _BlockAxis(geometry.x, size)
         self.shape = (self.y.blocks, self.x.blocks)
         self.groups_x = geometry.x.groups
-        ppc = np.zeros((self.y.blocks * size, self.x.blocks * size), np.int64)
+        ppc = np.zeros((self.y.blocks * size, self.x.blocks * size), np.int32)  # (gathered per pair: int32 halves it)
         ppc[:geometry.y.groups, :geometry.x.groups] = geometry.pixels_per_cell()
         # [size, size, blocks]: pixels of each cell of each (flat) block
         self.cell_pixels = ppc.reshape(self.y.blocks, size, self.x.blocks, size).transpose(1, 3, 0, 2).reshape(

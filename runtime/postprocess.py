@@ -294,8 +294,9 @@ class _Panoptic:
         # not sure of its own confidence
         need_owner, need_orig = candidates & ~decided, ~sure & ~surely_not
         pair_block, pair_k = _nonzero((need_owner | need_orig).T)  # block-major, ascending query
-        x_lo, x_hi = blocks.cell_bounds(blocks.windows(lowres, pair_block, planes[pair_k]), pair_block)
-        cell_lo, cell_hi = self._v(x_lo, pair_k), self._v(x_hi, pair_k)  # [S, S, P] (S = BLOCK_CELLS), pairs last
+        # [S, S, P] (S = BLOCK_CELLS), pairs last; v of the windows, then bounds: fewer sigmoids than of both bounds
+        cell_lo, cell_hi = blocks.cell_bounds(self._v(blocks.windows(lowres, pair_block, planes[pair_k]), pair_k),
+                                              pair_block)
         cell_sure, cell_not = self._confidence(cell_lo, cell_hi, pair_k)
         pixels = blocks.cell_pixels[:, :, pair_block]
         self._confident_area(lowres, need_orig[pair_k, pair_block], pair_block, pair_k, cell_sure, cell_not, pixels)
