@@ -232,6 +232,11 @@ def _running_argmax(values: np.ndarray, slices: list[slice]) -> np.ndarray:
     return starts[best_rank] + np.arange(first.stop)
 
 
+def _code(owner: np.ndarray, confident: np.ndarray) -> np.ndarray:
+    """owner x 2 + confident: one array for the counts (np.bincount) and the painting (a lookup)."""
+    return owner * 2 + confident
+
+
 def _nonzero(mask: np.ndarray) -> tuple[np.ndarray, ...]:
     """np.nonzero (C order), from the flat positions: 2-3x faster than np.nonzero on the 3-d masks here."""
     flat = np.flatnonzero(mask)
@@ -288,7 +293,7 @@ class _Panoptic:
         block = np.arange(best.size)
         owner_conf = sure[best, block]
         decided = (candidates.sum(0) == 1) & (owner_conf | surely_not[best, block])
-        self._count(best, owner_conf, np.where(decided, block_pixels, 0))
+        self._count(_code(best, owner_conf), np.where(decided, block_pixels, 0))
         self.block_owner = np.where(decided & owner_conf, best, -1)  # painted whole: its owner, else -1
         # the cells of (block, query) pairs still open: who owns an undecided block's cells, and where a query is
         # not sure of its own confidence
@@ -301,7 +306,7 @@ class _Panoptic:
         pixels = blocks.cell_pixels[:, :, pair_block]
         self._confident_area(lowres, need_orig[pair_k, pair_block], pair_block, pair_k, cell_sure, cell_not, pixels)
         self.cell_blocks, self.cell_owner = np.zeros(0, np.int64), np.zeros((BLOCK_CELLS, BLOCK_CELLS, 0), np.int64)
-        self.pixels = []  # per step of pixel work: (flat output index, owner, confidence)
+        self.pixels = []  # per step of pixel work: (flat output index, owner x 2 + confident)
         mine = np.flatnonzero(need_owner[pair_k, pair_block])
         if mine.size:
             self._cell_owners(lowres, pair_block[mine], pair_k[mine], mine,
@@ -316,11 +321,12 @@ class _Panoptic:
         half = self.half[queries]
         return lo >= half * (1 + RELATIVE_MARGIN), hi <= half * (1 - RELATIVE_MARGIN)
 
-    def _count(self, owner: np.ndarray, confident: np.ndarray, pixels: np.ndarray | None = None) -> None:
-        """Add ``pixels`` (int, same shape; None: one each) to ``owner``'s owned count, and to its owned-and-confident
-        count where ``confident``. Zero pixels leave an entry out: weights are cheaper than a boolean selection."""
+    def _count(self, code: np.ndarray, pixels: np.ndarray | None = None) -> None:
+        """Add ``pixels`` (int, same shape; None: one each) to the owned count of the owners in ``code`` (``_code``),
+        and to their owned-and-confident count where confident. Zero pixels leave an entry out: weights are cheaper
+        than a boolean selection."""
         n = len(self.scores)
-        counts = np.bincount((owner * 2 + confident).ravel(), None if pixels is None else pixels.ravel(),
+        counts = np.bincount(code.ravel(), None if pixels is None else pixels.ravel(),
                              minlength=2 * n).reshape(n, 2).astype(np.int64)  # [query, confident]
         self.owned += counts.sum(1)
         self.both += counts[:, 1]
@@ -363,7 +369,7 @@ class _Panoptic:
         owner, owner_conf = ranked_k[best], np.take(sure, at_best)
         cell_pixels = pixels[:, :, mine[order[slices[0]]]]
         decided = ((count == 1) & (owner_conf | np.take(surely_not, at_best))) | (cell_pixels == 0)
-        self._count(owner, owner_conf, np.where(decided, cell_pixels, 0))
+        self._count(_code(owner, owner_conf), np.where(decided, cell_pixels, 0))
         self.cell_blocks = pair_block[order[slices[0]]]
         self.cell_owner = np.where(decided & owner_conf, owner, -1)
         # pixels: each undecided cell's candidates, in the pairs' block-major order again: then nonzero lists a
@@ -402,19 +408,21 @@ class _Panoptic:
         best = _running_argmax(v, slices)  # [Cy, Cx, cells]
         i, j = np.indices(shape)
         pixel = geometry.first_pixel(cell[slices[0]]) + (i * geometry.out[1] + j)[:, :, None]  # [Cy, Cx, cells]
-        found = pixel, k[best], np.take(logit, _along_last(best, cell.size)) >= 0  # confident: sigmoid >= 0.5
+        confident = np.take(logit, _along_last(best, cell.size)) >= 0  # sigmoid >= 0.5 (module docstring)
+        code = _code(k[best], confident)
         if real is None:
-            pixel, owner, confident = (a.ravel() for a in found)
+            pixel, code = pixel.ravel(), code.ravel()
         else:
             real = real[:, :, order[slices[0]]]
-            pixel, owner, confident = (a[real] for a in found)
-        self._count(owner, confident)
-        return pixel, owner, confident
+            pixel, code = pixel[real], code[real]
+        self._count(code)
+        return pixel, code
 
     def paint(self, segment_of: np.ndarray) -> np.ndarray:
         """int32 [H0, W0]: segment_of[owner] where the owner's sigmoid >= 0.5, else 0."""
         blocks, size = self.blocks, BLOCK_CELLS
         lookup = np.append(segment_of, 0).astype(np.int32)  # owner -1: not painted here
+        by_code = np.stack([np.zeros_like(segment_of), segment_of], 1).reshape(-1).astype(np.int32)  # ``_code``
         per_cell = np.empty((blocks.y.blocks, size, blocks.x.blocks, size), np.int32)
         per_cell[:] = lookup[self.block_owner].reshape(blocks.shape)[:, None, :, None]
         by, bx = np.divmod(self.cell_blocks, blocks.x.blocks)
@@ -422,8 +430,8 @@ class _Panoptic:
         gy, gx = self.geometry.cells
         seg = self.geometry.paint(per_cell.reshape(blocks.y.blocks * size, -1)[:gy, :gx])
         flat = seg.reshape(-1)
-        for pixel, owner, confident in self.pixels:
-            flat[pixel] = np.where(confident, lookup[owner], 0)
+        for pixel, code in self.pixels:
+            flat[pixel] = by_code[code]
         return seg
 
 
