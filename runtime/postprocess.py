@@ -203,7 +203,8 @@ def _rank_major(group: np.ndarray, segment: np.ndarray) -> tuple[np.ndarray, lis
     order, one slice per rank). Rank r's pairs belong to the first len(slice r) groups of rank 0, in order: a
     running maximum over ranks is then contiguous slices, no gathers."""
     size = np.diff(np.append(segment, len(group)))
-    by_size = np.argsort(-size, kind="stable")  # larger groups first
+    # larger groups first; int16 sizes (a few queries per cell or block) sort by radix, twice as fast as int64
+    by_size = np.argsort(-size.astype(np.int16 if len(group) < np.iinfo(np.int16).max else np.int64), kind="stable")
     first, size = segment[by_size], size[by_size]
     having = np.searchsorted(-size, -np.arange(1, int(size[0]) + 1), side="right")  # groups with more than r pairs
     order = np.concatenate([first[:m] + r for r, m in enumerate(having)])
