@@ -31,9 +31,10 @@ CELLS_PER_BAND = 4096
 CELLS_PER_STEP = 256  # undecided semantic cells computed at once: [256, Cy, Q, Cx] logits, [.., K] scores
 ACTIVE_SIGMOID = np.float32(1e-3)  # queries below this sigmoid over such a step only bound the class scores
 PIXELS_PER_STEP = 4096  # the same for semantic-only configs, per pixel: [Q, 4096] logits, [K, 4096] scores
-# panoptic (cell, query) pairs computed per pixel at once: [4, 4, 32768] float32 is 2 MB (twice L2 here, but fewer
-# steps beat in-cache ones: 3 % (smooth) to 7 % (rough) less time at 800x1333 than with 8192)
-PAIRS_PER_STEP = 32768
+# panoptic pixel values computed at once, (cell, query) pairs x pixels per cell: 32768 pairs of 4 x 4 pixels, 2 MB of
+# float32 (twice L2 here, but fewer steps beat in-cache ones: 3 % (smooth) to 7 % (rough) less time at 800x1333
+# than 8192 pairs); pairs of larger cells, fewer at a time
+PAIR_PIXELS_PER_STEP = 16 * 32768
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -233,6 +234,11 @@ def _running_argmax(values: np.ndarray, slices: list[slice]) -> np.ndarray:
     return starts[best_rank] + np.arange(first.stop)
 
 
+def _pairs_per_step(shape: tuple[int, int]) -> int:
+    """(cell, query) pairs of cells of this shape computed per pixel at once (PAIR_PIXELS_PER_STEP)."""
+    return max(1, PAIR_PIXELS_PER_STEP // (shape[0] * shape[1]))
+
+
 def _code(owner: np.ndarray, confident: np.ndarray) -> np.ndarray:
     """owner x 2 + confident: one array for the counts (np.bincount) and the painting (a lookup)."""
     return owner * 2 + confident
@@ -344,12 +350,13 @@ class _Panoptic:
         cells, k, geometry = self.blocks.cells(pair_block[p], i, j), pair_k[p], self.geometry
         for where, shape, real in geometry.shapes(cells):
             small = np.uint8 if shape[0] * shape[1] <= np.iinfo(np.uint8).max else np.int64  # the fastest sum
-            for start in range(0, where.size, PAIRS_PER_STEP):
-                at = where[start:start + PAIRS_PER_STEP]
+            step = _pairs_per_step(shape)
+            for start in range(0, where.size, step):
+                at = where[start:start + step]
                 logit = geometry.pair_values(lowres, cells[at], self.planes[k[at]], shape)
                 confident = logit >= 0  # sigmoid >= 0.5 (module docstring)
                 if real is not None:
-                    confident &= real[:, :, start:start + PAIRS_PER_STEP]
+                    confident &= real[:, :, start:start + step]
                 per_pair = confident.reshape(-1, at.size).view(np.uint8).sum(0, dtype=small)
                 self.orig += np.bincount(k[at], weights=per_pair, minlength=n).astype(np.int64)
 
@@ -384,12 +391,12 @@ class _Panoptic:
     def _pixel_owners(self, lowres, pair_cell, pair_k) -> None:
         """Owner and confidence of every pixel of the cells in ``pair_cell`` (each cell's pairs together, in ascending
         query order), from their candidates; cells of one shape at a time (no padding), whole cells of about
-        PAIRS_PER_STEP pairs at a time (in cache)."""
+        ``_pairs_per_step`` pairs at a time."""
         found = []
         for where, shape, real in self.geometry.shapes(pair_cell):
             cell, k = pair_cell[where], pair_k[where]
             starts = _groups(cell)[1]  # each cell's first pair
-            steps = np.searchsorted(starts, np.arange(0, cell.size, PAIRS_PER_STEP))
+            steps = np.searchsorted(starts, np.arange(0, cell.size, _pairs_per_step(shape)))
             cuts = np.append(np.unique(starts[steps[steps < starts.size]]), cell.size)
             for a, b in zip(cuts[:-1], cuts[1:]):
                 found.append(self._pixel_step(lowres, cell[a:b], k[a:b], shape,
@@ -397,8 +404,8 @@ class _Panoptic:
         self.pixels = found
 
     def _pixel_step(self, lowres, cell, k, shape, real):
-        """(flat output index, owner, confidence) of the pixels of whole cells (each cell's pairs together, ascending
-        query) of one shape, counted into owned / both; ``real`` [Cy, Cx, pairs] marks the pixels of padded cells
+        """(flat output index, owner x 2 + confident: ``_code``) of the pixels of whole cells (each cell's pairs
+        together, ascending query) of one shape, counted into owned / both; ``real`` [Cy, Cx, pairs] marks the pixels of padded cells
         (None: all are real)."""
         geometry = self.geometry
         order, slices = _rank_major(*_groups(cell))
