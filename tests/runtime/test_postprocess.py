@@ -140,7 +140,7 @@ def test_panoptic_memory_is_bounded_by_its_steps():
     """The same bound for panoptic, where cells are largest: an 8x upscaled output (1600x2144 from a 200x268 valid
     size), rough logits. The mask logits at the output would be 1.4 GB of float32; the pixel work goes in steps of
     PAIR_PIXELS_PER_STEP values (2 MB of float32 each), so the peak, the 13.7 MB segment map included, stays under
-    64 MiB (47 MiB measured; 104 MiB when steps counted pairs, whatever the cells' size)."""
+    64 MiB (47 MiB measured; 128 MiB when steps counted pairs, whatever the cells' size)."""
     import tracemalloc
 
     logits, masks = raw_outputs((50, 68), seed=3, noise=1.0)
