@@ -176,7 +176,9 @@ def test_frame_policies(tmp_path, drop):
     if drop == "none":
         assert seen == list(range(60))
     else:
-        assert 2 <= len(seen) <= 30 and seen[-1] == 59  # the last frame of a file is always delivered
+        # the last frame of a file is always delivered; a reader that decodes the whole file before the consumer's
+        # first call (these frames take well under 1 ms each) leaves only that one
+        assert 1 <= len(seen) <= 30 and seen[-1] == 59
         assert seen != list(range(len(seen)))  # some frames were skipped
     meter = RateMeter()
     meter.add({"pre": 0.001, "infer": 0.002})
