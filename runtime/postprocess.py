@@ -257,7 +257,7 @@ def _nonzero(mask: np.ndarray) -> tuple[np.ndarray, ...]:
 def _along_last(index: np.ndarray, n: int) -> np.ndarray:
     """Flat indices into an array [..., n] of ``index`` [..., m] (positions along its last axis, elementwise over the
     leading axes): np.take with them is take_along_axis, several times faster."""
-    rows = np.arange(index.size // index.shape[-1]).reshape(*index.shape[:-1], 1)
+    rows = np.arange(int(np.prod(index.shape[:-1]))).reshape(*index.shape[:-1], 1)
     return index + rows * n
 
 

@@ -37,3 +37,8 @@ def test_running_argmax_is_the_first_maximum_of_each_group():
         size = sizes[np.searchsorted(np.cumsum(sizes) - sizes, start)]
         want = start + np.argmax(values[..., start:start + size], axis=-1)
         assert np.array_equal(best[..., j], want), j
+
+
+def test_along_last_takes_nothing_from_nothing():
+    index = np.zeros((2, 3, 0), np.int64)
+    assert np.take(np.zeros((2, 3, 5)), _along_last(index, 5)).shape == (2, 3, 0)
