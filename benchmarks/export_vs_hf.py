@@ -82,7 +82,7 @@ def main() -> None:
     import onnx
     import torch
 
-    from m2f.validate.bench import interleaved
+    from m2f.validate.bench import host_description, interleaved
 
     torch.set_num_threads(args.threads)
     out = args.out or Path(tempfile.mkdtemp(prefix="m2f_vs_hf_"))
@@ -106,7 +106,8 @@ def main() -> None:
             "hf": lambda: hf_session.run(None, {"pixel_values": pixels}),
             "eager": eager}
     t = interleaved(runs, args.runs)
-    print(f"R50, {H}x{W}, ONNX Runtime CPU and PyTorch with {args.threads} thread(s), {args.runs} interleaved runs")
+    print(f"R50, {H}x{W}, ONNX Runtime CPU and PyTorch with {args.threads} thread(s) of {host_description()}, "
+          f"{args.runs} interleaved runs")
     print("| | export s | nodes | latency s (median) |")
     print("|---|---|---|---|")
     print(f"| m2f portable (opset 17) | {m2f_export:.1f} | {nodes['m2f']} | {np.median(t['m2f']):.2f} |")

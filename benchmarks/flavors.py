@@ -35,7 +35,7 @@ def main() -> None:
     from m2f.model.presets import get_preset
     from m2f.runtime import custom_ops
     from m2f.threads import use_threads
-    from m2f.validate.bench import interleaved
+    from m2f.validate.bench import host_description, interleaved
 
     use_threads(args.threads)
     torch.manual_seed(0)
@@ -61,7 +61,8 @@ def main() -> None:
         times = interleaved({name: partial(session.run, None, feeds) for name, session in sessions.items()},
                             args.runs)
     print(f"{args.preset}, random weights, static 1x{args.height}x{args.width}, ONNX Runtime CPU, "
-          f"{args.threads} threads, {args.runs} interleaved runs: medians, ratios are paired medians")
+          f"{args.threads} threads of {host_description()}, {args.runs} interleaved runs: medians, ratios are paired "
+          f"medians")
     print(f"{'flavor':<12} {'nodes':>6} {'x portable':>10} {'MB':>6} {'export s':>9} {'latency s':>10} "
           f"{'x portable':>10} {'max |diff|':>11}")
     base_nodes = exported["portable"][0]

@@ -82,14 +82,14 @@ def main() -> int:
     import torch
     import transformers
 
-    from m2f.validate.bench import interleaved
+    from m2f.validate.bench import host_description, interleaved
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     _settle_allocator()
     processor = transformers.Mask2FormerImageProcessorPil()
-    print(f"{args.runs} interleaved runs per case, 1 thread; HF transformers {transformers.__version__} "
-          f"(Mask2FormerImageProcessorPil), torch {torch.__version__}, numpy {np.__version__}")
+    print(f"{args.runs} interleaved runs per case, 1 thread of {host_description()}; HF transformers "
+          f"{transformers.__version__} (Mask2FormerImageProcessorPil), torch {torch.__version__}, numpy {np.__version__}")
     print("| case | m2f ms | HF ms | HF / m2f (paired) | target | met |")
     print("|---|---|---|---|---|---|")
     all_met = True

@@ -71,7 +71,7 @@ def _canvases(args, predictor, images) -> list[tuple[int, int]]:
 
 
 def _print(record: dict) -> None:
-    print(f"{record['model']} ({record['backend']}, {record['precision']}); peak host memory "
+    print(f"{record['model']} ({record['backend']}, {record['precision']}) on {record['host']}; peak host memory "
           f"{record['peak_rss_mb']:.0f} MB" + (f", device memory {record['device_memory_mb']:.0f} MB"
                                                if "device_memory_mb" in record else ""))
     print(f"{'batch':>5} {'stage':<6} {'min':>9} {'median':>9} {'p90':>9} {'p99':>9} {'max':>9}  ms per batch")

@@ -11,12 +11,16 @@ next) with the pipelined stream (``Predictor.stream``: stages on their own threa
 B...): images/s of each (medians over rounds), the paired ratio, and the bound 1 / (slowest stage's median time),
 which a pipeline reaches when each stage has a core of its own.
 
-``interleaved`` is the loop the benchmarks/ scripts time both sides of a comparison with (A, B, A, B...).
+``interleaved`` is the loop the benchmarks/ scripts time both sides of a comparison with (A, B, A, B...);
+``host_description`` names the CPU their figures come from.
 """
 from __future__ import annotations
 
+import os
+import platform
 import resource
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -50,6 +54,25 @@ def interleaved(runs: dict[str, Callable[[], object]], rounds: int, warmups: int
             fn()
             times[name].append(time.perf_counter() - start)
     return {name: np.asarray(t) for name, t in times.items()}
+
+
+def host_description(cpuinfo: str | None = None) -> str:
+    """The CPU that figures come from, e.g. "AMD EPYC, 2 CPUs, AVX-512": the vector width decides much of what numpy
+    and ONNX Runtime reach on one core, and a shared machine may move to another host between runs. ``cpuinfo``: the
+    text of /proc/cpuinfo (read when None; empty where there is none)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())  # the first processor's
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "NEON" if "asimd" in flags else ""
+    return ", ".join(part for part in (model, f"{os.cpu_count()} CPUs", vector) if part)
 
 
 def latency_stats(samples_s: list[float]) -> dict[str, float]:
@@ -106,7 +129,7 @@ def benchmark(predictor, batches: list[int], images: list[np.ndarray] | None = N
     record = {"model": str(predictor.path), "backend": predictor.backend.name, "precision": predictor.meta.precision,
               "batches": [{"batch": r.batch, "runs": r.runs, "ms": r.ms, "images_per_s": r.images_per_s}
                           for r in results],
-              "peak_rss_mb": round(peak_rss_mb(), 1)}
+              "peak_rss_mb": round(peak_rss_mb(), 1), "host": host_description()}
     device = getattr(predictor.backend, "device_memory_mb", None)
     if device is not None:
         record["device_memory_mb"] = device()

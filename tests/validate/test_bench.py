@@ -7,7 +7,7 @@ import pytest
 
 from m2f.cli import main
 from m2f.runtime import Predictor
-from m2f.validate.bench import benchmark, interleaved
+from m2f.validate.bench import benchmark, host_description, interleaved
 
 
 def test_interleaved_alternates_the_runs_after_their_warm_ups():
@@ -17,11 +17,40 @@ def test_interleaved_alternates_the_runs_after_their_warm_ups():
     assert [len(t) for t in times.values()] == [3, 3] and all((t >= 0).all() for t in times.values())
 
 
+X86_AVX512 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 9R14
+flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw avx512vl
+
+processor\t: 1
+model name\t: AMD EPYC 9R14
+flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw avx512vl
+"""
+X86_AVX2 = "processor\t: 0\nmodel name\t: AMD EPYC 7R13 Processor\nflags\t\t: fpu sse2 avx avx2 fma\n"
+JETSON = "processor\t: 0\nBogoMIPS\t: 62.50\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32\nCPU part\t: 0xd42\n"
+
+
+@pytest.mark.parametrize("cpuinfo, model, vector", [(X86_AVX512, "AMD EPYC 9R14", "AVX-512"),
+                                                    (X86_AVX2, "AMD EPYC 7R13 Processor", "AVX2"),
+                                                    (JETSON, None, "NEON")], ids=["avx512", "avx2", "arm"])
+def test_host_description_names_the_cpu_and_its_vector_width(cpuinfo, model, vector):
+    """Benchmark headers say which CPU their figures come from (the same VM ran on AVX2 and AVX-512 hosts): the
+    first processor's model name (ARM's cpuinfo has none: the machine's name instead) and the widest vector unit."""
+    import os
+
+    text = host_description(cpuinfo)
+    assert text.endswith(f", {os.cpu_count()} CPUs, {vector}")
+    if model:
+        assert text.startswith(model + ",")
+    assert host_description("").count(",") >= 1  # no /proc/cpuinfo: still the machine and the CPU count
+
+
 def test_bench_json_record(bundled_onnx, capsys):
     assert main(["bench", str(bundled_onnx), "--iterations", "4", "--warmup", "1", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     (batch,) = record["batches"]
     assert batch["batch"] == 1 and batch["runs"] == 4 and record["peak_rss_mb"] > 0
+    assert record["host"] == host_description()
     for stage in ("pre", "infer", "post", "e2e"):
         s = batch["ms"][stage]
         assert 0 <= s["min"] <= s["median"] <= s["p90"] <= s["p99"] <= s["max"], stage
