@@ -316,8 +316,7 @@ class _Panoptic:
         self.pixels = []  # per step of pixel work: (flat output index, owner x 2 + confident)
         mine = np.flatnonzero(need_owner[pair_k, pair_block])
         if mine.size:
-            self._cell_owners(lowres, pair_block[mine], pair_k[mine], mine,
-                              cell_lo, cell_hi, cell_sure, cell_not, pixels)
+            self._cell_owners(lowres, mine, pair_block, pair_k, cell_lo, cell_hi, cell_sure, cell_not, pixels)
 
     def _v(self, logits: np.ndarray, queries: np.ndarray) -> np.ndarray:
         """score x sigmoid(logit), queries broadcast against logits."""
@@ -360,10 +359,11 @@ class _Panoptic:
                 per_pair = confident.reshape(-1, at.size).view(np.uint8).sum(0, dtype=small)
                 self.orig += np.bincount(k[at], weights=per_pair, minlength=n).astype(np.int64)
 
-    def _cell_owners(self, lowres, pair_block, pair_k, mine, lo, hi, sure, surely_not, pixels) -> None:
-        """Owners of the cells of the undecided blocks, from their candidates' (``pair_*``, block-major) cell bounds:
-        pairs ``mine`` of the cell arrays [S, S, P] (gathered once, in the order of the work); the cells that stay
-        undecided go to ``_pixel_owners``."""
+    def _cell_owners(self, lowres, mine, pair_block, pair_k, lo, hi, sure, surely_not, pixels) -> None:
+        """Owners of the cells of the undecided blocks, from their candidates' cell bounds: pairs ``mine`` (block-major
+        positions) of ``pair_*`` [P] and of the cell arrays [S, S, P] (gathered once, in the order of the work); the
+        cells that stay undecided go to ``_pixel_owners``."""
+        pair_block, pair_k = pair_block[mine], pair_k[mine]
         order, slices = _rank_major(*_groups(pair_block))  # pair_block / pair_k stay block-major
         ranked_k = pair_k[order]
         lo, hi, sure, surely_not = (a[:, :, mine[order]] for a in (lo, hi, sure, surely_not))
@@ -405,8 +405,8 @@ class _Panoptic:
 
     def _pixel_step(self, lowres, cell, k, shape, real):
         """(flat output index, owner x 2 + confident: ``_code``) of the pixels of whole cells (each cell's pairs
-        together, ascending query) of one shape, counted into owned / both; ``real`` [Cy, Cx, pairs] marks the pixels of padded cells
-        (None: all are real)."""
+        together, ascending query) of one shape, counted into owned / both; ``real`` [Cy, Cx, pairs] marks the pixels
+        of padded cells (None: all are real)."""
         geometry = self.geometry
         order, slices = _rank_major(*_groups(cell))
         cell, k = cell[order], k[order]

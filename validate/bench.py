@@ -20,8 +20,8 @@ import os
 import platform
 import resource
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np

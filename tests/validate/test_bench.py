@@ -27,7 +27,8 @@ model name\t: AMD EPYC 9R14
 flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw avx512vl
 """
 X86_AVX2 = "processor\t: 0\nmodel name\t: AMD EPYC 7R13 Processor\nflags\t\t: fpu sse2 avx avx2 fma\n"
-JETSON = "processor\t: 0\nBogoMIPS\t: 62.50\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32\nCPU part\t: 0xd42\n"
+JETSON = ("processor\t: 0\nBogoMIPS\t: 62.50\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32\n"
+          "CPU part\t: 0xd42\n")
 
 
 @pytest.mark.parametrize("cpuinfo, model, vector", [(X86_AVX512, "AMD EPYC 9R14", "AVX-512"),
