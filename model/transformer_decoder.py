@@ -6,8 +6,6 @@ original; the attention mask is derived from the previous layer's mask predictio
 """
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,12 +14,6 @@ from m2f.plugins.masked_attention.lowering import attend
 
 from .config import Mask2FormerConfig
 from .position_encoding import sine_position_embedding
-
-# The canvas side every level size divides (the backbone's coarsest stride): on canvases that are multiples of it the
-# level sizes are exactly H/32, H/16, H/8 and the mask features H/4.
-COARSEST_STRIDE = 32
-# A resize that shrinks by k = 2 reads every pixel; by an even k >= 4 it reads only 2 of every k rows (and columns).
-MIN_SUPPORT_FACTOR = 4
 
 
 class MultiheadAttention(nn.Module):
@@ -134,19 +126,22 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         )
         self.class_embed = nn.Linear(d, cfg.num_classes + 1)
         self.mask_embed = MLP(d, d, cfg.mask_dim, 3)
-        self.size_divisibility = cfg.size_divisibility
 
     def prediction_heads(self, output: torch.Tensor, mask_features: torch.Tensor):
         """output [Q, N, C] -> class logits [N, Q, K+1], mask logits [N, Q, H/4, W/4]."""
         decoded = self.decoder_norm(output).transpose(0, 1)
         return self.class_embed(decoded), _mask_logits(self.mask_embed(decoded), mask_features)
 
-    def attention_mask_logits(self, output: torch.Tensor, support: torch.Tensor, size) -> torch.Tensor:
-        """What the next masked attention reads: the mask logits of output [Q, N, C] bilinearly resized to a level's
-        size (h, w) -> [N, Q, h, w]. support: the mask features at the pixels that resize reads (``resize_support``)
-        [N, mask_dim, H', W']; the result equals resizing the full [N, Q, H/4, W/4] prediction bit for bit."""
+    def attention_mask_logits(self, output: torch.Tensor, level_features: torch.Tensor) -> torch.Tensor:
+        """What the next masked attention reads: the mask logits of output [Q, N, C] at a level's size (h, w) ->
+        [N, Q, h, w], from the mask features resized to that level (``_to_level``) [N, mask_dim, h, w].
+
+        The original resizes the [N, Q, H/4, W/4] logits instead. A bilinear resize is linear and the logits are
+        linear in the features, so both give the same values up to float rounding (a few ulp, from the order of the
+        sums); only a logit within that rounding of 0 could block a key one way and not the other (docs/model.md
+        section 1.4). Here the dot products run at the level's size: 1/4, 1/16 and 1/64 of them."""
         embed = self.mask_embed(self.decoder_norm(output).transpose(0, 1))
-        return _to_level(_mask_logits(embed, support), size)
+        return _mask_logits(embed, level_features)
 
     def forward(self, multi_scale: list[torch.Tensor], mask_features: torch.Tensor,
                 return_aux: bool = False) -> dict[str, torch.Tensor | list]:
@@ -165,13 +160,9 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         query_pos = self.query_embed.weight.unsqueeze(1).repeat(1, n, 1)
         output = self.query_feat.weight.unsqueeze(1).repeat(1, n, 1)
 
-        # the earlier predictions only feed the attention masks: without aux outputs their mask logits are computed
-        # only at the pixels the resize to each level reads
-        # (a trace fixes the rows it keeps: only where every canvas the graph may take has the traced ratios)
-        every_canvas = self.size_divisibility > 0 and self.size_divisibility % COARSEST_STRIDE == 0
-        ratios_hold = every_canvas or not torch.jit.is_tracing()
-        supports = [resize_support(mask_features, size) if ratios_hold and not return_aux else mask_features
-                    for size in sizes]
+        # without aux outputs the earlier predictions only feed the attention masks: their logits come from the
+        # mask features at each level's size, resized once per level
+        level_features = [] if return_aux else [_to_level(mask_features, size) for size in sizes]
         aux = []
         for i in range(self.num_layers):
             level = i % self.num_levels
@@ -180,7 +171,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
                 aux.append({"pred_logits": logits, "pred_masks": masks})
                 level_logits = _to_level(masks, sizes[level])
             else:
-                level_logits = self.attention_mask_logits(output, supports[level], sizes[level])
+                level_logits = self.attention_mask_logits(output, level_features[level])
             output = self.transformer_cross_attention_layers[i](
                 output, srcs[level], level_logits.flatten(2).detach(), pos[level], query_pos)
             output = self.transformer_self_attention_layers[i](output, query_pos)
@@ -193,9 +184,10 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         return result
 
 
-def _to_level(mask_logits: torch.Tensor, size) -> torch.Tensor:
-    """[N, Q, H', W'] -> [N, Q, h, w]: the original's bilinear resize (align_corners=False) to a level's size."""
-    return F.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
+def _to_level(maps: torch.Tensor, size) -> torch.Tensor:
+    """[N, C, H', W'] -> [N, C, h, w]: the original's bilinear resize (align_corners=False) to a level's size, of
+    mask logits (C = Q) or of the mask features they are computed from."""
+    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
 
 
 def _mask_logits(embed: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
@@ -203,28 +195,3 @@ def _mask_logits(embed: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     (ONNX Runtime runs Einsum through transposes, MatMul directly: 54 vs 65 ms at R50 800x1344; same values)."""
     n, c, h, w = features.shape
     return torch.matmul(embed, features.reshape(n, c, h * w)).reshape(n, embed.shape[1], h, w)
-
-
-def resize_support(features: torch.Tensor, size) -> torch.Tensor:
-    """features [N, C, H, W] at the rows and columns that a bilinear resize (align_corners=False) to size (h, w)
-    reads -> [N, C, 2h or H, 2w or W]. Along an axis shrunk by an even integer k >= ``MIN_SUPPORT_FACTOR`` output j
-    samples input k*j + k/2 - 0.5: rows k*j + k/2 - 1 and k*j + k/2, weight 1/2 each; resizing the kept 2h rows to h
-    samples 2j + 0.5, the same two rows with the same weights. Any other ratio keeps the axis whole."""
-    for axis, out in ((2, size[0]), (3, size[1])):
-        length = features.shape[axis]
-        k, rest = divmod(_concrete(length), _concrete(out))
-        if rest or k % 2 or k < MIN_SUPPORT_FACTOR:
-            continue
-        # [.., out, k, ..] keeping k/2 - 1 and k/2 of each k: slices of whole rows, where a Gather of columns would
-        # copy single elements (36 ms against 4 at 800x1344); k from the traced sizes, so dynamic graphs follow
-        step = length // out
-        features = features.unflatten(axis, (out, step)).narrow(axis + 1, step // 2 - 1, 2).flatten(axis, axis + 1)
-    return features
-
-
-def _concrete(size) -> int:
-    """A size as an int. While tracing sizes are tensors: their traced value, and the branch it decides is fixed in
-    the graph (``forward`` uses that only where every canvas a dynamic graph takes gives the same ratios)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        return int(size)
