@@ -84,9 +84,9 @@ def _sample(value: torch.Tensor, widths: torch.Tensor, heights: torch.Tensor, st
     second Gather picks one quad per sample, [N, Lq, M, L, P, 4D], and one batched MatMul
     ([.., 1, 4LP] x [.., 4LP, D]) sums all of them straight into the output's [N, Lq, M, D] layout. So every
     weight is plain bilinear x attention, without in-bounds tests, and the sums are those of the reference,
-    whose out-of-map terms are zero either way. The quads are rows of 4D floats where pairs of rows (a quad
-    table's size halved) would take twice the picks: the per-row cost of a Gather outweighs building the table
-    (0.97x of the R50 graph's time in ONNX Runtime, paired)."""
+    whose out-of-map terms are zero either way. Quads, not pairs of neighbours (a table of half the size, two
+    picks per sample): a Gather's cost per picked row outweighs building the larger table (the R50 graph takes
+    0.975x the time in ONNX Runtime with quads, paired)."""
     n, s_len, m, d = value.shape
     _, lq, _, num_levels, num_points = x.shape
     dtype = x.dtype
@@ -103,8 +103,8 @@ def _sample(value: torch.Tensor, widths: torch.Tensor, heights: torch.Tensor, st
     corner_rows = _corner_rows(widths, heights, starts, n, s_len)  # [N*C, 4]
     cells = corner_rows.shape[0]
     # value rows head-major, then the zero row: [M, N*S + 1, D]; the quad of cell c, head h is row h*N*C + c
-    rows = torch.nn.functional.pad(value.permute(2, 0, 1, 3).reshape(m, n * s_len, d), (0, 0, 0, 1))
-    quads = rows[:, corner_rows].reshape(m * cells, 4 * d)
+    table = torch.nn.functional.pad(value.permute(2, 0, 1, 3).reshape(m, n * s_len, d), (0, 0, 0, 1))
+    quads = table[:, corner_rows].reshape(m * cells, 4 * d)
     # a sample's quad: h*N*C + n*C + grid start of its level + (top + 1)*(W + 2) + left + 1; the small operands are
     # cast to int32 explicitly (traced sizes are int64 and would promote every index)
     base = (torch.arange(m, dtype=torch.int32).view(m, 1, 1) * cells
