@@ -1,6 +1,6 @@
 """The decoder's attention-mask logits: the embedding dotted with the mask features resized to each level, where the
 official code resizes the full-size logits (docs/model.md section 1.4). Both orders are one linear map, so they agree
-to 1e-12 in float64 and within a dot product's rounding bound in float32; the model's outputs equal those of the
+to 1e-12 in float64 and within a dot product's rounding bound in float32; the model's outputs match those of the
 official order's path (``return_aux``) on the tiny models, and a trace follows other canvas sizes."""
 import warnings
 
