@@ -6,7 +6,6 @@ import warnings
 import pytest
 
 from m2f.cli import main
-from m2f.runtime import Predictor
 from m2f.validate.bench import benchmark, host_description, interleaved
 
 
