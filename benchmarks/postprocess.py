@@ -77,6 +77,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated, of: " + ", ".join(CASES))
     args = parser.parse_args()
+    unknown = [name for name in args.cases.split(",") if name not in CASES]
+    if unknown:
+        parser.error(f"unknown case {', '.join(unknown)}: pick from {', '.join(CASES)}")
 
     import cv2
     import torch
