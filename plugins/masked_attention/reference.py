@@ -26,6 +26,9 @@ def reference(
     """The PyTorch reference; exact in float64. Shapes are documented in ``contract``."""
     scores = torch.matmul(q * (1.0 / math.sqrt(q.shape[-1])), k.transpose(-1, -2))  # [N, M, Q, S]
     if mask_logits is not None:
-        blocked = blocked_keys(mask_logits)[:, None]  # shared by all heads
-        scores = scores.masked_fill(blocked, float("-inf"))
+        # an additive -inf / 0 mask shared by all heads, as PyTorch's MultiheadAttention turns the original's bool
+        # mask into: the same values as masked_fill, and ONNX Runtime's broadcast Add over the heads (an outer axis)
+        # is faster than its Where
+        blocked = blocked_keys(mask_logits)[:, None]  # [N, 1, Q, S]
+        scores = scores + torch.zeros((), dtype=scores.dtype).masked_fill(blocked, float("-inf"))
     return torch.matmul(torch.softmax(scores, dim=-1), v)
