@@ -13,10 +13,10 @@ The islands are blocks of the graph, named from the exporter's node scopes (``bl
 
 - always fp32 (docs/numerics.md, ``required_island``): pre/post-processing in the graph (adapter, heads), softmaxes and
   normalisation statistics, the mask logits (embedding x mask features), the masked-attention threshold (Sigmoid /
-  Less / Where / the Cast feeding them) and the deformable-attention sampling math of the portable flavor; the m2f
-  plugin node takes an fp16 value with fp32 sampling inputs; TensorRT's own plugin (trt-builtin) takes every float
-  input in one type, so its locations and weights become fp16 at the node (the README's precision section measures
-  what that costs);
+  Less / Where / the Cast feeding them, and the Add that applies the -inf / 0 mask they make) and the
+  deformable-attention sampling math of the portable flavor; the m2f plugin node takes an fp16 value with fp32
+  sampling inputs; TensorRT's own plugin (trt-builtin) takes every float input in one type, so its locations and
+  weights become fp16 at the node (the README's precision section measures what that costs);
 - fp32 when measured sensitive (``m2f.calib.sensitivity``): any other block, e.g. the deformable-attention
   sampling coordinates.
 """
@@ -79,6 +79,9 @@ def required_island(node) -> str | None:
         return "mask einsum accumulation"
     if node.op_type in THRESHOLD_OPS and "/multihead_attn/" in node.name:
         return "masked-attention threshold and masking"
+    if node.op_type == "Add" and "/multihead_attn/" in node.name and any("/multihead_attn/Where" in i
+                                                                          for i in node.input):
+        return "masked-attention masking (the -inf / 0 mask is added in fp32)"
     if block_of(node.name).endswith("/deformable sampling") and node.domain in STANDARD_DOMAINS:
         return "deformable-attention coordinate math (Floor and index arithmetic; fp16 spacing is 0.125 px at 128+)"
     return None

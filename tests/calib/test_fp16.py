@@ -72,14 +72,39 @@ def test_blocks_from_scope_names(name, block):
 
 
 def test_required_islands():
-    node = lambda op, name, domain="": helper.make_node(op, [], [], name=name, domain=domain)
+    node = lambda op, name, domain="", inputs=(): helper.make_node(op, list(inputs), [], name=name, domain=domain)
     attn = "/model/sem_seg_head/predictor/transformer_cross_attention_layers.0/multihead_attn/"
     sampling = "/model/sem_seg_head/pixel_decoder/layers.0/self_attn/"
     assert required_island(node("Less", attn + "Less"))
+    assert required_island(node("Add", attn + "Add_3", inputs=[attn + "MatMul_3_output_0", attn + "Where_output_0"]))
+    assert required_island(node("Add", attn + "Add_1", inputs=["bias", attn + "MatMul_1_output_0"])) is None, \
+        "a projection's bias add is not the masking"
     assert required_island(node("Floor", sampling + "Floor"))
     assert required_island(node("M2fMSDeformAttn", sampling + "M2fMSDeformAttn", "m2f")) is None, \
         "the plugin node itself takes fp16, as TensorRT's plugin does"
     assert required_island(node("Conv", "/model/backbone/res2/res2.0/conv1/Conv")) is None
+
+
+def test_portable_masking_stays_fp32(tmp_path):
+    """The portable masked attention adds a -inf / 0 mask to the scores: in an fp16 graph that Add reads the scores
+    cast to fp32 and feeds the fp32 Softmax, as the threshold that makes the mask (docs/numerics.md)."""
+    from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS
+    from m2f.export.onnx_export import ExportOptions, export_onnx
+    from m2f.model.checkpoint import load_checkpoint
+
+    model = load_checkpoint(DEFAULT_WEIGHTS, preset=DEFAULT_PRESET)
+    path = export_onnx(model, tmp_path / "m.onnx", ExportOptions(height=128, width=160)).path
+    half = to_fp16(onnx.load(str(path)), set()).model
+    producer = {o: n for n in half.graph.node for o in n.output}
+    types = {v.name: v.type.tensor_type.elem_type for v in half.graph.value_info}
+    softmaxes = [n for n in half.graph.node if n.op_type == "Softmax" and "/multihead_attn/" in n.name]
+    masking = [producer[n.input[0]] for n in softmaxes]
+    assert masking and all(n.op_type == "Add" for n in masking), [n.op_type for n in masking]
+    for add in masking:
+        assert [types[i] for i in add.input] == [TensorProto.FLOAT] * 2, add.name
+        scores = producer[add.input[0]]
+        assert scores.op_type == "Cast" and types[scores.input[0]] == TensorProto.FLOAT16, "MatMul in fp16"
+        assert producer[add.input[1]].op_type == "Where"
 
 
 @pytest.mark.parametrize("flavor", ["m2f", pytest.param("trt-builtin", marks=pytest.mark.slow)])
