@@ -78,7 +78,7 @@ def required_island(node) -> str | None:
     if node.op_type in MASK_LOGIT_OPS and node.name.rsplit("/", 1)[0].endswith("/predictor"):
         return "mask einsum accumulation"
     if node.op_type in THRESHOLD_OPS and "/multihead_attn/" in node.name:
-        return "masked-attention threshold and masking"
+        return "masked-attention threshold"
     if node.op_type == "Add" and "/multihead_attn/" in node.name and any("/multihead_attn/Where" in i
                                                                           for i in node.input):
         return "masked-attention masking (the -inf / 0 mask is added in fp32)"

@@ -1,5 +1,5 @@
-"""Masked cross-attention in PyTorch: the reference, exact in float64 (it exports to plain MatMul / masked Softmax
-/ MatMul, the portable lowering). Shapes and semantics: ``contract``."""
+"""Masked cross-attention in PyTorch: the reference, exact in float64 (it exports to plain MatMul / Add of a -inf / 0
+mask / Softmax / MatMul, the portable lowering). Shapes and semantics: ``contract``."""
 from __future__ import annotations
 
 import math
