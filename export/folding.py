@@ -4,7 +4,8 @@ ONNX Runtime folds in one pass the shape arithmetic that onnxslim folds one laye
 plugin nodes: ten onnxslim iterations, 21 of an export's 25 s). It cannot load plugin nodes, so a graph that has
 them is cut around them: each plugin node is taken out, its output becomes a graph input (typed with the traced
 sizes, ``m2f.plugins.lowering.traced_sizes``), the inputs it read become graph outputs so that nothing it needs is
-removed, and after folding the nodes go back in, in topological order.
+removed, and after folding the nodes go back in, in topological order. A static graph's equal integer tables are
+then stored once (``share_index_constants``).
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from m2f.onnx_graph import STANDARD_DOMAINS
 # ONNX Runtime rewrites that restructure rather than fold: their new nodes lose the exporter's scope names (which the
 # precision islands and the stage taps read), and TensorRT fuses MatMul+Add itself.
 RESTRUCTURING_OPTIMIZERS = ["MatMulAddFusion", "TransposeOptimizer"]
+# integer constants from this size up are merged when equal (share_index_constants); smaller ones are not worth it
+SHARED_CONSTANT_MIN_BYTES = 1024
 
 
 def foldable(model_proto) -> bool:
@@ -49,6 +52,38 @@ def fold_constants(model_proto):
     graph.node.extend(nodes)
     folded.opset_import.extend(o for o in model_proto.opset_import if o.domain not in STANDARD_DOMAINS)
     return folded
+
+
+def share_index_constants(model_proto) -> int:
+    """Integer initializers of at least ``SHARED_CONSTANT_MIN_BYTES`` that hold the same values (type, shape and
+    bytes) merged into the first of them, in place -> how many were removed. They are the index tables that every
+    encoder layer computes alike from the level sizes (the portable deformable attention's neighbour lists: six of
+    375 kB in a static R50 graph); ONNX Runtime's folding shares only small constants. Float constants are left
+    alone: weights that are equal by chance may end up in different precisions (``m2f.calib.fp16``)."""
+    import hashlib
+
+    from onnx import AttributeProto, TensorProto
+
+    graph = model_proto.graph
+    if any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for n in graph.node for a in n.attribute):
+        return 0  # a subgraph could read them too; m2f's graphs have none (no If / Loop)
+    integer = {TensorProto.INT8, TensorProto.UINT8, TensorProto.INT16, TensorProto.INT32, TensorProto.INT64}
+    interface = {v.name for v in list(graph.input) + list(graph.output)}
+    first: dict[tuple, str] = {}
+    renamed: dict[str, str] = {}
+    for tensor in graph.initializer:
+        if tensor.data_type in integer and len(tensor.raw_data) >= SHARED_CONSTANT_MIN_BYTES \
+                and tensor.name not in interface:
+            key = (tensor.data_type, tuple(tensor.dims), hashlib.sha256(tensor.raw_data).digest())
+            if first.setdefault(key, tensor.name) != tensor.name:
+                renamed[tensor.name] = first[key]
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in renamed:
+                node.input[i] = renamed[name]
+    _remove_named(graph.initializer, set(renamed))
+    _remove_named(graph.value_info, set(renamed))
+    return len(renamed)
 
 
 def _cut(model_proto, plugins) -> tuple[set[str], set[str]]:

@@ -241,6 +241,7 @@ def _simplify(model_proto, static: bool):
     if folding.foldable(model_proto):
         model_proto = folding.fold_constants(model_proto)
         if static:
+            folding.share_index_constants(model_proto)
             return model_proto
     with contextlib.redirect_stdout(io.StringIO()):
         return onnxslim.slim(model_proto)

@@ -1,8 +1,11 @@
 """Constant folding around plugin nodes (m2f.export.folding): a static export of every flavor has its shape
 arithmetic folded away, including what depends on a plugin node's output; the plugin nodes come back unchanged and
 the folded graph computes what the unfolded one does (both in ONNX Runtime, plugin nodes as m2f.runtime.custom_ops)."""
+import dataclasses
+
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
@@ -86,3 +89,56 @@ def test_plugin_outputs_with_symbolic_sizes_are_left_to_onnxslim():
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         value_info=[helper.make_tensor_value_info("p", TensorProto.FLOAT, ["n", 3])])
     assert not folding.foldable(helper.make_model(graph))
+
+
+def _table_graph(tables: dict[str, np.ndarray]):
+    """y_k = Gather(x, table_k) for every named initializer; x float [300, 2]."""
+    nodes = [helper.make_node("Gather", ["x", name], [f"y_{name}"], name=f"gather_{name}") for name in tables]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [300, 2])],
+        [helper.make_tensor_value_info(f"y_{name}", TensorProto.FLOAT, None) for name in tables],
+        initializer=[onnx.numpy_helper.from_array(t, name) for name, t in tables.items()])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 9
+    return proto
+
+
+def test_equal_index_tables_are_stored_once():
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 300, (400,), dtype=np.int32)  # 1600 bytes: over SHARED_CONSTANT_MIN_BYTES
+    small = big[:10].copy()
+    tables = {"a": big, "b": big.copy(), "c": big.astype(np.int64), "d": big[::-1].copy(), "e": big.copy(),
+              "s1": small, "s2": small.copy()}
+    proto = _table_graph(tables)
+    x = rng.standard_normal((300, 2)).astype(np.float32)
+    want = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert folding.share_index_constants(proto) == 2
+    reads = {n.name: n.input[1] for n in proto.graph.node}
+    assert reads == {"gather_a": "a", "gather_b": "a", "gather_c": "c", "gather_d": "d", "gather_e": "a",
+                     "gather_s1": "s1", "gather_s2": "s2"}, "int64 copy, reversed copy and small tables kept apart"
+    assert sorted(t.name for t in proto.graph.initializer) == ["a", "c", "d", "s1", "s2"]
+    got = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_float_constants_are_not_shared():
+    weights = np.arange(400, dtype=np.float32)
+    nodes = [helper.make_node("Add", ["x", name], [f"y_{name}"]) for name in ("w1", "w2")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [400])],
+        [helper.make_tensor_value_info(f"y_{name}", TensorProto.FLOAT, None) for name in ("w1", "w2")],
+        initializer=[onnx.numpy_helper.from_array(weights, name) for name in ("w1", "w2")])
+    assert folding.share_index_constants(helper.make_model(graph)) == 0
+
+
+def test_a_static_portable_export_stores_each_neighbour_list_once(tmp_path):
+    model = random_model(dataclasses.replace(tiny_config("resnet"), enc_layers=2))
+    path = export_onnx(model, tmp_path / "g.onnx", ExportOptions(height=64, width=96)).path
+    graph = onnx.load(str(path)).graph
+    tables = [(t.data_type, tuple(t.dims), t.raw_data) for t in graph.initializer
+              if t.data_type in (TensorProto.INT32, TensorProto.INT64) and len(t.raw_data) >= 1024]
+    assert tables and len(tables) == len(set(tables))
+    gathers = [n.input[1] for n in graph.node if n.op_type == "Gather" and "self_attn" in n.name]
+    readers = {name: gathers.count(name) for name in set(gathers)}
+    assert max(readers.values()) == model.config.enc_layers, readers
