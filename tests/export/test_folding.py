@@ -1,6 +1,7 @@
 """Constant folding around plugin nodes (m2f.export.folding): a static export of every flavor has its shape
 arithmetic folded away, including what depends on a plugin node's output; the plugin nodes come back unchanged and
-the folded graph computes what the unfolded one does (both in ONNX Runtime, plugin nodes as m2f.runtime.custom_ops)."""
+the folded graph computes what the unfolded one does (both in ONNX Runtime, plugin nodes as m2f.runtime.custom_ops).
+Equal integer tables are stored once, float constants never merged."""
 import dataclasses
 
 import numpy as np
@@ -137,7 +138,8 @@ def test_a_static_portable_export_stores_each_neighbour_list_once(tmp_path):
     path = export_onnx(model, tmp_path / "g.onnx", ExportOptions(height=64, width=96)).path
     graph = onnx.load(str(path)).graph
     tables = [(t.data_type, tuple(t.dims), t.raw_data) for t in graph.initializer
-              if t.data_type in (TensorProto.INT32, TensorProto.INT64) and len(t.raw_data) >= 1024]
+              if t.data_type in (TensorProto.INT32, TensorProto.INT64)
+              and len(t.raw_data) >= folding.SHARED_CONSTANT_MIN_BYTES]
     assert tables and len(tables) == len(set(tables))
     gathers = [n.input[1] for n in graph.node if n.op_type == "Gather" and "self_attn" in n.name]
     readers = {name: gathers.count(name) for name in set(gathers)}
