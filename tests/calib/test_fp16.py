@@ -85,16 +85,10 @@ def test_required_islands():
     assert required_island(node("Conv", "/model/backbone/res2/res2.0/conv1/Conv")) is None
 
 
-def test_portable_masking_stays_fp32(tmp_path):
+def test_portable_masking_stays_fp32(bundled_onnx):
     """The portable masked attention adds a -inf / 0 mask to the scores: in an fp16 graph that Add reads the scores
     cast to fp32 and feeds the fp32 Softmax, as the threshold that makes the mask (docs/numerics.md)."""
-    from m2f.assets import DEFAULT_PRESET, DEFAULT_WEIGHTS
-    from m2f.export.onnx_export import ExportOptions, export_onnx
-    from m2f.model.checkpoint import load_checkpoint
-
-    model = load_checkpoint(DEFAULT_WEIGHTS, preset=DEFAULT_PRESET)
-    path = export_onnx(model, tmp_path / "m.onnx", ExportOptions(height=128, width=160)).path
-    half = to_fp16(onnx.load(str(path)), set()).model
+    half = to_fp16(onnx.load(str(bundled_onnx)), set()).model
     producer = {o: n for n in half.graph.node for o in n.output}
     types = {v.name: v.type.tensor_type.elem_type for v in half.graph.value_info}
     softmaxes = [n for n in half.graph.node if n.op_type == "Softmax" and "/multihead_attn/" in n.name]

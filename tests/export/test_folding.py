@@ -2,8 +2,6 @@
 arithmetic folded away, including what depends on a plugin node's output; the plugin nodes come back unchanged and
 the folded graph computes what the unfolded one does (both in ONNX Runtime, plugin nodes as m2f.runtime.custom_ops).
 Equal integer tables are stored once, float constants never merged."""
-import dataclasses
-
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -133,14 +131,17 @@ def test_float_constants_are_not_shared():
     assert folding.share_index_constants(helper.make_model(graph)) == 0
 
 
-def test_a_static_portable_export_stores_each_neighbour_list_once(tmp_path):
-    model = random_model(dataclasses.replace(tiny_config("resnet"), enc_layers=2))
-    path = export_onnx(model, tmp_path / "g.onnx", ExportOptions(height=64, width=96)).path
-    graph = onnx.load(str(path)).graph
+def test_a_static_portable_export_stores_each_neighbour_list_once(bundled_onnx):
+    from m2f.assets import DEFAULT_PRESET
+    from m2f.model.presets import get_preset
+
+    encoder_layers = get_preset(DEFAULT_PRESET).enc_layers
+    assert encoder_layers >= 2, "the bundled model must have layers to share a list"
+    graph = onnx.load(str(bundled_onnx)).graph
     tables = [(t.data_type, tuple(t.dims), t.raw_data) for t in graph.initializer
               if t.data_type in (TensorProto.INT32, TensorProto.INT64)
               and len(t.raw_data) >= folding.SHARED_CONSTANT_MIN_BYTES]
     assert tables and len(tables) == len(set(tables))
     gathers = [n.input[1] for n in graph.node if n.op_type == "Gather" and "self_attn" in n.name]
     readers = {name: gathers.count(name) for name in set(gathers)}
-    assert max(readers.values()) == model.config.enc_layers, readers
+    assert max(readers.values()) == encoder_layers, readers
