@@ -119,8 +119,8 @@ def test_flops_match_fvcore_on_the_same_model(tmp_path):
                ("transformer decoder", "sem_seg_head.predictor"))}
     path = export_onnx(model, tmp_path / "m.onnx", ExportOptions(dynamic=True)).path
     ours = {stage: cost.flops for stage, cost in count_flops(path, 96, 160).items()}
-    # the portable graph samples with one MatMul per level ([.., 1, 4P] x [.., 4P, D]) where PyTorch calls
-    # grid_sample, which fvcore does not count: N * Lq * M * 4P * D multiply-adds per level and encoder layer
+    # the portable graph sums its samples with one MatMul per layer ([.., 1, 4LP] x [.., 4LP, D]) where PyTorch calls
+    # grid_sample, which fvcore counts apart (not in `counted`): N * Lq * M * 4LP * D multiply-adds per encoder layer
     layers = [m for name, m in model.named_modules() if name.endswith("self_attn") and hasattr(m, "n_points")]
     queries = sum((96 // stride) * (160 // stride) for stride in (8, 16, 32))
     sampling = sum(a.n_levels * queries * a.n_heads * 4 * a.n_points * (a.value_proj.out_features // a.n_heads)
