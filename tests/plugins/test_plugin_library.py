@@ -3,7 +3,6 @@ headers with warnings as errors, linked with --no-undefined, exporting only getC
 needing neither libnvinfer nor libcuda; a C++ harness drives every creator and plugin method (under
 AddressSanitizer too) and its names must be the Python contract's."""
 import ctypes
-import os
 import shutil
 import subprocess
 from pathlib import Path
